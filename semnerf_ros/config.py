@@ -1,0 +1,257 @@
+"""Configuration: the seed's YAML keys and defaults plus this package's extensions.
+
+A config is a nested ``dict`` with the sections of the seed's
+``SSR_room0_config.yaml`` (``experiment``, ``model``, ``render``, ``train``,
+``logging``) and two of ours (``mapper`` for online keyframing and the fast
+field's ``hash`` options live under ``model``/``render``/``mapper``).
+:func:`load_config` merges a user file onto :data:`DEFAULTS`, accepts the
+seed's spellings (``5e-4``, ``1024*128``, ``250e3`` as strings), rejects
+unknown keys and wrong types with a message that names the key, and returns a
+fully populated dict.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+import re
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value or file that cannot be used."""
+
+
+DEFAULTS: dict[str, Any] = {
+    "experiment": {
+        "scene_file": "",            # seed: habitat mesh (unused; meshes come from the field)
+        "save_dir": "runs/semnerf",  # where metrics, renders, checkpoints go
+        "dataset_dir": "",           # Replica- or ScanNet-layout folder
+        "dataset_type": "auto",      # auto | replica | scannet
+        "convention": "opencv",      # camera axes of the poses in the dataset
+        "width": 320,                # training / rendering resolution (px)
+        "height": 240,
+        "gpu": "0",
+        "enable_semantic": True,
+        "enable_depth": True,        # render depth (and supervise it if train.wgt_depth > 0)
+        "endpoint_feat": False,
+        "train_step": 5,             # every train_step-th frame trains (seed: 5) ...
+        "test_offset": 2,            # ... and the frame test_offset after it tests (seed: step // 2)
+        "total_num": 0,              # frames of the sequence to use; 0 = all
+        "seed": 0,                   # RNG seed for corruptions, sampling, init
+        "device": "auto",            # auto | cuda | cuda:N | cpu
+    },
+    "model": {
+        "type": "nerf",              # nerf (the paper's MLPs) | hash (fast field)
+        "netdepth": 8,
+        "netwidth": 256,
+        "netdepth_fine": 8,
+        "netwidth_fine": 256,
+        "chunk": 1024 * 128,         # rays per forward pass when rendering images
+        "netchunk": 1024 * 128,      # points per forward pass
+        "hash": {
+            "n_levels": 16,
+            "n_features_per_level": 2,
+            "log2_hashmap_size": 19,
+            "base_resolution": 16,
+            "finest_resolution": 1024,   # cells along the largest scene-box side
+            "hidden_dim": 64,
+            "geo_feat_dim": 15,
+            "hidden_dim_color": 64,
+            "hidden_dim_semantic": 64,
+            "backend": "auto",           # auto | torch | triton
+        },
+    },
+    "render": {
+        "N_rays": 32 * 32 * 1,       # rays per training batch
+        "N_samples": 64,             # coarse stratified samples per ray (nerf)
+        "N_importance": 128,         # fine importance samples per ray (nerf)
+        "perturb": 1,
+        "use_viewdirs": True,
+        "i_embed": 0,
+        "multires": 10,
+        "multires_views": 4,
+        "raw_noise_std": 1.0,
+        "test_viz_factor": 1,
+        "no_batching": True,
+        "depth_range": [0.1, 10.0],  # near, far along the camera z axis (m)
+        "white_bkgd": False,
+        # fast field (model.type: hash)
+        "scene_bounds": "auto",      # [xmin, ymin, zmin, xmax, ymax, zmax] (m, world) or auto
+        "bounds_margin": 0.5,        # metres added around auto bounds
+        "march_steps": 512,          # samples per ray along [near, far] before skipping
+        "max_samples_per_ray": 48,   # occupied samples kept per ray
+        "occupancy_resolution": 128,
+        "occupancy_threshold": 0.01, # opacity of a cell below which it is skipped
+        "occupancy_update_every": 16,
+        "occupancy_warmup_steps": 256,
+        "depth_guided_sampling": True,  # sample near measured depth when a ray has one
+        "depth_guide_std": 0.05,     # metres
+    },
+    "train": {
+        "lrate": 5e-4,
+        "lrate_decay": 250e3,        # steps for the learning rate to fall by 10x
+        "N_iters": 200000,
+        "wgt_sem": 4e-2,
+        "wgt_depth": 0.0,            # depth loss weight (0 = off); used when depth is given
+        "mixed_precision": "auto",   # auto | true | false (bf16 autocast on CUDA for the hash field)
+        "eps_adam": 1e-15,
+    },
+    "logging": {
+        "step_log_print": 1,
+        "step_log_tfb": 500,
+        "step_save_ckpt": 20000,
+        "step_val": 5000,
+        "step_vis_train": 5000,
+    },
+    "mapper": {
+        "keyframe_policy": "motion",     # motion | all (offline: every frame is a keyframe)
+        "min_translation": 0.10,         # m moved since the last keyframe
+        "min_rotation_deg": 10.0,        # or degrees turned
+        "max_overlap": 0.90,             # or view overlap with the last keyframe below this
+        "max_keyframes": 200,            # replay buffer bound
+        "eviction": "coverage",          # coverage | fifo
+        "recent_fraction": 0.25,         # share of each ray batch from the newest keyframes
+        "recent_window": 4,              # how many newest keyframes count as recent
+        "max_steps_per_second": 0.0,     # background-thread throttle (0 = as fast as possible)
+        "storage_device": "auto",        # where keyframe pixels live (auto = training device)
+    },
+}
+
+# Keys whose values may be None or of several types.
+_FREE_KEYS = {("render", "scene_bounds"), ("train", "mixed_precision"), ("experiment", "gpu")}
+
+_PRODUCT = re.compile(r"^\s*[0-9.eE+\-]+(\s*\*\s*[0-9.eE+\-]+)*\s*$")
+
+
+def _parse_number(value: str) -> Optional[float]:
+    """Parse the seed's numeric spellings: '5e-4', '250e3', '1024*128'."""
+    if not _PRODUCT.match(value):
+        return None
+    out = 1.0
+    try:
+        for part in value.split("*"):
+            out *= float(part)
+    except ValueError:
+        return None
+    return out
+
+
+def _coerce(path: str, default: Any, value: Any) -> Any:
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ConfigError(f"{path}: expected true/false, got {value!r}")
+    if isinstance(default, (int, float)):
+        num = value
+        if isinstance(value, str):
+            num = _parse_number(value)
+            if num is None:
+                raise ConfigError(f"{path}: expected a number, got {value!r}")
+        if isinstance(num, bool) or not isinstance(num, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        if not math.isfinite(num):
+            raise ConfigError(f"{path}: must be finite, got {value!r}")
+        if isinstance(default, int):
+            if float(num) != int(num):
+                raise ConfigError(f"{path}: expected an integer, got {value!r}")
+            return int(num)
+        return float(num)
+    if isinstance(default, str):
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{path}: expected a string, got {value!r}")
+    if isinstance(default, list):
+        if not isinstance(value, (list, tuple)) or len(value) != len(default):
+            raise ConfigError(f"{path}: expected a list of {len(default)} values, got {value!r}")
+        return [_coerce(f"{path}[{i}]", d, v) for i, (d, v) in enumerate(zip(default, value))]
+    return value
+
+
+def merge(base: dict, override: dict, prefix: str = "") -> dict:
+    """Deep-merge ``override`` onto a copy of ``base``, type-checking against base."""
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        path = f"{prefix}{key}"
+        if key not in out:
+            close = difflib.get_close_matches(str(key), list(out), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"unknown config key {path!r}{hint}")
+        if isinstance(out[key], dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+            out[key] = merge(out[key], value, prefix=path + ".")
+        elif tuple(path.split(".")) in _FREE_KEYS:
+            out[key] = value
+        else:
+            out[key] = _coerce(path, out[key], value)
+    return out
+
+
+def validate(cfg: dict) -> dict:
+    """Cross-field checks; raises :class:`ConfigError`."""
+    near, far = cfg["render"]["depth_range"]
+    if not 0 <= near < far:
+        raise ConfigError(f"render.depth_range must satisfy 0 <= near < far, got {[near, far]}")
+    if cfg["model"]["type"] not in ("nerf", "hash"):
+        raise ConfigError(f"model.type must be 'nerf' or 'hash', got {cfg['model']['type']!r}")
+    if cfg["mapper"]["keyframe_policy"] not in ("motion", "all"):
+        raise ConfigError("mapper.keyframe_policy must be 'motion' or 'all'")
+    if cfg["mapper"]["eviction"] not in ("coverage", "fifo"):
+        raise ConfigError("mapper.eviction must be 'coverage' or 'fifo'")
+    if cfg["mapper"]["max_keyframes"] < 1:
+        raise ConfigError("mapper.max_keyframes must be >= 1")
+    if not 0.0 <= cfg["mapper"]["recent_fraction"] <= 1.0:
+        raise ConfigError("mapper.recent_fraction must be in [0, 1]")
+    if cfg["render"]["N_rays"] < 1 or cfg["render"]["N_samples"] < 2:
+        raise ConfigError("render.N_rays must be >= 1 and render.N_samples >= 2")
+    if cfg["experiment"]["width"] < 1 or cfg["experiment"]["height"] < 1:
+        raise ConfigError("experiment.width and experiment.height must be positive")
+    b = cfg["render"]["scene_bounds"]
+    if not (b == "auto" or b is None):
+        if not (isinstance(b, (list, tuple)) and len(b) == 6):
+            raise ConfigError(f"render.scene_bounds must be 'auto' or 6 numbers, got {b!r}")
+        vals = [float(x) for x in b]
+        if not all(vals[i] < vals[i + 3] for i in range(3)):
+            raise ConfigError(f"render.scene_bounds min must be below max, got {b!r}")
+        cfg["render"]["scene_bounds"] = vals
+    mp = cfg["train"]["mixed_precision"]
+    if mp not in ("auto", True, False, "true", "false"):
+        raise ConfigError(f"train.mixed_precision must be auto, true or false, got {mp!r}")
+    return cfg
+
+
+def make_config(override: Optional[dict] = None) -> dict:
+    """Defaults merged with ``override`` and validated."""
+    return validate(merge(DEFAULTS, override or {}))
+
+
+def load_config(path=None, overrides: Optional[dict] = None) -> dict:
+    """Load a YAML config file (seed layout) onto the defaults, then apply
+    ``overrides`` (a nested dict, e.g. from command-line flags)."""
+    cfg = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: top level must be a mapping of sections")
+        cfg = merge(cfg, data)
+    if overrides:
+        cfg = merge(cfg, overrides)
+    return validate(cfg)
+
+
+def save_config(cfg: dict, path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg, sort_keys=False))
