@@ -1,0 +1,243 @@
+"""Loader for the Replica sequences rendered for Semantic-NeRF (and the built-in
+synthetic scene, which writes the same layout).
+
+Folder layout (as the seed's ``ReplicaDatasetCache`` reads it)::
+
+    rgb/rgb_<N>.png                         8-bit colour
+    depth/depth_<N>.png                     uint16, metres * depth_scale (1000)
+    semantic_class/semantic_class_<N>.png   uint8/uint16 class ids, 0 = void
+    semantic_instance/semantic_instance_<N>.png   uint16 instance ids (optional)
+    traj_w_c.txt                            one row-major 4x4 camera-to-world per line
+    intrinsics.json                         optional: fx fy cx cy width height hfov
+                                            depth_scale class_names [fps instance_to_class]
+    info_semantic.json                      optional: Replica's {"classes": [{"id", "name"}]}
+
+Without ``intrinsics.json`` the camera is the seed's: hfov 90 degrees, centred
+principal point, square pixels.  Poses use OpenCV optical camera axes.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from ..geometry import Intrinsics
+from .scene_data import (DatasetError, SceneData, default_class_names, numbered_files,
+                         read_image, read_label_image, read_rgb, remap_classes, resize_depth,
+                         resize_nearest, resize_rgb, select_frames)
+
+DEFAULT_HFOV_DEG = 90.0
+DEFAULT_DEPTH_SCALE = 1000.0
+
+
+def is_replica_dir(path) -> bool:
+    """True if ``path`` looks like a Replica-layout folder."""
+    p = Path(path)
+    return (p / "traj_w_c.txt").is_file() and (p / "rgb").is_dir()
+
+
+def read_trajectory(path) -> np.ndarray:
+    """``traj_w_c.txt`` as (N, 4, 4) float64 camera-to-world poses."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"trajectory file not found: {path}")
+    try:
+        rows = np.loadtxt(path, dtype=np.float64, ndmin=2)
+    except ValueError as exc:
+        raise DatasetError(f"{path}: cannot parse poses: {exc}") from exc
+    if rows.size == 0:
+        raise DatasetError(f"{path}: holds no poses")
+    if rows.shape[1] != 16:
+        raise DatasetError(f"{path}: each line must hold 16 numbers (a row-major 4x4), "
+                           f"got {rows.shape[1]}")
+    return rows.reshape(-1, 4, 4)
+
+
+def read_intrinsics_file(path) -> dict:
+    """The optional ``intrinsics.json`` as a dict ({} if absent)."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        with open(path) as fh:
+            info = json.load(fh)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read intrinsics: {exc}") from exc
+    if not isinstance(info, dict):
+        raise DatasetError(f"{path}: expected a JSON object")
+    return info
+
+
+def _class_table(folder: Path, info: dict) -> dict:
+    """Original class id -> name from intrinsics.json or Replica's info_semantic.json."""
+    table: dict = {}
+    names = info.get("class_names")
+    if isinstance(names, list):
+        table.update({i: str(n) for i, n in enumerate(names)})
+    sem = folder / "info_semantic.json"
+    if not table and sem.is_file():
+        try:
+            with open(sem) as fh:
+                classes = json.load(fh).get("classes", [])
+            table.update({int(c["id"]): str(c["name"]) for c in classes})
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            warnings.warn(f"ignoring unreadable {sem}: {exc}", stacklevel=3)
+    return table
+
+
+def _native_intrinsics(info: dict, width: int, height: int, source: Path) -> Intrinsics:
+    """Intrinsics at the files' resolution ``width`` x ``height``."""
+    if all(k in info for k in ("fx", "fy", "cx", "cy")):
+        iw, ih = int(info.get("width", width)), int(info.get("height", height))
+        K = Intrinsics(float(info["fx"]), float(info["fy"]), float(info["cx"]), float(info["cy"]), iw, ih)
+        if (iw, ih) != (width, height):
+            if abs(iw / ih - width / height) > 1e-3:
+                raise DatasetError(f"{source}: intrinsics are for {iw}x{ih} but images are "
+                                   f"{width}x{height} (different aspect ratio)")
+            K = K.resized(width, height)
+        return K
+    hfov = float(info.get("hfov", DEFAULT_HFOV_DEG))
+    if not 0 < hfov < 180:
+        raise DatasetError(f"{source}: hfov must lie in (0, 180) degrees, got {hfov}")
+    return Intrinsics.from_hfov(width, height, hfov)
+
+
+def load_replica(path, width: Optional[int] = 320, height: Optional[int] = 240,
+                 train_step: int = 5, test_offset: int = 2, total_num: int = 0,
+                 class_ids: Optional[Sequence[int]] = None, load_depth: bool = True,
+                 load_instances: bool = True, progress: bool = True,
+                 num_workers: Optional[int] = None) -> SceneData:
+    """Load a Replica-layout folder.
+
+    Args:
+        path: the sequence folder (holding ``rgb/``, ``traj_w_c.txt``, ...).
+        width, height: output resolution in pixels (None = the files' own).
+        train_step, test_offset, total_num: the seed's split — train frames are
+            ``range(0, total, train_step)``, test frames ``train + test_offset``
+            (dropped past the end), ``total`` = the first ``total_num`` frames (0 = all).
+            Only train and test frames are loaded.
+        class_ids: original class ids to keep, in order (others become void);
+            default: the ids present in the loaded frames (the seed's rule).
+        load_depth, load_instances: skip those images when False.
+    Raises:
+        DatasetError naming the missing or mismatched file.
+    """
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise DatasetError(f"Replica folder not found: {folder}")
+    for sub in ("rgb", "semantic_class"):
+        if not (folder / sub).is_dir():
+            raise DatasetError(f"{folder} is not a Replica-layout folder: missing {sub}/")
+    rgb_files = numbered_files(folder / "rgb", "rgb_*.png")
+    if not rgb_files:
+        raise DatasetError(f"no rgb/rgb_<N>.png images in {folder}")
+    sem_files = numbered_files(folder / "semantic_class", "semantic_class_*.png")
+    numbers = list(rgb_files)
+    _check_same_numbers(folder, "semantic_class", numbers, sem_files)
+    depth_files = None
+    if load_depth and (folder / "depth").is_dir():
+        depth_files = numbered_files(folder / "depth", "depth_*.png")
+        _check_same_numbers(folder, "depth", numbers, depth_files)
+    inst_files = None
+    if load_instances and (folder / "semantic_instance").is_dir():
+        inst_files = numbered_files(folder / "semantic_instance", "semantic_instance_*.png")
+        _check_same_numbers(folder, "semantic_instance", numbers, inst_files)
+
+    traj = read_trajectory(folder / "traj_w_c.txt")
+    if numbers == list(range(len(numbers))) or len(traj) != len(numbers):
+        if len(traj) <= numbers[-1]:
+            raise DatasetError(f"{folder / 'traj_w_c.txt'} holds {len(traj)} poses but the "
+                               f"images go up to frame {numbers[-1]}")
+        poses_all = traj[numbers]
+    else:  # numbering not starting at 0 and one pose per image: pair in order
+        poses_all = traj
+    finite = np.all(np.isfinite(poses_all.reshape(len(numbers), -1)), axis=1)
+    if not finite.all():
+        bad = [numbers[i] for i in np.flatnonzero(~finite)]
+        warnings.warn(f"{folder}: skipping {len(bad)} frames with non-finite poses: {bad[:10]}",
+                      stacklevel=2)
+    valid = np.flatnonzero(finite)
+    load, train_pos, test_pos = select_frames(len(valid), train_step, test_offset, total_num)
+    chosen = valid[load]
+
+    info = read_intrinsics_file(folder / "intrinsics.json")
+    first = read_rgb(rgb_files[numbers[chosen[0]]])
+    h0, w0 = first.shape[:2]
+    native = _native_intrinsics(info, w0, h0, folder / "intrinsics.json")
+    out_w = int(width) if width else w0
+    out_h = int(height) if height else h0
+    intr = native if (out_w, out_h) == (w0, h0) else native.resized(out_w, out_h)
+    depth_scale = float(info.get("depth_scale", DEFAULT_DEPTH_SCALE))
+    if not (math.isfinite(depth_scale) and depth_scale > 0):
+        raise DatasetError(f"{folder}: depth_scale must be positive, got {depth_scale}")
+
+    n = len(chosen)
+    rgb = np.empty((n, out_h, out_w, 3), np.uint8)
+    raw_labels = None
+    depth = np.empty((n, out_h, out_w), np.float32) if depth_files is not None else None
+    instances = np.empty((n, out_h, out_w), np.int32) if inst_files is not None else None
+    labels_holder: list = [None] * n
+
+    def load_one(k: int) -> None:
+        num = numbers[chosen[k]]
+        img = first if k == 0 else read_rgb(rgb_files[num])
+        if img.shape[:2] != (h0, w0):
+            raise DatasetError(f"{rgb_files[num]} is {img.shape[1]}x{img.shape[0]}, "
+                               f"the sequence is {w0}x{h0}")
+        rgb[k] = resize_rgb(img, out_w, out_h)
+        lab = read_label_image(sem_files[num])
+        _check_size(sem_files[num], lab, w0, h0)
+        labels_holder[k] = resize_nearest(lab, out_w, out_h)
+        if depth is not None:
+            d = read_image(depth_files[num])
+            if d.ndim != 2:
+                raise DatasetError(f"{depth_files[num]}: depth must be single-channel, got {d.shape}")
+            _check_size(depth_files[num], d, w0, h0)
+            depth[k] = resize_depth(d.astype(np.float32) / depth_scale, out_w, out_h)
+        if instances is not None:
+            ins = read_label_image(inst_files[num])
+            _check_size(inst_files[num], ins, w0, h0)
+            instances[k] = resize_nearest(ins, out_w, out_h)
+
+    workers = num_workers or min(4, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for _ in tqdm(pool.map(load_one, range(n)), total=n, desc=f"loading {folder.name}",
+                      unit="frame", disable=not progress, leave=False):
+            pass
+    raw_labels = np.stack(labels_holder)
+    labels, ids = remap_classes(raw_labels, class_ids)
+    table = _class_table(folder, info)
+    meta = {"depth_scale": depth_scale, "native_intrinsics": native.to_dict()}
+    if "instance_to_class" in info:
+        meta["instance_to_class"] = {int(k): int(v) for k, v in info["instance_to_class"].items()}
+    return SceneData(
+        rgb=rgb, labels=labels, instances=instances, depth=depth,
+        poses=poses_all[chosen].astype(np.float64), intrinsics=intr,
+        class_names=default_class_names(ids, table), class_ids_original=ids,
+        frame_indices=np.asarray([numbers[c] for c in chosen], dtype=np.int64),
+        train_ids=train_pos.astype(np.int64), test_ids=test_pos.astype(np.int64),
+        fps=float(info.get("fps", 30.0)), path=folder, kind="replica", meta=meta,
+    )
+
+
+def _check_same_numbers(folder: Path, sub: str, numbers: list, files: dict) -> None:
+    if list(files) != numbers:
+        missing = sorted(set(numbers) - set(files))
+        extra = sorted(set(files) - set(numbers))
+        raise DatasetError(
+            f"{folder}: {sub}/ does not match rgb/ ({len(files)} vs {len(numbers)} images; "
+            f"missing frames {missing[:10]}{'...' if len(missing) > 10 else ''}, "
+            f"extra frames {extra[:10]}{'...' if len(extra) > 10 else ''})")
+
+
+def _check_size(path: Path, img: np.ndarray, w: int, h: int) -> None:
+    if img.shape[:2] != (h, w):
+        raise DatasetError(f"{path} is {img.shape[1]}x{img.shape[0]} but the colour images "
+                           f"are {w}x{h}")
