@@ -1,0 +1,802 @@
+"""The semantic mesh of a radiance field: extraction, export, RViz triangle lists, accuracy.
+
+Extraction (:func:`extract_mesh`) follows the seed's ``SSR/extract_colour_mesh.py``:
+
+1. the density is queried on a regular grid (here: isotropic voxels, ``resolution`` cells
+   along the longest side of ``bounds``, chunked, under ``torch.no_grad()``, on the device
+   of the field);
+2. marching cubes (``skimage.measure.marching_cubes``) extracts the iso-surface
+   ``sigma = density_threshold``;
+3. optionally small connected components are dropped (the seed's ``clean_mesh`` with
+   ``min_num_cluster=400``);
+4. colours and classes come from the field **rendered along the surface normal**, the
+   seed's method (after bmild/nerf#44): a ray starts ``normal_offset`` metres outside the
+   vertex (seed: ``near * near_t = 0.1 * 2.0 = 0.2`` m), marches towards and past the vertex
+   along ``-normal`` and composites colour and semantic logits with volume-rendering weights
+   (logits are accumulated before softmax, as in the paper).  The seed renders that ray to
+   ``far = 10`` m with its coarse+fine renderer; here the ray is the segment
+   ``[-normal_offset, +normal_offset]`` around the vertex sampled at ``ray_samples`` points
+   and the weights are normalised by their sum, so an unsaturated ray still gets a colour.
+   ``sample_mode="point"`` instead queries the heads at the vertex itself with view
+   direction ``-normal``.  Classes are the argmax over ids ``1..C-1`` (void never predicted).
+
+Density threshold.  The seed marches an occupancy grid ``1 - exp(-relu(sigma) * delta)``
+at level 0.45 with ``delta = (far - near) / N_importance = 9.9 / 128 = 0.077`` m, i.e. at
+``sigma = -ln(0.55) / 0.077 = 7.7`` per metre.  Our threshold is on sigma itself (1/m);
+the default 10 /m is the density at which a 10 cm slab absorbs 63 % of the light.
+:func:`sigma_from_occupancy` converts the seed's (level, delta) pairs.
+
+Units: vertices in world metres; colours uint8 RGB; labels int32 class ids (0 = void).
+No ROS imports: the ROS node turns :func:`marker_chunks` into visualization_msgs/Marker.
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from .plyio import MeshExportError, PlyError, atomic_output, read_ply, write_ply
+
+__all__ = [
+    "SemanticMesh", "NoSurfaceError", "MeshExportError", "PlyError",
+    "extract_mesh", "sigma_from_occupancy", "remove_small_components", "vertex_normals",
+    "write_mesh", "read_mesh", "read_ply", "marker_chunks", "decimate", "mesh_accuracy",
+    "sample_surface", "main",
+]
+
+DEFAULT_GREY = (180, 180, 180)
+#: Default iso-level of sigma (1/m); see the module docstring.
+DEFAULT_DENSITY_THRESHOLD = 10.0
+#: Largest density grid extract_mesh will allocate (points; 4 bytes each on the host).
+MAX_GRID_POINTS = 2 ** 31
+
+
+class NoSurfaceError(ValueError):
+    """The density grid never crosses the threshold inside the bounds."""
+
+
+def _palette(n: int) -> np.ndarray:
+    from .colormap import label_palette
+    return label_palette(max(int(n), 1))
+
+
+@dataclass
+class SemanticMesh:
+    """A triangle mesh with per-vertex rendered colour and class.
+
+    vertices (V,3) float32 world metres; faces (F,3) int32 (counter-clockwise seen from
+    outside, i.e. from free space); vertex_colors (V,3) uint8 RGB rendered by the field;
+    vertex_labels (V,) int32 class ids (0 = void); class_names[i] names id i;
+    palette (C,3) uint8 colours of the ids; stats: timings (s) and extraction facts.
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    vertex_colors: np.ndarray
+    vertex_labels: np.ndarray
+    class_names: list = field(default_factory=lambda: ["void"])
+    palette: Optional[np.ndarray] = None
+    stats: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.vertices = np.ascontiguousarray(np.asarray(self.vertices, dtype=np.float32).reshape(-1, 3))
+        self.faces = np.ascontiguousarray(np.asarray(self.faces, dtype=np.int32).reshape(-1, 3))
+        v = self.vertices.shape[0]
+        self.vertex_colors = np.asarray(self.vertex_colors, dtype=np.uint8).reshape(-1, 3)
+        self.vertex_labels = np.asarray(self.vertex_labels, dtype=np.int32).reshape(-1)
+        if self.vertex_colors.shape[0] != v or self.vertex_labels.shape[0] != v:
+            raise ValueError(f"SemanticMesh: {v} vertices but {self.vertex_colors.shape[0]} colours "
+                             f"and {self.vertex_labels.shape[0]} labels")
+        if self.faces.size and (self.faces.min() < 0 or self.faces.max() >= v):
+            raise ValueError(f"SemanticMesh: face indices outside [0, {v})")
+        self.class_names = list(self.class_names)
+        if self.palette is None:
+            n = max(len(self.class_names), int(self.vertex_labels.max(initial=0)) + 1)
+            self.palette = _palette(n)
+        self.palette = np.asarray(self.palette, dtype=np.uint8).reshape(-1, 3)
+
+    @property
+    def num_vertices(self) -> int:
+        return int(self.vertices.shape[0])
+
+    @property
+    def num_faces(self) -> int:
+        return int(self.faces.shape[0])
+
+    def semantic_colors(self) -> np.ndarray:
+        """(V,3) uint8 palette colour of each vertex's class (ids beyond the palette
+        are coloured with an extended VOC palette)."""
+        lab = self.vertex_labels
+        pal = self.palette
+        if lab.size and (lab.max() >= len(pal) or lab.min() < 0):
+            if lab.min() < 0:
+                raise ValueError("SemanticMesh: negative class ids cannot be coloured")
+            pal = np.concatenate([pal, _palette(int(lab.max()) + 1)[len(pal):]], axis=0)
+        return pal[lab]
+
+    def face_areas(self) -> np.ndarray:
+        """(F,) triangle areas in square metres."""
+        t = self.vertices[self.faces].astype(np.float64)
+        return 0.5 * np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=1)
+
+    def surface_area(self) -> float:
+        return float(self.face_areas().sum())
+
+    def enclosed_volume(self) -> float:
+        """Signed volume (m^3) by the divergence theorem: positive for a closed mesh whose
+        faces wind counter-clockwise seen from outside; meaningless for open meshes."""
+        t = self.vertices[self.faces].astype(np.float64)
+        return float(np.einsum("ij,ij->i", t[:, 0], np.cross(t[:, 1], t[:, 2])).sum() / 6.0)
+
+    def submesh(self, face_mask: np.ndarray) -> "SemanticMesh":
+        """The faces selected by ``face_mask`` with their vertices (unreferenced ones dropped)."""
+        faces = self.faces[np.asarray(face_mask, dtype=bool)]
+        keep, faces = _compact(faces, self.num_vertices)
+        return SemanticMesh(self.vertices[keep], faces, self.vertex_colors[keep], self.vertex_labels[keep],
+                            list(self.class_names), self.palette.copy(), dict(self.stats))
+
+
+def _compact(faces: np.ndarray, n_vertices: int):
+    """Indices of the vertices used by ``faces`` and the faces re-indexed onto them."""
+    used = np.zeros(n_vertices, dtype=bool)
+    used[faces.reshape(-1)] = True
+    keep = np.flatnonzero(used)
+    remap = np.full(n_vertices, -1, dtype=np.int64)
+    remap[keep] = np.arange(keep.size)
+    return keep, remap[faces].astype(np.int32).reshape(-1, 3)
+
+
+def sigma_from_occupancy(level: float, delta: float) -> float:
+    """Density (1/m) at which ``1 - exp(-sigma * delta) = level`` (the seed's occupancy
+    level 0.45 with delta 0.077 m gives 7.7 /m)."""
+    if not 0.0 < level < 1.0 or delta <= 0:
+        raise ValueError(f"need 0 < level < 1 and delta > 0, got level={level}, delta={delta}")
+    return -math.log(1.0 - level) / delta
+
+
+# --------------------------------------------------------------------------- extraction helpers
+
+def _infer_device(fn, device):
+    import torch
+    if device is not None:
+        return torch.device(device)
+    owner = getattr(fn, "__self__", None)
+    if isinstance(owner, torch.nn.Module):
+        for tensor in list(owner.parameters()) + list(owner.buffers()):
+            return tensor.device
+    return torch.device("cpu")
+
+
+def _grid_shape(bounds: np.ndarray, resolution: int):
+    extent = bounds[1] - bounds[0]
+    voxel = float(extent.max()) / resolution
+    # whole voxels per axis; shorter axes are extended by < 1 voxel past their max bound
+    shape = tuple(max(2, int(math.ceil(e / voxel - 1e-6)) + 1) for e in extent)
+    return shape, voxel
+
+
+def _query_density_grid(density_fn, lo, voxel, shape, chunk, device, progress):
+    import torch
+    nx, ny, nz = shape
+    total = nx * ny * nz
+    grid = np.empty(total, dtype=np.float32)
+    lo_t = torch.as_tensor(lo, dtype=torch.float32, device=device)
+    starts = range(0, total, chunk)
+    if progress:
+        from tqdm import tqdm
+        starts = tqdm(starts, desc="density grid", unit="chunk", leave=False)
+    for start in starts:
+        end = min(total, start + chunk)
+        idx = torch.arange(start, end, device=device, dtype=torch.int64)
+        ijk = torch.stack([idx // (ny * nz), (idx // nz) % ny, idx % nz], dim=1)
+        pts = lo_t + voxel * ijk.to(torch.float32)
+        sigma = density_fn(pts)
+        if not torch.is_tensor(sigma):
+            raise TypeError(f"density_fn must return a torch tensor, got {type(sigma).__name__}")
+        sigma = sigma.reshape(-1)
+        if sigma.shape[0] != end - start:
+            raise ValueError(f"density_fn returned {sigma.shape[0]} values for {end - start} points")
+        grid[start:end] = sigma.detach().float().cpu().numpy()
+    return grid.reshape(shape)
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(V,3) unit area-weighted vertex normals of a counter-clockwise mesh (outward)."""
+    t = vertices[faces].astype(np.float64)
+    fn = np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0])  # length = 2 * area
+    n = np.zeros((vertices.shape[0], 3))
+    for k in range(3):
+        np.add.at(n, faces[:, k], fn)
+    norm = np.linalg.norm(n, axis=1, keepdims=True)
+    return (n / np.maximum(norm, 1e-12)).astype(np.float32)
+
+
+def _face_components(faces: np.ndarray, n_vertices: int):
+    """Connected-component id of every face (faces sharing a vertex are connected)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    rows = np.concatenate([faces[:, 0], faces[:, 1]])
+    cols = np.concatenate([faces[:, 1], faces[:, 2]])
+    adj = coo_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(n_vertices, n_vertices))
+    _, vertex_comp = connected_components(adj, directed=False)
+    return vertex_comp[faces[:, 0]]
+
+
+def remove_small_components(vertices, faces, min_faces: int, *extra):
+    """Drop connected components with fewer than ``min_faces`` faces.
+
+    Uses scipy's connected components on the vertex graph (faces sharing a vertex are
+    connected), so the result does not depend on whether Open3D is installed.  Returns
+    ``(vertices, faces, *extra)`` with unreferenced vertices removed; ``extra`` are
+    per-vertex arrays filtered alongside.
+    """
+    faces = np.asarray(faces)
+    if min_faces <= 0 or faces.shape[0] == 0:
+        return (vertices, faces, *extra)
+    comp = _face_components(faces, vertices.shape[0])
+    sizes = np.bincount(comp)
+    faces = faces[sizes[comp] >= min_faces]
+    keep, faces = _compact(faces, vertices.shape[0])
+    return (vertices[keep], faces, *[e[keep] for e in extra])
+
+
+def _eval_heads(points, viewdirs, semantic_fn, color_fn):
+    rgb = color_fn(points, viewdirs).reshape(points.shape[0], 3) if color_fn is not None else None
+    sem = semantic_fn(points) if semantic_fn is not None else None
+    if sem is not None:
+        # -inf logits (e.g. a void column padded by the mapper) would turn 0-weight samples
+        # into NaN when composited; a large finite value keeps the argmax unchanged.
+        sem = sem.reshape(points.shape[0], -1).float().clamp(min=-1e6)
+    return rgb, sem
+
+
+def _shade_vertices(vertices, normals, density_fn, semantic_fn, color_fn, mode, offset, n_samples,
+                    chunk, device, progress):
+    """Colours (V,3) float [0,1] and logits (V,C) from the field at the mesh vertices."""
+    import torch
+    n_v = vertices.shape[0]
+    rgb_out = np.zeros((n_v, 3), np.float32) if color_fn is not None else None
+    sem_out = None
+    per_chunk = max(1, chunk // (n_samples if mode == "ray" else 1))
+    starts = range(0, n_v, per_chunk)
+    if progress:
+        from tqdm import tqdm
+        starts = tqdm(starts, desc="vertex colours/classes", unit="chunk", leave=False)
+    # signed distances along the outward normal, outermost first
+    ts = offset * (1.0 - 2.0 * (torch.arange(n_samples, device=device, dtype=torch.float32) + 0.5) / n_samples)
+    delta = 2.0 * offset / n_samples
+    for start in starts:
+        end = min(n_v, start + per_chunk)
+        v = torch.as_tensor(vertices[start:end], device=device)
+        nrm = torch.as_tensor(normals[start:end], device=device)
+        viewdir = -nrm
+        if mode == "point":
+            rgb, sem = _eval_heads(v, viewdir, semantic_fn, color_fn)
+        else:
+            b = end - start
+            pts = (v[:, None, :] + nrm[:, None, :] * ts[None, :, None]).reshape(-1, 3)
+            dirs = viewdir[:, None, :].expand(b, n_samples, 3).reshape(-1, 3)
+            sigma = torch.relu(density_fn(pts).reshape(b, n_samples).float())
+            alpha = 1.0 - torch.exp(-sigma * delta)
+            trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha + 1e-10], 1), 1)[:, :-1]
+            w = alpha * trans
+            wsum = w.sum(1, keepdim=True)
+            empty = wsum[:, 0] < 1e-4
+            wn = w / wsum.clamp_min(1e-8)
+            # evaluate the heads only where the normalised weight matters (>= 1e-3; the
+            # largest weight of a ray is >= 1/n_samples, so every non-empty ray keeps one)
+            keep = (wn >= 1e-3) & ~empty[:, None]
+            wn = wn * keep
+            wn = wn / wn.sum(1, keepdim=True).clamp_min(1e-8)
+            sel = keep.reshape(-1).nonzero().squeeze(1)
+            if sel.numel() == 0:   # every ray of the chunk is empty: the vertex fallback below
+                rgb, sem = _eval_heads(v, viewdir, semantic_fn, color_fn)
+                empty = torch.zeros_like(empty)
+                rgb_s = sem_s = None
+            else:
+                rgb_s, sem_s = _eval_heads(pts[sel], dirs[sel], semantic_fn, color_fn)
+                rgb = sem = None
+            if rgb_s is not None:
+                full = torch.zeros(b * n_samples, 3, device=device).index_copy_(0, sel, rgb_s.float())
+                rgb = (wn[..., None] * full.reshape(b, n_samples, 3)).sum(1)
+            if sem_s is not None:
+                full = torch.zeros(b * n_samples, sem_s.shape[1], device=device).index_copy_(0, sel, sem_s)
+                sem = (wn[..., None] * full.reshape(b, n_samples, -1)).sum(1)
+            if bool(empty.any()):  # nothing absorbs along the segment: fall back to the vertex
+                rgb_pt, sem_pt = _eval_heads(v[empty], viewdir[empty], semantic_fn, color_fn)
+                if rgb is not None:
+                    rgb[empty] = rgb_pt.float()
+                if sem is not None:
+                    sem[empty] = sem_pt.float()
+        if rgb is not None:
+            rgb_out[start:end] = rgb.detach().float().clamp(0, 1).cpu().numpy()
+        if sem is not None:
+            s = sem.detach().float().cpu().numpy()
+            if sem_out is None:
+                sem_out = np.zeros((n_v, s.shape[1]), np.float32)
+            sem_out[start:end] = s
+    return rgb_out, sem_out
+
+
+def extract_mesh(density_fn: Callable, bounds, resolution: int = 256,
+                 density_threshold: Optional[float] = DEFAULT_DENSITY_THRESHOLD,
+                 semantic_fn: Optional[Callable] = None, color_fn: Optional[Callable] = None,
+                 chunk: int = 2 ** 18, device=None, min_component_faces: int = 0,
+                 class_names: Optional[Sequence[str]] = None, progress: bool = False, *,
+                 palette=None, sample_mode: str = "ray", normal_offset: float = 0.2,
+                 ray_samples: int = 32, allow_empty: bool = False) -> SemanticMesh:
+    """Marching-cubes mesh of a density field with rendered colours and classes.
+
+    density_fn(points (N,3)) -> (N,) sigma in 1/m; semantic_fn(points) -> (N,C) logits;
+    color_fn(points, viewdirs (N,3) unit) -> (N,3) RGB in [0,1].  All take and return torch
+    tensors on the field's device (``device``; default: the device of the ``nn.Module`` that
+    ``density_fn`` is bound to, else CPU).  bounds: (2,3) [min, max] corners in world metres.
+    resolution: voxels along the longest side (isotropic voxels).  density_threshold: the
+    iso-level of sigma (1/m; None = 10, see the module docstring).  chunk: points per field call.
+    min_component_faces: drop connected components with fewer faces (0 = keep all).
+    sample_mode: "ray" (the seed's normal rays, ``normal_offset`` m, ``ray_samples``) or
+    "point" (heads at the vertex, view direction -normal).  Without ``color_fn`` vertices
+    are grey; without ``semantic_fn`` every label is 0 (void).
+
+    Raises :class:`NoSurfaceError` if sigma never crosses the threshold (or returns an
+    empty mesh if ``allow_empty``).  ``mesh.stats`` holds seconds per stage and grid facts.
+    """
+    import torch
+    from skimage.measure import marching_cubes
+
+    t_all = time.perf_counter()
+    bounds = np.asarray(bounds, dtype=np.float64)
+    if bounds.shape == (6,):
+        bounds = bounds.reshape(2, 3)
+    if bounds.shape != (2, 3) or not np.all(np.isfinite(bounds)):
+        raise ValueError(f"bounds must be a finite (2,3) array [min, max], got {bounds.tolist()}")
+    if not np.all(bounds[1] > bounds[0]):
+        raise ValueError(f"bounds min must be below max on every axis, got {bounds.tolist()}")
+    resolution = int(resolution)
+    if resolution < 2:
+        raise ValueError(f"resolution must be >= 2 voxels, got {resolution}")
+    if density_threshold is None:
+        density_threshold = DEFAULT_DENSITY_THRESHOLD
+    density_threshold = float(density_threshold)
+    if not math.isfinite(density_threshold):
+        raise ValueError(f"density_threshold must be finite, got {density_threshold}")
+    if sample_mode not in ("ray", "point"):
+        raise ValueError(f"sample_mode must be 'ray' or 'point', got {sample_mode!r}")
+    if sample_mode == "ray" and (normal_offset <= 0 or ray_samples < 1):
+        raise ValueError("sample_mode 'ray' needs normal_offset > 0 and ray_samples >= 1")
+    chunk = max(1, int(chunk))
+    device = _infer_device(density_fn, device)
+    shape, voxel = _grid_shape(bounds, resolution)
+    if math.prod(shape) > MAX_GRID_POINTS:
+        raise ValueError(f"resolution {resolution} over bounds {bounds.tolist()} needs a {shape} grid "
+                         f"(> {MAX_GRID_POINTS} points); lower the resolution or shrink the bounds")
+    stats = {"grid_shape": list(shape), "voxel_size_m": voxel, "density_threshold": float(density_threshold),
+             "device": str(device)}
+
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        grid = _query_density_grid(density_fn, bounds[0], voxel, shape, chunk, device, progress)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        stats["seconds_density_grid"] = time.perf_counter() - t0
+        n_bad = int((~np.isfinite(grid)).sum())
+        if n_bad:
+            grid = np.nan_to_num(grid, nan=0.0, posinf=np.float32(3e38), neginf=0.0)
+        stats["nonfinite_density_values"] = n_bad
+        gmin, gmax = float(grid.min()), float(grid.max())
+        stats["density_min"], stats["density_max"] = gmin, gmax
+
+        def empty(reason):
+            if not allow_empty:
+                raise NoSurfaceError(reason)
+            stats["seconds_total"] = time.perf_counter() - t_all
+            stats["empty_reason"] = reason
+            n_c = len(class_names) if class_names is not None else 1
+            return SemanticMesh(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0),
+                                list(class_names) if class_names is not None else ["void"],
+                                palette if palette is not None else _palette(n_c), stats)
+
+        if not gmin < density_threshold < gmax:
+            return empty(f"no surface: density in the {shape[0]}x{shape[1]}x{shape[2]} grid over bounds "
+                         f"{bounds.tolist()} spans [{gmin:.4g}, {gmax:.4g}] /m and never crosses the "
+                         f"threshold {density_threshold:g} /m (untrained map, wrong bounds or threshold?)")
+
+        t0 = time.perf_counter()
+        verts, faces, normals, _ = marching_cubes(grid, level=float(density_threshold), spacing=(voxel,) * 3,
+                                                  gradient_direction="ascent", allow_degenerate=False)
+        del grid
+        verts = (verts + bounds[0]).astype(np.float32)
+        faces = faces.astype(np.int32)
+        stats["seconds_marching_cubes"] = time.perf_counter() - t0
+        stats["raw_vertices"], stats["raw_faces"] = int(verts.shape[0]), int(faces.shape[0])
+
+        t0 = time.perf_counter()
+        normals = np.asarray(normals, dtype=np.float32)
+        verts, faces, normals = remove_small_components(verts, faces, int(min_component_faces), normals)
+        stats["seconds_cleaning"] = time.perf_counter() - t0
+        if faces.shape[0] == 0:
+            return empty(f"no surface left after removing components under {min_component_faces} faces")
+        # skimage's gradient normals point down the density (outward); patch degenerate ones
+        norm = np.linalg.norm(normals, axis=1)
+        bad = ~(norm > 1e-6)
+        normals = normals / np.maximum(norm, 1e-6)[:, None]
+        if bad.any():
+            normals[bad] = vertex_normals(verts, faces)[bad]
+
+        t0 = time.perf_counter()
+        rgb, logits = (None, None)
+        if semantic_fn is not None or color_fn is not None:
+            rgb, logits = _shade_vertices(verts, normals.astype(np.float32), density_fn, semantic_fn, color_fn,
+                                          sample_mode, float(normal_offset), int(ray_samples), chunk, device,
+                                          progress)
+        stats["seconds_shading"] = time.perf_counter() - t0
+
+    if logits is not None:
+        if logits.shape[1] < 2:
+            raise ValueError(f"semantic_fn must return logits for >= 2 classes (void + 1), got {logits.shape[1]}")
+        labels = (np.argmax(logits[:, 1:], axis=1) + 1).astype(np.int32)
+        n_classes = logits.shape[1]
+    else:
+        labels = np.zeros(verts.shape[0], np.int32)
+        n_classes = len(class_names) if class_names is not None else 1
+    if class_names is None:
+        class_names = ["void"] + [f"class_{i}" for i in range(1, n_classes)]
+    elif len(class_names) != n_classes:
+        raise ValueError(f"class_names has {len(class_names)} names but the field has {n_classes} classes")
+    colors = (np.round(rgb * 255.0).astype(np.uint8) if rgb is not None
+              else np.tile(np.array(DEFAULT_GREY, np.uint8), (verts.shape[0], 1)))
+    stats["seconds_total"] = time.perf_counter() - t_all
+    return SemanticMesh(verts, faces, colors, labels, list(class_names),
+                        palette if palette is not None else _palette(n_classes), stats)
+
+
+# --------------------------------------------------------------------------- export
+
+_FORMATS = ("ply", "obj", "glb")
+
+
+def _resolve_format(path: Path, fmt: Optional[str]) -> tuple[Path, str]:
+    if fmt is None:
+        fmt = path.suffix.lower().lstrip(".")
+        if not fmt:
+            raise ValueError(f"cannot tell the mesh format of {path}: give an extension "
+                             f"({', '.join(_FORMATS)}) or fmt=")
+    fmt = fmt.lower().lstrip(".")
+    if fmt not in _FORMATS:
+        raise ValueError(f"unknown mesh format {fmt!r} for {path}; use one of {', '.join(_FORMATS)}")
+    if not path.suffix:
+        path = path.with_suffix("." + fmt)
+    return path, fmt
+
+
+def write_mesh(mesh: SemanticMesh, path, fmt: Optional[str] = None, semantic_colors: bool = False) -> Path:
+    """Write ``mesh`` atomically and return the absolute path.
+
+    fmt (or the extension): ``ply`` (binary, with per-vertex ``label``), ``obj`` (text;
+    vertex colours as the common ``v x y z r g b`` extension, 0..1), ``glb`` (needs the
+    ``trimesh`` package).  ``semantic_colors`` writes palette colours instead of the
+    rendered RGB.  Raises :class:`MeshExportError` (an ``OSError``) naming the path if the
+    directory is missing or not writable, or the write fails; no partial file remains.
+    """
+    path, fmt = _resolve_format(Path(path).expanduser().absolute(), fmt)
+    colors = mesh.semantic_colors() if semantic_colors else mesh.vertex_colors
+    if fmt == "ply":
+        return write_ply(path, mesh.vertices, mesh.faces, colors, mesh.vertex_labels, binary=True)
+    if fmt == "obj":
+        with atomic_output(path, "w") as fh:
+            fh.write(f"# semnerf_ros semantic mesh: {mesh.num_vertices} vertices, {mesh.num_faces} faces\n")
+            fh.write("# vertex colours: 'v x y z r g b' (r g b in 0..1); classes: "
+                     + ", ".join(f"{i}={n}" for i, n in enumerate(mesh.class_names)) + "\n")
+            if mesh.num_vertices:
+                table = np.column_stack([mesh.vertices.astype(np.float64), colors / 255.0])
+                np.savetxt(fh, table, fmt="v %.7g %.7g %.7g %.6g %.6g %.6g")
+            if mesh.num_faces:
+                np.savetxt(fh, mesh.faces.astype(np.int64) + 1, fmt="f %d %d %d")
+        return path
+    try:
+        import trimesh
+    except ImportError:
+        raise MeshExportError(f"cannot write {path}: glb export needs the 'trimesh' package, which is "
+                              f"not installed (pip install trimesh), or write .ply / .obj") from None
+    tm = trimesh.Trimesh(vertices=mesh.vertices, faces=mesh.faces, vertex_colors=colors, process=False)
+    data = tm.export(file_type="glb")
+    with atomic_output(path, "wb") as fh:
+        fh.write(data)
+    return path
+
+
+def read_mesh(path, class_names: Optional[Sequence[str]] = None, palette=None) -> SemanticMesh:
+    """Read a PLY written by :func:`write_mesh` (or any triangle PLY) as a SemanticMesh."""
+    data = read_ply(path)
+    n = data["vertices"].shape[0]
+    faces = data["faces"] if data["faces"] is not None else np.zeros((0, 3), np.int32)
+    colors = data["colors"] if data["colors"] is not None else np.tile(np.array(DEFAULT_GREY, np.uint8), (n, 1))
+    labels = data["labels"] if data["labels"] is not None else np.zeros(n, np.int32)
+    if class_names is None:
+        top = int(labels.max(initial=0))
+        class_names = ["void"] + [f"class_{i}" for i in range(1, top + 1)]
+    return SemanticMesh(data["vertices"], faces, colors, labels, list(class_names), palette)
+
+
+# --------------------------------------------------------------------------- RViz triangle lists
+
+def _cluster_decimate(vertices, faces, target):
+    """Vertex clustering on a voxel grid grown until at most ``target`` faces remain.
+    Returns (vertices, faces, source vertex index per new vertex)."""
+    area = 0.5 * np.linalg.norm(np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]],
+                                         vertices[faces[:, 2]] - vertices[faces[:, 0]]), axis=1).sum()
+    cell = max(math.sqrt(2.0 * max(area, 1e-12) / max(target, 1)), 1e-6)
+    lo = vertices.min(0)
+    for _ in range(60):
+        key = np.floor((vertices - lo) / cell).astype(np.int64)
+        _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        counts = np.bincount(inverse)
+        centres = np.zeros((first.size, 3))
+        np.add.at(centres, inverse, vertices)
+        centres /= counts[:, None]
+        f = inverse[faces]
+        f = f[(f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 0] != f[:, 2])]
+        _, uniq = np.unique(np.sort(f, axis=1), axis=0, return_index=True)
+        f = f[np.sort(uniq)]
+        if f.shape[0] <= target:
+            keep, f = _compact(f, first.size)
+            return centres[keep].astype(np.float32), f, first[keep]
+        cell *= 1.25
+    raise RuntimeError("vertex clustering did not reach the target triangle count")
+
+
+def decimate(mesh: SemanticMesh, target_faces: int, method: str = "auto") -> SemanticMesh:
+    """A coarser copy with at most ``target_faces`` triangles for live display.
+
+    method: ``quadric`` (Open3D's quadric decimation: best shape, ~3 s for 150k -> 60k
+    faces on one CPU core), ``cluster`` (vertex clustering in numpy: ~20x faster, coarser),
+    ``auto`` (quadric when Open3D is importable, else cluster).  Colours and labels of new
+    vertices are copied from the nearest original vertex (so semantic colours stay crisp
+    palette colours)."""
+    target_faces = int(target_faces)
+    if target_faces < 1:
+        raise ValueError(f"target_faces must be >= 1, got {target_faces}")
+    if method not in ("auto", "quadric", "cluster"):
+        raise ValueError(f"decimation method must be auto, quadric or cluster, got {method!r}")
+    if mesh.num_faces <= target_faces:
+        return mesh
+    o3d = None
+    if method != "cluster":
+        try:
+            import open3d as o3d
+        except ImportError:
+            if method == "quadric":
+                raise ImportError("quadric decimation needs the 'open3d' package; use method='cluster'") from None
+    if o3d is not None:
+        m = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(mesh.vertices.astype(np.float64)),
+                                      o3d.utility.Vector3iVector(mesh.faces))
+        m = m.simplify_quadric_decimation(target_number_of_triangles=target_faces)
+        m.remove_unreferenced_vertices()
+        verts = np.asarray(m.vertices, dtype=np.float32)
+        faces = np.asarray(m.triangles, dtype=np.int32).reshape(-1, 3)
+        from scipy.spatial import cKDTree
+        src = cKDTree(mesh.vertices).query(verts)[1] if verts.shape[0] else np.zeros(0, np.int64)
+    else:
+        verts, faces, src = _cluster_decimate(mesh.vertices.astype(np.float64), mesh.faces, target_faces)
+    stats = dict(mesh.stats, decimated_from_faces=mesh.num_faces)
+    return SemanticMesh(verts, faces, mesh.vertex_colors[src], mesh.vertex_labels[src],
+                        list(mesh.class_names), mesh.palette.copy(), stats)
+
+
+def marker_chunks(mesh: SemanticMesh, max_triangles: int = 60000, semantic_colors: bool = True,
+                  decimate_to: Optional[int] = None, decimation: str = "auto") -> list:
+    """Triangle lists for RViz ``Marker.TRIANGLE_LIST`` markers.
+
+    Returns ``[(points (3T,3) float32 m, colors (3T,4) float32 RGBA 0..1), ...]``: each
+    triangle's three corners in order, at most ``max_triangles`` triangles per chunk, every
+    triangle of the (optionally decimated to ``decimate_to`` faces, see :func:`decimate`
+    for ``decimation``) mesh exactly once.
+    """
+    max_triangles = int(max_triangles)
+    if max_triangles < 1:
+        raise ValueError(f"max_triangles must be >= 1, got {max_triangles}")
+    if decimate_to is not None:
+        mesh = decimate(mesh, decimate_to, method=decimation)
+    if mesh.num_faces == 0:
+        return []
+    colors8 = mesh.semantic_colors() if semantic_colors else mesh.vertex_colors
+    rgba = np.ones((mesh.num_vertices, 4), np.float32)
+    rgba[:, :3] = colors8.astype(np.float32) / 255.0
+    out = []
+    for start in range(0, mesh.num_faces, max_triangles):
+        idx = mesh.faces[start:start + max_triangles].reshape(-1)
+        out.append((np.ascontiguousarray(mesh.vertices[idx]), np.ascontiguousarray(rgba[idx])))
+    return out
+
+
+# --------------------------------------------------------------------------- accuracy
+
+def sample_surface(vertices, faces, n: int, rng: np.random.Generator):
+    """``n`` points uniformly on the surface (area-weighted). Returns (points (n,3),
+    face index (n,), barycentric weights (n,3))."""
+    vertices = np.asarray(vertices, np.float64)
+    faces = np.asarray(faces, np.int64)
+    t = vertices[faces]
+    area = 0.5 * np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=1)
+    if faces.shape[0] == 0 or area.sum() <= 0:
+        raise ValueError("cannot sample a surface with no area")
+    fi = rng.choice(faces.shape[0], size=int(n), p=area / area.sum())
+    u, v = rng.random(n), rng.random(n)
+    flip = u + v > 1
+    u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
+    bary = np.stack([1 - u - v, u, v], axis=1)
+    pts = np.einsum("nk,nkd->nd", bary, t[fi])
+    return pts, fi, bary
+
+
+def mesh_accuracy(pred: SemanticMesh, gt_vertices, gt_faces, gt_labels=None, n_samples: int = 200000,
+                  rng: Optional[np.random.Generator] = None, threshold_m: float = 0.05) -> dict:
+    """Geometric and semantic accuracy of a predicted mesh against ground truth (metres).
+
+    accuracy_m: mean distance from points sampled on the prediction to the nearest GT
+    sample; completion_m: GT samples to prediction; chamfer_m: their mean (Chamfer-L1);
+    precision@5cm / recall@5cm: fractions under ``threshold_m``; fscore@5cm.
+    semantic_vertex_accuracy: fraction of predicted vertices whose label equals that of the
+    nearest GT surface point (GT samples take the label of their triangle's nearest corner;
+    GT vertices are included), void (0) GT points excluded; NaN if nothing to compare.
+    """
+    from scipy.spatial import cKDTree
+    rng = np.random.default_rng(0) if rng is None else rng
+    gt_vertices = np.asarray(gt_vertices, np.float64).reshape(-1, 3)
+    gt_faces = np.asarray(gt_faces, np.int64).reshape(-1, 3)
+    if pred.num_faces == 0:
+        raise ValueError("mesh_accuracy: the predicted mesh has no faces")
+    p_pts, _, _ = sample_surface(pred.vertices, pred.faces, n_samples, rng)
+    g_pts, g_fi, g_bary = sample_surface(gt_vertices, gt_faces, n_samples, rng)
+    d_pred = cKDTree(g_pts).query(p_pts, workers=-1)[0]
+    d_gt = cKDTree(p_pts).query(g_pts, workers=-1)[0]
+    acc, comp = float(d_pred.mean()), float(d_gt.mean())
+    prec, rec = float((d_pred < threshold_m).mean()), float((d_gt < threshold_m).mean())
+    cm = int(round(threshold_m * 100))
+    out = {"accuracy_m": acc, "completion_m": comp, "chamfer_m": 0.5 * (acc + comp),
+           f"precision@{cm}cm": prec, f"recall@{cm}cm": rec,
+           f"fscore@{cm}cm": 2 * prec * rec / (prec + rec) if prec + rec > 0 else 0.0,
+           "semantic_vertex_accuracy": float("nan")}
+    if gt_labels is not None:
+        gt_labels = np.asarray(gt_labels).reshape(-1)
+        if gt_labels.shape[0] != gt_vertices.shape[0]:
+            raise ValueError(f"gt_labels has {gt_labels.shape[0]} entries for {gt_vertices.shape[0]} GT vertices")
+        corners = gt_faces[g_fi]                                # (n,3) corners of each sample's triangle
+        dist = np.linalg.norm(gt_vertices[corners] - g_pts[:, None, :], axis=2)
+        sample_labels = gt_labels[corners[np.arange(corners.shape[0]), np.argmin(dist, axis=1)]]
+        ref_pts = np.concatenate([g_pts, gt_vertices])
+        ref_labels = np.concatenate([sample_labels, gt_labels])
+        nearest = cKDTree(ref_pts).query(pred.vertices.astype(np.float64), workers=-1)[1]
+        target = ref_labels[nearest]
+        valid = target != 0
+        if valid.any():
+            out["semantic_vertex_accuracy"] = float((pred.vertex_labels[valid] == target[valid]).mean())
+    return out
+
+
+# --------------------------------------------------------------------------- CLI
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="semnerf-mesh",
+        description="Extract a coloured or semantic mesh from a saved semnerf map "
+                    "(the seed's SSR/extract_colour_mesh.py).")
+    p.add_argument("--map", required=True, help="map file written by Mapper.save")
+    p.add_argument("--sem", action="store_true", help="colour vertices by class (palette) instead of RGB")
+    p.add_argument("--resolution", "--grid_dim", dest="resolution", type=int, default=256,
+                   help="voxels along the longest side of the bounds (seed: --grid_dim 256)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="density iso-level sigma in 1/m (default: the map's default, else 10)")
+    p.add_argument("--bounds", type=float, nargs=6, metavar=("XMIN", "YMIN", "ZMIN", "XMAX", "YMAX", "ZMAX"),
+                   help="world box in metres (default: the map's scene bounds)")
+    p.add_argument("--save_dir", default=None,
+                   help="output folder; the mesh goes to SAVE_DIR/mesh_reconstruction/ (default: beside the map)")
+    p.add_argument("--output", "-o", default=None, help="output file (overrides --save_dir)")
+    p.add_argument("--format", choices=_FORMATS, default=None, help="mesh format (default: from --output or ply)")
+    p.add_argument("--clean", type=int, nargs="?", const=400, default=0, metavar="MIN_FACES",
+                   help="drop connected components under MIN_FACES faces (flag alone: 400, the seed's)")
+    p.add_argument("--near_t", type=float, default=2.0,
+                   help="colour rays start 0.1*near_t m outside the surface (seed's option)")
+    p.add_argument("--device", default=None, help="torch device for the map, e.g. cuda, cuda:1, cpu")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    return p
+
+
+def _load_map(path: str, device):
+    from .mapper import Mapper   # deferred: the mapper pulls in the model code
+    return Mapper.load(path, device=device)
+
+
+def _accepts(fn, name: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind == p.VAR_KEYWORD for p in params)
+
+
+def main(argv=None) -> int:
+    """``semnerf-mesh``: exit 0 ok, 2 bad arguments or unreadable map, 1 other errors."""
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:       # argparse printed the problem on stderr
+        return int(exc.code or 0)
+
+    def fail(code, msg):
+        print(f"semnerf-mesh: error: {msg}", file=sys.stderr)
+        return code
+
+    if args.resolution < 2:
+        return fail(2, f"--resolution must be >= 2, got {args.resolution}")
+    if args.near_t <= 0:
+        return fail(2, f"--near_t must be > 0, got {args.near_t}")
+    if args.bounds is not None and not all(args.bounds[i] < args.bounds[i + 3] for i in range(3)):
+        return fail(2, f"--bounds min must be below max on every axis, got {args.bounds}")
+    map_path = Path(args.map)
+    if not map_path.is_file():
+        return fail(2, f"map file not found: {map_path}")
+    if args.output is not None:
+        out = Path(args.output)
+        suffix = out.suffix.lower().lstrip(".")
+        if args.format and suffix and suffix != args.format:
+            return fail(2, f"--output {out} has extension .{suffix} but --format is {args.format}")
+        try:
+            out, fmt = _resolve_format(out, args.format)
+        except ValueError as exc:
+            return fail(2, str(exc))
+    else:
+        fmt = args.format or "ply"
+        base = Path(args.save_dir) if args.save_dir else map_path.parent
+        out = base / "mesh_reconstruction" / (f"{'semantic' if args.sem else 'colour'}_mesh_dim{args.resolution}"
+                                              f"_neart{args.near_t:g}.{fmt}")
+    t0 = time.perf_counter()
+    try:
+        mapper = _load_map(str(map_path), args.device)
+    except ImportError as exc:
+        return fail(1, f"cannot import the mapper: {exc}")
+    except Exception as exc:  # noqa: BLE001 - any failure to read the map is the user's input
+        return fail(2, f"cannot load map {map_path}: {type(exc).__name__}: {exc}")
+    t_load = time.perf_counter() - t0
+    try:
+        kwargs = {"resolution": args.resolution, "density_threshold": args.threshold,
+                  "bounds": None if args.bounds is None else np.asarray(args.bounds).reshape(2, 3)}
+        optional = {"min_component_faces": args.clean, "normal_offset": 0.1 * args.near_t,
+                    "progress": args.progress}
+        post_clean = False
+        for key, value in optional.items():
+            if _accepts(mapper.extract_mesh, key):
+                kwargs[key] = value
+            elif key == "min_component_faces" and value:
+                post_clean = True
+            elif key == "normal_offset" and args.near_t != 2.0:
+                print("semnerf-mesh: warning: this map's extract_mesh does not take normal_offset; "
+                      "--near_t ignored", file=sys.stderr)
+        mesh = mapper.extract_mesh(**kwargs)
+        if post_clean and mesh.num_faces:   # the mapper does not forward min_component_faces
+            comp = _face_components(mesh.faces, mesh.num_vertices)
+            mesh = mesh.submesh(np.bincount(comp)[comp] >= args.clean)
+        if args.output is None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        path = write_mesh(mesh, out, fmt=fmt, semantic_colors=args.sem)
+    except NoSurfaceError as exc:
+        return fail(1, str(exc))
+    except Exception as exc:  # noqa: BLE001 - reported, exit code 1
+        return fail(1, f"{type(exc).__name__}: {exc}")
+    seconds = time.perf_counter() - t0
+    print(f"wrote {path}: {mesh.num_vertices} vertices, {mesh.num_faces} faces, "
+          f"{'semantic' if args.sem else 'rendered'} colours, {seconds:.2f} s "
+          f"(load {t_load:.2f} s, extract {mesh.stats.get('seconds_total', float('nan')):.2f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
