@@ -32,7 +32,6 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
-import cv2
 import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
@@ -334,6 +333,8 @@ def sr_sampling_grid(height: int, width: int, factor: int) -> tuple[np.ndarray, 
     INTER_NEAREST)`` samples, i.e. ``0, f, 2f, ...`` (the top-left pixel of
     each f x f block; ``W // f`` columns) when the size divides by ``f``.
     """
+    import cv2  # lazy: only this path needs OpenCV
+
     f = int(factor)
     if f < 1:
         raise TaskError(f"sr_factor must be a positive integer, got {factor}")
@@ -366,6 +367,8 @@ def super_resolution_labels(labels, factor: int, dense: bool) -> tuple[np.ndarra
 
     Returns ``(labels_train (N,H,W) int32, valid_mask (N,H,W) bool)``.
     """
+    import cv2  # lazy: only this path needs OpenCV
+
     lab = _check_labels(labels)
     n, h, w = lab.shape
     f = int(factor)
@@ -426,6 +429,8 @@ def _grow_patch(region: np.ndarray, target: int, rng: np.random.Generator) -> np
     start another random seed in the uncovered part.  The last ring is trimmed
     to the pixels nearest the latest seed so the count is exact.
     """
+    import cv2  # lazy: only this path needs OpenCV
+
     ys, xs = np.nonzero(region)
     j = int(rng.integers(ys.size))
     sy, sx = int(ys[j]), int(xs[j])

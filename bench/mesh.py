@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Semantic mesh benchmark: extraction time and accuracy against the ground truth.
+
+Loads a saved map (``Mapper.save``, e.g. from ``bench/online.py --save-map``),
+extracts the mesh at each requested grid resolution (timing every stage), and
+scores the finest one against a ground-truth mesh with per-vertex classes (the
+built-in scene's ``mesh_gt.ply``): accuracy / completion / chamfer distance in
+metres and the semantic vertex accuracy.  Writes JSON (``--out``).
+
+    python bench/mesh.py --map results/map.pt --gt ~/.cache/semnerf_ros/scene_.../mesh_gt.ply
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from semnerf_ros.mapper import Mapper  # noqa: E402
+from semnerf_ros.mesh import mesh_accuracy, write_mesh  # noqa: E402
+from semnerf_ros.plyio import read_ply  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--map", required=True)
+    ap.add_argument("--gt", default="", help="ground-truth PLY with a per-vertex 'label'")
+    ap.add_argument("--resolutions", type=int, nargs="+", default=[128, 256])
+    ap.add_argument("--threshold", type=float, default=None, help="density iso-level (1/m)")
+    ap.add_argument("--bounds-from-gt", action="store_true",
+                    help="extract over the ground-truth mesh's box (plus 5 cm) instead of the map's")
+    ap.add_argument("--samples", type=int, default=200000)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--save-mesh", default="", help="write the finest mesh here (PLY)")
+    ap.add_argument("--out", default="bench_mesh.json")
+    args = ap.parse_args(argv)
+
+    m = Mapper.load(args.map, device=args.device)
+    gt = read_ply(args.gt) if args.gt else None
+    bounds = None
+    if gt is not None and args.bounds_from_gt:
+        v = gt["vertices"]
+        bounds = np.stack([v.min(0) - 0.05, v.max(0) + 0.05])
+    result = {"map": str(args.map), "device": str(m.device),
+              "gpu": torch.cuda.get_device_name() if m.device.type == "cuda" else "", "extractions": []}
+    mesh = None
+    for res in args.resolutions:
+        if m.device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        mesh = m.extract_mesh(resolution=res, density_threshold=args.threshold, bounds=bounds)
+        if m.device.type == "cuda":
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        rec = {"resolution": res, "seconds": dt, "vertices": mesh.num_vertices, "faces": mesh.num_faces,
+               "stages": {k: v for k, v in mesh.stats.items() if isinstance(v, (int, float))}}
+        result["extractions"].append(rec)
+        print(f"{res}^3: {dt:.2f} s, {mesh.num_vertices} vertices, {mesh.num_faces} faces", flush=True)
+    if gt is not None and mesh is not None:
+        acc = mesh_accuracy(mesh, gt["vertices"], gt["faces"], gt["labels"], n_samples=args.samples,
+                            rng=np.random.default_rng(0))
+        result["accuracy"] = {k: float(v) for k, v in acc.items()}
+        print("accuracy:", json.dumps(result["accuracy"], indent=1))
+    if args.save_mesh and mesh is not None:
+        write_mesh(mesh, args.save_mesh, semantic_colors=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+"""Online mapping benchmark: label quality versus wall time, render latency, memory.
+
+Streams the training views of a Replica-layout scene (default: the built-in
+scene; every ``train_step``-th frame trains, the frame ``test_offset`` after
+it tests, as the seed) into a :class:`semnerf_ros.mapper.Mapper` on a
+simulated clock: frame ``i`` arrives at ``i / rate`` seconds, training steps
+run back to back in between, and at each checkpoint time the clock stops
+while the test views are rendered and scored (mIoU, total accuracy, PSNR)
+against clean labels, and the training views against their clean labels
+(the denoising measure).  Training labels carry the seed's corruption
+(default: pixel noise, ratio 0.5).  ``--mode offline`` adds every frame at
+t = 0 (the paper's setting).  After the timeline it measures render latency
+at 1x and 2x resolution and, with ``--memory-test N``, streams N more
+keyframes through the bounded buffer recording GPU memory.
+
+Writes one JSON file (``--out``).  Example (GPU)::
+
+    python bench/online.py --config config/replica_hash.yaml --out results/online_hash.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from semnerf_ros import tasks  # noqa: E402
+from semnerf_ros.config import load_config  # noqa: E402
+from semnerf_ros.frame import Frame  # noqa: E402
+from semnerf_ros.geometry import Intrinsics  # noqa: E402
+from semnerf_ros.mapper import Mapper  # noqa: E402
+from semnerf_ros.metrics import SegmentationEvaluator, psnr  # noqa: E402
+
+
+def load_scene(args):
+    """(arrays dict, class_names) from a scene npz (see --export-npz) or a Replica folder."""
+    if args.scene_npz:
+        z = np.load(args.scene_npz, allow_pickle=False)
+        d = {k: z[k] for k in z.files}
+        d["intrinsics"] = Intrinsics(*[float(v) for v in d["intrinsics"][:4]], int(d["intrinsics"][4]),
+                                     int(d["intrinsics"][5]))
+        return d, [str(c) for c in d["class_names"]]
+    from semnerf_ros.datasets import load_dataset
+    from semnerf_ros.datasets.synthetic import ensure_scene
+
+    scene = args.scene or ensure_scene()
+    data = load_dataset(scene, width=args.width, height=args.height, train_step=args.train_step,
+                        test_offset=args.test_offset)
+    tr, te = np.asarray(data.train_ids), np.asarray(data.test_ids)
+    d = {
+        "train_rgb": data.rgb[tr], "train_labels": data.labels[tr], "train_poses": data.poses[tr],
+        "test_rgb": data.rgb[te], "test_labels": data.labels[te], "test_poses": data.poses[te],
+        "intrinsics": data.intrinsics,
+    }
+    if data.depth is not None:
+        d["train_depth"], d["test_depth"] = data.depth[tr], data.depth[te]
+    if data.instances is not None:
+        d["train_instances"] = data.instances[tr]
+    return d, list(data.class_names)
+
+
+def export_npz(d, class_names, path):
+    """Save the arrays the benchmark needs (for machines without OpenCV/Open3D)."""
+    k = d["intrinsics"]
+    out = {key: v for key, v in d.items() if key != "intrinsics"}
+    out["intrinsics"] = np.array([k.fx, k.fy, k.cx, k.cy, k.width, k.height], dtype=np.float64)
+    out["class_names"] = np.array(class_names)
+    np.savez_compressed(path, **out)
+
+
+def evaluate(m: Mapper, d, num_classes, which: str, labels_gt, max_views: int) -> dict:
+    ev = SegmentationEvaluator(num_classes)
+    ps = []
+    poses = d[f"{which}_poses"]
+    idx = np.linspace(0, len(poses) - 1, min(max_views, len(poses))).round().astype(int)
+    for i in idx:
+        r = m.render(poses[i], d["intrinsics"])
+        ev.add(labels_gt[i], r.labels)
+        ps.append(psnr(r.rgb, d[f"{which}_rgb"][i].astype(np.float32) / 255.0))
+    s = ev.scores()
+    return {"miou": s["miou"], "total_accuracy": s["total_accuracy"],
+            "class_average_accuracy": s["class_average_accuracy"], "psnr": float(np.mean(ps)), "views": len(idx)}
+
+
+def render_latency(m: Mapper, pose, intr: Intrinsics, repeats: int = 10) -> float:
+    """Median milliseconds to render one view (colour, depth, labels, entropy)."""
+    for _ in range(3):
+        m.render(pose, intr)
+    times = []
+    for _ in range(repeats):
+        if m.device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        m.render(pose, intr)
+        if m.device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - t0) * 1000)
+    return float(np.median(times))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--scene", default="", help="Replica-layout folder (default: the built-in scene)")
+    ap.add_argument("--scene-npz", default="", help="arrays saved by --export-npz instead of a folder")
+    ap.add_argument("--export-npz", default="", help="only write the scene arrays to this .npz and exit")
+    ap.add_argument("--width", type=int, default=320)
+    ap.add_argument("--height", type=int, default=240)
+    ap.add_argument("--train-step", type=int, default=5)
+    ap.add_argument("--test-offset", type=int, default=2)
+    ap.add_argument("--config", default="", help="engine YAML (default: package defaults with model.type hash)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
+                    help="config overrides, e.g. train.wgt_sem=0.1 render.N_rays=8192")
+    ap.add_argument("--mode", choices=("online", "offline"), default="online")
+    ap.add_argument("--rate", type=float, default=6.0,
+                    help="training frames arriving per second (6 = a 30 Hz camera, every 5th frame)")
+    ap.add_argument("--noise", choices=("pixel", "none"), default="pixel")
+    ap.add_argument("--noise-ratio", type=float, default=0.5)
+    ap.add_argument("--no-depth", action="store_true", help="do not give depth images to the mapper")
+    ap.add_argument("--times", type=float, nargs="+", default=[5, 10, 20, 30, 60])
+    ap.add_argument("--max-test-views", type=int, default=60)
+    ap.add_argument("--max-train-views", type=int, default=20)
+    ap.add_argument("--memory-test", type=int, default=0, help="keyframes to stream after the timeline")
+    ap.add_argument("--save-map", default="", help="save the final map here")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="bench_online.json")
+    args = ap.parse_args(argv)
+
+    d, class_names = load_scene(args)
+    if args.export_npz:
+        export_npz(d, class_names, args.export_npz)
+        print(f"wrote {args.export_npz}")
+        return 0
+    num_classes = len(class_names)
+    overrides = {"experiment": {"device": args.device, "seed": args.seed}}
+    if not args.config:
+        overrides["model"] = {"type": "hash"}
+    for item in args.set:
+        key, _, val = item.partition("=")
+        sec, _, name = key.partition(".")
+        overrides.setdefault(sec, {})
+        import yaml
+
+        node = overrides[sec]
+        parts = name.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = yaml.safe_load(val)
+    cfg = load_config(args.config or None, overrides)
+    n_train = len(d["train_poses"])
+    if cfg["mapper"]["keyframe_policy"] == "all" or args.mode == "offline":
+        cfg["mapper"]["keyframe_policy"] = "all"
+        cfg["mapper"]["max_keyframes"] = max(cfg["mapper"]["max_keyframes"], n_train)
+
+    rng = np.random.default_rng(args.seed)
+    clean = d["train_labels"].astype(np.int32)
+    if args.noise == "pixel":
+        noisy, info = tasks.pixel_noise(clean, args.noise_ratio, num_classes, rng)
+    else:
+        noisy, info = clean.copy(), {}
+    ev = SegmentationEvaluator(num_classes)
+    for a, b in zip(clean, noisy):
+        ev.add(a, b)
+    s_in = ev.scores()
+    input_scores = {"miou": s_in["miou"], "total_accuracy": s_in["total_accuracy"]}
+    print(f"input labels vs clean: mIoU {input_scores['miou']:.3f}, accuracy {input_scores['total_accuracy']:.3f}")
+
+    intr = d["intrinsics"]
+    frames = []
+    for i in range(n_train):
+        depth = None
+        if "train_depth" in d and not args.no_depth:
+            depth = d["train_depth"][i].astype(np.float32)
+        frames.append(Frame(rgb=d["train_rgb"][i], pose=d["train_poses"][i], intrinsics=intr,
+                            labels=noisy[i], depth=depth, stamp=i / args.rate, index=i))
+    m = Mapper(cfg, num_classes, class_names, device=args.device)
+    if m.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    checkpoints = sorted(args.times)
+    records = []
+    sim = 0.0
+    nxt = 0
+    if args.mode == "offline":
+        for f in frames:
+            m.add_frame(f)
+        nxt = len(frames)
+    t_last = time.perf_counter()
+    while checkpoints:
+        while nxt < len(frames) and nxt / args.rate <= sim:
+            m.add_frame(frames[nxt])
+            nxt += 1
+        if len(m.buffer):
+            m.step()
+        now = time.perf_counter()
+        sim += now - t_last
+        t_last = now
+        if sim >= checkpoints[0]:
+            st = m.stats()
+            rec = {
+                "t": round(sim, 3), "step": st["step"], "frames_arrived": nxt, "keyframes": st["keyframes"],
+                "iterations_per_second": st["step"] / max(sim, 1e-9),
+                "test": evaluate(m, d, num_classes, "test", d["test_labels"], args.max_test_views),
+                "train_vs_clean": evaluate(m, d, num_classes, "train", clean, args.max_train_views),
+                "loss": st.get("loss"), "samples_per_ray": st.get("samples_per_ray"),
+            }
+            records.append(rec)
+            print(f"t={sim:6.1f}s step {st['step']:6d} frames {nxt:3d}  test mIoU {rec['test']['miou']:.3f} "
+                  f"acc {rec['test']['total_accuracy']:.3f} PSNR {rec['test']['psnr']:.2f}  "
+                  f"train-denoised mIoU {rec['train_vs_clean']['miou']:.3f}", flush=True)
+            checkpoints.pop(0)
+            t_last = time.perf_counter()  # evaluation time is not on the clock
+
+    pose = d["test_poses"][0]
+    latency = {"320x240" if intr.width == 320 else f"{intr.width}x{intr.height}": render_latency(m, pose, intr),
+               f"{intr.width * 2}x{intr.height * 2}": render_latency(m, pose, intr.scaled(2.0))}
+    print("render latency (ms):", latency)
+    peak_mb = torch.cuda.max_memory_allocated() / 2 ** 20 if m.device.type == "cuda" else 0.0
+
+    memory_curve = []
+    if args.memory_test:
+        m.policy.policy = "all"
+        all_rgb = np.concatenate([d["train_rgb"], d["test_rgb"]])
+        all_poses = np.concatenate([d["train_poses"], d["test_poses"]])
+        all_labels = np.concatenate([noisy, d["test_labels"]])
+        for k in range(args.memory_test):
+            i = k % len(all_poses)
+            m.add_frame(Frame(rgb=all_rgb[i], pose=all_poses[i], intrinsics=intr, labels=all_labels[i]))
+            m.step()
+            if k % 50 == 49 or k == args.memory_test - 1:
+                memory_curve.append({
+                    "keyframes_streamed": k + 1, "keyframes_in_buffer": len(m.buffer),
+                    "gpu_allocated_mb": torch.cuda.memory_allocated() / 2 ** 20 if m.device.type == "cuda" else 0.0,
+                    "buffer_mb": m.buffer.memory_bytes() / 2 ** 20})
+        print("memory curve:", memory_curve)
+    if args.save_map:
+        m.save(args.save_map)
+
+    result = {
+        "benchmark": "online", "mode": args.mode, "rate_hz": args.rate, "noise": args.noise,
+        "noise_ratio": args.noise_ratio, "depth_given": "train_depth" in d and not args.no_depth,
+        "model": cfg["model"]["type"], "config": args.config or "defaults", "overrides": args.set,
+        "resolution": [intr.width, intr.height], "train_views": n_train, "test_views": len(d["test_poses"]),
+        "device": torch.cuda.get_device_name() if m.device.type == "cuda" else platform.processor() or "cpu",
+        "torch": torch.__version__, "input_labels": input_scores, "noise_info": {k: v for k, v in info.items()
+                                                                              if isinstance(v, (int, float))},
+        "checkpoints": records, "render_ms": latency, "peak_gpu_mb": peak_mb, "memory_curve": memory_curve,
+        "final_stats": {k: v for k, v in m.stats().items() if isinstance(v, (int, float, str, bool))},
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

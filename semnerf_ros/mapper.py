@@ -1,0 +1,552 @@
+"""The Mapper: the engine's one entry point, online and offline.
+
+Frames go in (:meth:`Mapper.add_frame`); keyframes are kept in a bounded
+replay buffer on the training device; :meth:`Mapper.step` (or the background
+thread from :meth:`Mapper.start`) optimises the model on ray batches mixing
+the newest keyframes with replayed ones; :meth:`Mapper.render` and
+:meth:`Mapper.extract_mesh` read the map at any time, thread-safely.
+Offline training is the same Mapper with ``mapper.keyframe_policy: all`` and
+every training frame added before the first step.
+
+Thread safety: one re-entrant lock guards the model, optimiser and buffer; a
+training step, a render or a state snapshot holds it for its duration (tens of
+milliseconds on a GPU).  Mesh extraction and saving work on snapshots taken
+under the lock, so training continues while they run.
+"""
+from __future__ import annotations
+
+import copy
+import io
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import make_config
+from .frame import Frame
+from .geometry import Intrinsics, camera_rays, validate_pose
+from .keyframes import KeyframePolicy, ReplayBuffer
+from .models import SemanticModel, build_model
+from .render import semantic_entropy, semantic_probabilities
+
+log = logging.getLogger("semnerf_ros.mapper")
+
+MAP_FORMAT = "semnerf_ros.map"
+MAP_VERSION = 1
+
+
+class MapNotReadyError(RuntimeError):
+    """The map has no model yet (no keyframe has arrived)."""
+
+
+class MapFileError(RuntimeError):
+    """A map file that cannot be written or read."""
+
+
+@dataclass
+class FrameDecision:
+    """What :meth:`Mapper.add_frame` did with a frame."""
+
+    keyframe: bool
+    reason: str
+    keyframe_id: Optional[int] = None
+    evicted_id: Optional[int] = None
+
+
+@dataclass
+class RenderResult:
+    """A rendered view (numpy, at the requested resolution).
+
+    rgb (H, W, 3) float32 [0, 1]; depth (H, W) float32 z-depth metres;
+    labels (H, W) int32 class ids (never 0/void); probs (H, W, C) float32 class
+    probabilities indexed by class id (void column 0); entropy (H, W) float32
+    nats; opacity (H, W) float32 accumulated alpha; intrinsics used.
+    """
+
+    rgb: np.ndarray
+    depth: np.ndarray
+    labels: np.ndarray
+    probs: np.ndarray
+    entropy: np.ndarray
+    opacity: np.ndarray
+    intrinsics: Intrinsics
+
+
+def resolve_device(spec=None) -> torch.device:
+    """'auto' (or None) -> CUDA when available, else CPU; otherwise torch.device(spec)."""
+    if spec is None or str(spec) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(spec)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {spec!r} requested but CUDA is not available")
+    return dev
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temporary file in the same directory and
+    ``os.replace``; no partial file is left on failure."""
+    path = Path(path).expanduser().absolute()
+    if not path.parent.is_dir():
+        raise MapFileError(f"cannot write {path}: directory {path.parent} does not exist")
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        raise MapFileError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+class Mapper:
+    """Incremental semantic field with keyframe replay; see the module docstring.
+
+    Args:
+        cfg: a full config (``config.make_config`` / ``load_config``); None = defaults.
+        num_classes: class ids 0..num_classes-1, 0 = void.
+        class_names: optional names, index = class id.
+        device: 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device; None = cfg's.
+        bounds: (2, 3) scene box (world metres); None = ``render.scene_bounds``
+            or, when that is 'auto', derived from the first keyframe.
+    """
+
+    def __init__(self, cfg: Optional[dict] = None, num_classes: int = 2, class_names=None, device=None,
+                 bounds=None):
+        self.cfg = make_config(cfg)  # defaults filled in, types checked (idempotent on a full config)
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2 (void + at least one class), got {num_classes}")
+        self.num_classes = int(num_classes)
+        self.class_names = list(class_names) if class_names is not None else \
+            ["void"] + [f"class_{i}" for i in range(1, self.num_classes)]
+        if len(self.class_names) != self.num_classes:
+            raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
+        self.device = resolve_device(device if device is not None else self.cfg["experiment"]["device"])
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self._lock = threading.RLock()
+        seed = int(self.cfg["experiment"]["seed"])
+        torch.manual_seed(seed)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        mp = self.cfg["mapper"]
+        self.policy = KeyframePolicy(mp["min_translation"], mp["min_rotation_deg"], mp["max_overlap"],
+                                     mp["keyframe_policy"])
+        self.buffer = ReplayBuffer(mp["max_keyframes"], self._storage_device(), mp["eviction"], mp["recent_window"])
+        if bounds is None and isinstance(self.cfg["render"]["scene_bounds"], (list, tuple)):
+            bounds = self.cfg["render"]["scene_bounds"]
+        self._explicit_bounds = bounds is not None
+        self.model: Optional[SemanticModel] = None
+        self.optimizer: Optional[torch.optim.Optimizer] = None
+        if bounds is not None:
+            self._build_model(np.asarray(bounds, dtype=np.float64).reshape(2, 3))
+        self.n_rays = int(self.cfg["render"]["N_rays"])
+        self._reset_counters()
+        # background thread
+        self._thread: Optional[threading.Thread] = None
+        self._stop_evt = threading.Event()
+        self._pause_evt = threading.Event()
+
+    # ------------------------------------------------------------------ setup
+    def _storage_device(self) -> torch.device:
+        spec = self.cfg["mapper"]["storage_device"]
+        return self.device if spec == "auto" else torch.device(spec)
+
+    def _reset_counters(self) -> None:
+        self.step_count = 0
+        self.frames_added = 0
+        self.keyframes_added = 0
+        self.oom_events = 0
+        self.step_errors = 0
+        self.last_losses: dict = {}
+        self.train_seconds = 0.0
+        self._step_times: deque = deque(maxlen=200)
+
+    def _build_model(self, bounds: np.ndarray) -> None:
+        self.model = build_model(self.cfg, self.num_classes, bounds).to(self.device)
+        mp = self.cfg["train"]["mixed_precision"]
+        amp = (mp in (True, "true")) or (mp == "auto" and self.device.type == "cuda")
+        if hasattr(self.model, "amp"):
+            self.model.amp = bool(amp) and self.device.type == "cuda"
+        fused = self.device.type == "cuda"
+        if self.cfg["model"]["type"] == "hash":
+            self.optimizer = torch.optim.Adam(self.model.param_groups(), betas=(0.9, 0.99),
+                                              eps=float(self.cfg["train"]["eps_adam"]), fused=fused)
+        else:
+            self.optimizer = torch.optim.Adam(self.model.param_groups(), betas=(0.9, 0.999), fused=fused)
+
+    def _auto_bounds(self, frame: Frame) -> np.ndarray:
+        """Scene box from the first keyframe: its depth points (or, without depth,
+        points at half the far plane) and the camera, grown by half their extent
+        plus ``render.bounds_margin`` so the robot can explore around."""
+        near, far = self.cfg["render"]["depth_range"]
+        h, w = frame.intrinsics.shape
+        intr = frame.intrinsics
+        vs, us = np.mgrid[0:h:max(h // 32, 1), 0:w:max(w // 32, 1)]
+        depth = frame.depth_valid()
+        z = depth[vs, us] if depth is not None else np.full(us.shape, far / 2)
+        z = np.where(z > 0, z, far / 2)
+        pc = np.stack([(us - intr.cx) / intr.fx * z, (vs - intr.cy) / intr.fy * z, z], -1).reshape(-1, 3)
+        pw = pc @ frame.pose[:3, :3].T + frame.pose[:3, 3]
+        pts = np.vstack([pw, frame.pose[:3, 3][None]])
+        lo, hi = pts.min(0), pts.max(0)
+        grow = 0.5 * (hi - lo).max() + float(self.cfg["render"]["bounds_margin"])
+        return np.stack([lo - grow, hi + grow])
+
+    @property
+    def scene_bounds(self) -> Optional[np.ndarray]:
+        return None if self.model is None else self.model.scene_bounds.cpu().numpy().astype(np.float64)
+
+    # ------------------------------------------------------------------ input
+    def add_frame(self, frame: Frame) -> FrameDecision:
+        """Validate a frame and keep it if it is a keyframe.  Raises
+        ``FrameError`` / ``PoseError`` for an invalid frame (the map is unchanged)."""
+        frame.validate(self.num_classes)
+        depth = frame.depth_valid()
+        with self._lock:
+            self.frames_added += 1
+            is_kf, reason = self.policy.decide(frame.pose, frame.intrinsics, depth)
+            if not is_kf:
+                return FrameDecision(False, reason)
+            if self.model is None:
+                self._build_model(self._auto_bounds(frame))
+                log.info("scene bounds set from the first keyframe: %s", np.round(self.scene_bounds, 2).tolist())
+            kid, evicted = self.buffer.add(frame)
+            self.policy.accept(frame.pose, frame.intrinsics)
+            self.keyframes_added += 1
+        return FrameDecision(True, reason, kid, evicted)
+
+    # ------------------------------------------------------------------ training
+    def step(self, n: int = 1) -> dict:
+        """Run ``n`` optimisation steps; returns the last step's losses
+        ({} when there is nothing to train on or the step was skipped)."""
+        out: dict = {}
+        for _ in range(n):
+            with self._lock:
+                out = self._train_step()
+        return out
+
+    def _train_step(self) -> dict:
+        if self.model is None or len(self.buffer) == 0:
+            return {}
+        t0 = time.perf_counter()
+        model = self.model
+        model.train()
+        try:
+            model.before_step(self.step_count, self.generator)
+            lr = model.learning_rate(self.step_count)
+            for g in self.optimizer.param_groups:
+                g["lr"] = lr
+            batch = self.buffer.sample(self.n_rays, self.cfg["mapper"]["recent_fraction"], self.generator)
+            if batch.origins.device != self.device:
+                batch = type(batch)(*(None if x is None else x.to(self.device) for x in
+                                      (batch.origins, batch.dirs, batch.rgb, batch.labels, batch.depth)))
+            near, far = self.cfg["render"]["depth_range"]
+            n_r = len(batch)
+            out = model.render_rays(batch.origins, batch.dirs, torch.full((n_r,), float(near), device=self.device),
+                                    torch.full((n_r,), float(far), device=self.device), training=True,
+                                    depth=batch.depth, generator=self.generator)
+            losses = model.losses(out, batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            self.optimizer.step()
+        except torch.cuda.OutOfMemoryError:
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            self.oom_events += 1
+            old = self.n_rays
+            self.n_rays = max(64, self.n_rays // 2)
+            log.warning("out of GPU memory in a training step: step skipped, ray batch %d -> %d", old, self.n_rays)
+            return {}
+        self.step_count += 1
+        losses["loss"] = float(losses["loss"].detach())
+        losses["lr"] = lr
+        if "samples_per_ray" in out:
+            losses["samples_per_ray"] = float(out["samples_per_ray"])
+        self.last_losses = losses
+        now = time.perf_counter()
+        self.train_seconds += now - t0
+        self._step_times.append(now)
+        return losses
+
+    # background thread -------------------------------------------------
+    def start(self) -> None:
+        """Start (or resume) background training; returns immediately."""
+        self._pause_evt.clear()
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop_evt.clear()
+        self._thread = threading.Thread(target=self._loop, name="semnerf-train", daemon=True)
+        self._thread.start()
+
+    def pause(self) -> None:
+        self._pause_evt.set()
+
+    def resume(self) -> None:
+        self._pause_evt.clear()
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop the background thread; True when it ended within ``timeout`` s."""
+        self._stop_evt.set()
+        t = self._thread
+        if t is None:
+            return True
+        t.join(timeout)
+        alive = t.is_alive()
+        if not alive:
+            self._thread = None
+        return not alive
+
+    @property
+    def is_training(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._pause_evt.is_set()
+
+    def _loop(self) -> None:
+        max_rate = float(self.cfg["mapper"]["max_steps_per_second"])
+        while not self._stop_evt.is_set():
+            if self._pause_evt.is_set() or len(self.buffer) == 0:
+                self._stop_evt.wait(0.02)
+                continue
+            t0 = time.perf_counter()
+            try:
+                self.step()
+            except Exception:  # never let one bad step end training
+                self.step_errors += 1
+                log.exception("training step failed (%d so far); continuing", self.step_errors)
+                self._stop_evt.wait(0.1)
+            if max_rate > 0:
+                rest = 1.0 / max_rate - (time.perf_counter() - t0)
+                if rest > 0:
+                    self._stop_evt.wait(rest)
+            else:
+                time.sleep(0)  # let other Python threads (the ROS executor) run
+
+    # ------------------------------------------------------------------ output
+    def render(self, pose, intrinsics: Intrinsics, scale: float = 1.0, chunk: Optional[int] = None) -> RenderResult:
+        """Render the map from a camera-to-world ``pose`` (optical axes)."""
+        T = validate_pose(pose)
+        intr = intrinsics.scaled(scale) if scale != 1.0 else intrinsics
+        if self.model is None:
+            raise MapNotReadyError("the map is empty: no keyframe has been added yet")
+        near, far = self.cfg["render"]["depth_range"]
+        chunk = chunk or (int(self.cfg["model"]["chunk"]) if self.cfg["model"]["type"] == "hash" else 4096 * 4)
+        with self._lock:
+            o, d = camera_rays(T, intr, self.device)
+            was_training = self.model.training
+            self.model.eval()
+            try:
+                out = self.model.render_chunked(o, d, near, far, chunk)
+            finally:
+                self.model.train(was_training)
+        h, w = intr.shape
+        probs = semantic_probabilities(out["semantic"])
+        labels = probs.argmax(-1).to(torch.int32)
+        ent = semantic_entropy(probs)
+        return RenderResult(
+            rgb=out["rgb"].clamp(0, 1).reshape(h, w, 3).cpu().numpy().astype(np.float32),
+            depth=out["depth"].reshape(h, w).cpu().numpy().astype(np.float32),
+            labels=labels.reshape(h, w).cpu().numpy(),
+            probs=probs.reshape(h, w, -1).cpu().numpy().astype(np.float32),
+            entropy=ent.reshape(h, w).cpu().numpy().astype(np.float32),
+            opacity=out["acc"].reshape(h, w).cpu().numpy().astype(np.float32),
+            intrinsics=intr,
+        )
+
+    def snapshot_model(self) -> SemanticModel:
+        """A frozen copy of the model (taken under the lock) for slow readers."""
+        if self.model is None:
+            raise MapNotReadyError("the map is empty: no keyframe has been added yet")
+        with self._lock:
+            snap = copy.deepcopy(self.model)
+        snap.eval()
+        for p in snap.parameters():
+            p.requires_grad_(False)
+        return snap
+
+    def extract_mesh(self, resolution: int = 256, density_threshold: Optional[float] = None, bounds=None,
+                     min_component_faces: int = 0, progress: bool = False, **shading):
+        """Marching-cubes mesh of the current map with per-vertex colours and
+        classes (see :mod:`semnerf_ros.mesh`), from a consistent snapshot.
+        ``shading`` passes ``sample_mode``, ``normal_offset``, ``ray_samples``,
+        ``chunk`` or ``allow_empty`` through to :func:`semnerf_ros.mesh.extract_mesh`."""
+        from . import mesh as mesh_mod
+
+        snap = self.snapshot_model()
+        b = np.asarray(bounds, dtype=np.float64).reshape(2, 3) if bounds is not None else \
+            snap.scene_bounds.cpu().numpy().astype(np.float64)
+
+        def semantic_fn(points):
+            return F.pad(snap.semantic_fn(points).float(), (1, 0), value=float("-inf"))
+
+        kwargs = dict(shading)
+        if density_threshold is not None:
+            kwargs["density_threshold"] = density_threshold
+        return mesh_mod.extract_mesh(snap.density_fn, b, resolution=resolution, semantic_fn=semantic_fn,
+                                     color_fn=snap.color_fn, device=self.device,
+                                     min_component_faces=min_component_faces, class_names=self.class_names,
+                                     progress=progress, **kwargs)
+
+    def stats(self) -> dict:
+        """Counters and rates for status displays."""
+        times = list(self._step_times)
+        rate = 0.0
+        if len(times) >= 2:
+            recent = [t for t in times if t >= times[-1] - 3.0]
+            if len(recent) >= 2 and recent[-1] > recent[0]:
+                rate = (len(recent) - 1) / (recent[-1] - recent[0])
+        gpu_mb = 0.0
+        if self.device.type == "cuda":
+            gpu_mb = torch.cuda.max_memory_allocated(self.device) / 2 ** 20
+        return {
+            "step": self.step_count,
+            "keyframes": len(self.buffer),
+            "max_keyframes": self.buffer.capacity,
+            "frames_added": self.frames_added,
+            "keyframes_added": self.keyframes_added,
+            "keyframes_evicted": self.buffer.evicted,
+            "training": self.is_training,
+            "device": str(self.device),
+            "iterations_per_second": rate,
+            "train_seconds": self.train_seconds,
+            "gpu_memory_mb": gpu_mb,
+            "buffer_memory_mb": self.buffer.memory_bytes() / 2 ** 20,
+            "ray_batch": self.n_rays,
+            "oom_events": self.oom_events,
+            "step_errors": self.step_errors,
+            **{k: v for k, v in self.last_losses.items()},
+        }
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict:
+        """Everything needed to restore the map, as CPU tensors and plain types."""
+        with self._lock:
+            return {
+                "format": MAP_FORMAT,
+                "version": MAP_VERSION,
+                "config": copy.deepcopy(self.cfg),
+                "num_classes": self.num_classes,
+                "class_names": list(self.class_names),
+                "bounds": None if self.model is None else self.model.scene_bounds.cpu().clone(),
+                "model": None if self.model is None else {k: v.detach().cpu().clone()
+                                                          for k, v in self.model.state_dict().items()},
+                "optimizer": None if self.optimizer is None else _to_cpu(self.optimizer.state_dict()),
+                "buffer": self.buffer.state_dict(),
+                "policy": self.policy.state_dict(),
+                "counters": {"step": self.step_count, "frames_added": self.frames_added,
+                             "keyframes_added": self.keyframes_added, "n_rays": self.n_rays},
+                "grid_updates": getattr(getattr(self.model, "grid", None), "updates", 0),
+            }
+
+    def save(self, path) -> Path:
+        """Write the whole map (field, optimiser, keyframes, config) atomically."""
+        state = self.state_dict()
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        written = atomic_write_bytes(path, buf.getvalue())
+        log.info("map saved to %s (%.1f MB)", written, buf.tell() / 2 ** 20)
+        return written
+
+    @staticmethod
+    def read_state(path) -> dict:
+        """Read and check a map file; raises :class:`MapFileError` naming the problem."""
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise MapFileError(f"map file not found: {p}")
+        try:
+            state = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as exc:  # truncated, corrupt, or not a torch file
+            raise MapFileError(f"cannot read map file {p}: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(state, dict) or state.get("format") != MAP_FORMAT:
+            raise MapFileError(f"{p} is not a semnerf_ros map file")
+        if int(state.get("version", -1)) > MAP_VERSION:
+            raise MapFileError(f"{p} has map format version {state.get('version')}, newer than this "
+                               f"package reads ({MAP_VERSION})")
+        for key in ("config", "num_classes", "class_names", "buffer", "counters"):
+            if key not in state:
+                raise MapFileError(f"{p} is missing '{key}'")
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict, device=None) -> "Mapper":
+        cfg = make_config(state["config"])
+        m = cls(cfg, int(state["num_classes"]), state["class_names"], device=device,
+                bounds=None if state["bounds"] is None else state["bounds"].numpy())
+        if state["model"] is not None:
+            m.model.load_state_dict(state["model"])
+            if state.get("optimizer") is not None:
+                m.optimizer.load_state_dict(state["optimizer"])
+            grid = getattr(m.model, "grid", None)
+            if grid is not None:
+                grid.updates = int(state.get("grid_updates", 0))
+        m.buffer.load_state_dict(state["buffer"])
+        m.policy.load_state_dict(state["policy"])
+        c = state["counters"]
+        m.step_count = int(c["step"])
+        m.frames_added = int(c["frames_added"])
+        m.keyframes_added = int(c["keyframes_added"])
+        m.n_rays = int(c.get("n_rays", m.n_rays))
+        return m
+
+    @classmethod
+    def load(cls, path, device=None) -> "Mapper":
+        """A new Mapper from a map file (see :meth:`save`)."""
+        state = cls.read_state(path)
+        try:
+            return cls.from_state(state, device=device)
+        except MapFileError:
+            raise
+        except Exception as exc:
+            raise MapFileError(f"map file {path} does not fit this package: {type(exc).__name__}: {exc}") from exc
+
+    def load_state(self, path) -> None:
+        """Replace this map by a saved one, in place.  The file is read and a new
+        map built first; on any error the live map is untouched."""
+        other = Mapper.load(path, device=self.device)
+        with self._lock:
+            if other.num_classes != self.num_classes:
+                raise MapFileError(f"map file {path} has {other.num_classes} classes, this map {self.num_classes}")
+            for name in ("cfg", "class_names", "policy", "buffer", "model", "optimizer", "n_rays", "step_count",
+                         "frames_added", "keyframes_added", "_explicit_bounds"):
+                setattr(self, name, getattr(other, name))
+            self.last_losses = {}
+            self._step_times.clear()
+
+    def reset(self) -> None:
+        """Forget everything learnt and every keyframe (configuration kept)."""
+        with self._lock:
+            self.buffer.clear()
+            self.policy.reset()
+            bounds = self.scene_bounds if self._explicit_bounds else None
+            self.model = None
+            self.optimizer = None
+            if bounds is not None:
+                self._build_model(bounds)
+            self.n_rays = int(self.cfg["render"]["N_rays"])
+            self._reset_counters()
+
+
+def _to_cpu(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().clone()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj

@@ -1,0 +1,253 @@
+"""Models: a field plus its sampler and renderer, with their training losses.
+
+* :class:`NeRFSemanticModel` — the paper: coarse and fine Semantic-NeRF MLPs,
+  64 stratified + 128 importance samples, raw density noise in training,
+  losses on both the coarse and the fine outputs.
+* :class:`HashSemanticModel` — the fast field: hash grid + small heads, an
+  occupancy grid that skips empty space, optional depth supervision.
+
+Both take rays in world metres (directions with camera z = 1, so ``t`` is
+z-depth) and return ``rgb`` (R, 3), ``depth`` (R,), ``acc`` (R,) and
+``semantic`` (R, C-1) accumulated logits over the valid classes.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .fields.hash_field import HashSemanticField
+from .fields.semantic_nerf import SemanticNeRFMLP
+from .occupancy import OccupancyGrid, march_rays
+from .render import nerf_deltas, sample_pdf, stratified_samples, volume_render
+
+
+def semantic_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the valid classes; label 0 (void) is ignored.
+    Returns 0 when no ray in the batch carries a label."""
+    target = labels.long() - 1  # void -> -1 -> ignored
+    if not bool((target >= 0).any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits.float(), target, ignore_index=-1)
+
+
+def mse_to_psnr(mse: float) -> float:
+    return float(-10.0 * math.log10(max(mse, 1e-10)))
+
+
+class SemanticModel(nn.Module):
+    """Common interface of the models (see module docstring)."""
+
+    def __init__(self, cfg: dict, num_classes: int, bounds):
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"a semantic map needs at least one class besides void, got num_classes={num_classes}")
+        self.cfg = cfg
+        self.num_classes = int(num_classes)
+        self.num_valid = self.num_classes - 1
+        self.register_buffer("scene_bounds", torch.as_tensor(bounds, dtype=torch.float32).reshape(2, 3).clone())
+
+    # -- to implement
+    def render_rays(self, origins, dirs, near, far, training: bool = False, depth=None,
+                    generator: Optional[torch.Generator] = None) -> dict:
+        raise NotImplementedError
+
+    def density_fn(self, points: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def semantic_fn(self, points: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def color_fn(self, points: torch.Tensor, viewdirs: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def param_groups(self) -> list:
+        raise NotImplementedError
+
+    def learning_rate(self, step: int) -> float:
+        t = self.cfg["train"]
+        return float(t["lrate"]) * 0.1 ** (step / max(float(t["lrate_decay"]), 1.0))
+
+    def before_step(self, step: int, generator=None) -> None:
+        """Hook run before each training step (occupancy updates)."""
+
+    # -- shared
+    def losses(self, out: dict, batch) -> dict:
+        """Total loss (tensor) and its parts (floats) for a ray batch."""
+        t = self.cfg["train"]
+        mse = F.mse_loss(out["rgb"], batch.rgb)
+        loss_rgb = mse
+        loss_sem = semantic_loss(out["semantic"], batch.labels)
+        if "rgb_coarse" in out:
+            loss_rgb = loss_rgb + F.mse_loss(out["rgb_coarse"], batch.rgb)
+            loss_sem = loss_sem + semantic_loss(out["semantic_coarse"], batch.labels)
+        total = loss_rgb + float(t["wgt_sem"]) * loss_sem
+        loss_depth = torch.zeros((), device=mse.device)
+        if float(t["wgt_depth"]) > 0 and batch.depth is not None:
+            valid = batch.depth > 0
+            if bool(valid.any()):
+                loss_depth = (out["depth"][valid] - batch.depth[valid]).abs().mean()
+                total = total + float(t["wgt_depth"]) * loss_depth
+        # one device sync for all the logged values
+        l_rgb, l_sem, l_dep, l_mse = torch.stack([loss_rgb, loss_sem, loss_depth, mse]).detach().float().tolist()
+        return {"loss": total, "loss_rgb": l_rgb, "loss_semantic": l_sem, "loss_depth": l_dep,
+                "psnr": mse_to_psnr(l_mse)}
+
+    @torch.no_grad()
+    def render_chunked(self, origins, dirs, near: float, far: float, chunk: int) -> dict:
+        """Render many rays without gradients, ``chunk`` rays at a time."""
+        outs = []
+        for s in range(0, origins.shape[0], chunk):
+            o, d = origins[s:s + chunk], dirs[s:s + chunk]
+            n = torch.full((o.shape[0],), float(near), device=o.device)
+            f = torch.full((o.shape[0],), float(far), device=o.device)
+            r = self.render_rays(o, d, n, f, training=False)
+            outs.append({k: r[k] for k in ("rgb", "depth", "acc", "semantic")})
+        return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
+
+
+class NeRFSemanticModel(SemanticModel):
+    """The paper's coarse-to-fine Semantic-NeRF."""
+
+    def __init__(self, cfg: dict, num_classes: int, bounds):
+        super().__init__(cfg, num_classes, bounds)
+        m, r = cfg["model"], cfg["render"]
+        self.coarse = SemanticNeRFMLP(self.num_valid, m["netdepth"], m["netwidth"], r["multires"],
+                                      r["multires_views"], use_viewdirs=r["use_viewdirs"])
+        self.fine = SemanticNeRFMLP(self.num_valid, m["netdepth_fine"], m["netwidth_fine"], r["multires"],
+                                    r["multires_views"], use_viewdirs=r["use_viewdirs"]) \
+            if r["N_importance"] > 0 else None
+
+    def _run(self, net: SemanticNeRFMLP, t, origins, dirs, training: bool, generator=None) -> dict:
+        R, S = t.shape
+        pts = origins[:, None, :] + t[..., None] * dirs[:, None, :]
+        vd = F.normalize(dirs, dim=-1)[:, None, :].expand(R, S, 3)
+        chunk = int(self.cfg["model"]["netchunk"])
+        flat_p, flat_d = pts.reshape(-1, 3), vd.reshape(-1, 3)
+        parts = [net(flat_p[s:s + chunk], flat_d[s:s + chunk]) for s in range(0, flat_p.shape[0], chunk)]
+        raw = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        sigma_raw = raw["sigma_raw"].reshape(R, S)
+        noise_std = float(self.cfg["render"]["raw_noise_std"])
+        if training and noise_std > 0:
+            sigma_raw = sigma_raw + torch.randn(sigma_raw.shape, device=t.device, generator=generator) * noise_std
+        sigma = torch.relu(sigma_raw)
+        rgb = torch.sigmoid(raw["rgb_raw"]).reshape(R, S, 3)
+        sem = raw["semantic"].reshape(R, S, -1)
+        return volume_render(sigma, nerf_deltas(t, dirs), t, rgb, sem, self.cfg["render"]["white_bkgd"])
+
+    def render_rays(self, origins, dirs, near, far, training: bool = False, depth=None, generator=None) -> dict:
+        r = self.cfg["render"]
+        perturb = training and bool(r["perturb"])
+        t = stratified_samples(near, far, origins.shape[0], r["N_samples"], perturb, origins.device, generator)
+        coarse = self._run(self.coarse, t, origins, dirs, training, generator)
+        if self.fine is None:
+            return coarse
+        mids = 0.5 * (t[:, 1:] + t[:, :-1])
+        t_fine = sample_pdf(mids, coarse["weights"][:, 1:-1].detach(), r["N_importance"], not perturb, generator)
+        t_all, _ = torch.sort(torch.cat([t, t_fine.detach()], -1), -1)
+        fine = self._run(self.fine, t_all, origins, dirs, training, generator)
+        fine.update({"rgb_coarse": coarse["rgb"], "semantic_coarse": coarse["semantic"],
+                     "depth_coarse": coarse["depth"]})
+        return fine
+
+    def _net(self):
+        return self.fine if self.fine is not None else self.coarse
+
+    def density_fn(self, points):
+        return torch.relu(self._net().density_raw(points))
+
+    def semantic_fn(self, points):
+        return self._net().semantic_logits(points)
+
+    def color_fn(self, points, viewdirs):
+        return torch.sigmoid(self._net()(points, viewdirs)["rgb_raw"])
+
+    def param_groups(self) -> list:
+        return [{"params": list(self.parameters()), "lr": float(self.cfg["train"]["lrate"])}]
+
+
+class HashSemanticModel(SemanticModel):
+    """Hash-grid field with occupancy-grid ray marching."""
+
+    def __init__(self, cfg: dict, num_classes: int, bounds):
+        super().__init__(cfg, num_classes, bounds)
+        h, r = cfg["model"]["hash"], cfg["render"]
+        self.field = HashSemanticField(bounds, self.num_valid, h["n_levels"], h["n_features_per_level"],
+                                       h["log2_hashmap_size"], h["base_resolution"], h["finest_resolution"],
+                                       h["hidden_dim"], h["geo_feat_dim"], h["hidden_dim_color"],
+                                       h["hidden_dim_semantic"], h["backend"])
+        self.grid = OccupancyGrid(bounds, r["occupancy_resolution"], r["occupancy_threshold"])
+        near, far = r["depth_range"]
+        self.step_size = (far - near) / r["march_steps"]
+        self.amp = False  # set by the mapper (bf16 autocast on CUDA)
+
+    def before_step(self, step: int, generator=None) -> None:
+        r = self.cfg["render"]
+        if step % max(int(r["occupancy_update_every"]), 1) == 0:
+            self.grid.update(self.field.density, self.step_size,
+                             warmup=step < int(r["occupancy_warmup_steps"]), generator=generator)
+
+    def render_rays(self, origins, dirs, near, far, training: bool = False, depth=None, generator=None) -> dict:
+        r = self.cfg["render"]
+        R = origins.shape[0]
+        if training and depth is not None and r["depth_guided_sampling"]:
+            # Nothing behind a measured surface is supervised: end those rays just past it.
+            has = depth > 0
+            far = torch.where(has, torch.minimum(far, depth * 1.05 + 3 * float(r["depth_guide_std"])), far)
+        K = int(r["max_samples_per_ray"])
+        m = march_rays(origins, dirs, near, far, self.grid, int(r["march_steps"]), K,
+                       perturb=training and bool(r["perturb"]), generator=generator)
+        ray, slot = m["ray"], m["slot"]
+        pts = origins[ray] + m["t"][:, None] * dirs[ray]
+        vd = F.normalize(dirs, dim=-1)[ray]
+        with torch.autocast(device_type=origins.device.type, dtype=torch.bfloat16,
+                            enabled=self.amp and origins.is_cuda):
+            chunk = int(self.cfg["model"]["netchunk"])
+            if torch.is_grad_enabled() or pts.shape[0] <= chunk:
+                out = self.field(pts, vd)
+            else:  # rendering: bound the memory of the field's intermediates
+                parts = [self.field(pts[s:s + chunk], vd[s:s + chunk]) for s in range(0, pts.shape[0], chunk)]
+                out = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        # Weights on a dense (R, K) layout, then packed accumulation.
+        sigma = torch.zeros(R, K, device=origins.device)
+        sigma = sigma.index_put((ray, slot), out["sigma"].float())
+        delta = torch.zeros(R, K, device=origins.device).index_put((ray, slot), m["delta"])
+        alpha = 1.0 - torch.exp(-sigma * delta)
+        trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha + 1e-10], -1), -1)[:, :-1]
+        w = (alpha * trans)[ray, slot]  # (P,)
+        acc = torch.zeros(R, device=origins.device).index_add(0, ray, w)
+        rgb = torch.zeros(R, 3, device=origins.device).index_add(0, ray, w[:, None] * out["rgb"])
+        dep = torch.zeros(R, device=origins.device).index_add(0, ray, w * m["t"])
+        sem = torch.zeros(R, self.num_valid, device=origins.device).index_add(0, ray, w[:, None] * out["semantic"])
+        if r["white_bkgd"]:
+            rgb = rgb + (1.0 - acc[:, None])
+        return {"rgb": rgb, "depth": dep, "acc": acc, "semantic": sem, "samples_per_ray": ray.numel() / max(R, 1)}
+
+    def density_fn(self, points):
+        return self.field.density(points)
+
+    def semantic_fn(self, points):
+        return self.field.semantic_logits(points)
+
+    def color_fn(self, points, viewdirs):
+        return self.field.color(points, viewdirs)
+
+    def param_groups(self) -> list:
+        lr = float(self.cfg["train"]["lrate"])
+        enc = list(self.field.encoding.parameters())
+        enc_ids = {id(p) for p in enc}
+        mlp = [p for p in self.parameters() if id(p) not in enc_ids]
+        return [{"params": enc, "lr": lr, "weight_decay": 0.0},
+                {"params": mlp, "lr": lr, "weight_decay": 1e-6}]
+
+
+def build_model(cfg: dict, num_classes: int, bounds) -> SemanticModel:
+    kind = cfg["model"]["type"]
+    if kind == "nerf":
+        return NeRFSemanticModel(cfg, num_classes, bounds)
+    if kind == "hash":
+        return HashSemanticModel(cfg, num_classes, bounds)
+    raise ValueError(f"unknown model.type {kind!r} (expected 'nerf' or 'hash')")

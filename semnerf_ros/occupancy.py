@@ -1,0 +1,127 @@
+"""Occupancy grid for empty-space skipping (instant-ngp / nerfacc style) and the
+ray marcher that uses it.
+
+The grid holds an exponential moving maximum of the field's density per cell
+over the scene box.  Cells whose density would give an interval of one march
+step less opacity than ``threshold`` are *empty* and skipped by the marcher.
+All cells start occupied; during ``warmup_steps`` updates visit every cell,
+later a random quarter plus the occupied ones (nerfacc's schedule).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import nn
+
+
+class OccupancyGrid(nn.Module):
+    """A ``resolution``^3 grid over ``bounds`` (2, 3), world metres."""
+
+    def __init__(self, bounds, resolution: int = 128, threshold: float = 0.01, ema_decay: float = 0.95):
+        super().__init__()
+        b = torch.as_tensor(bounds, dtype=torch.float32).reshape(2, 3)
+        self.register_buffer("bounds", b.clone())
+        self.resolution = int(resolution)
+        self.threshold = float(threshold)
+        self.ema_decay = float(ema_decay)
+        n = self.resolution ** 3
+        self.register_buffer("density", torch.full((n,), -1.0))  # -1: never visited
+        self.register_buffer("occupied", torch.ones(n, dtype=torch.bool))
+        self.updates = 0
+
+    @property
+    def cell_size(self) -> torch.Tensor:
+        return (self.bounds[1] - self.bounds[0]) / self.resolution
+
+    def cell_index(self, points: torch.Tensor):
+        """Flat cell index of each point and whether it lies inside the box."""
+        rel = (points - self.bounds[0]) / (self.bounds[1] - self.bounds[0])
+        inside = ((rel >= 0) & (rel < 1)).all(-1)
+        ijk = (rel * self.resolution).long().clamp_(0, self.resolution - 1)
+        r = self.resolution
+        return (ijk[..., 0] * r + ijk[..., 1]) * r + ijk[..., 2], inside
+
+    def query(self, points: torch.Tensor) -> torch.Tensor:
+        """True where a point is inside the box and its cell is occupied."""
+        idx, inside = self.cell_index(points)
+        return self.occupied[idx] & inside
+
+    def occupancy_fraction(self) -> float:
+        return float(self.occupied.float().mean())
+
+    @torch.no_grad()
+    def update(self, density_fn, step_size: float, warmup: bool, chunk: int = 2 ** 20,
+               generator: Optional[torch.Generator] = None) -> None:
+        """Refresh cell densities with ``density_fn(points (N, 3)) -> (N,)`` at a
+        random point of each visited cell; ``step_size`` (m) is the march step
+        the opacity threshold refers to."""
+        n = self.resolution ** 3
+        dev = self.density.device
+        if warmup:
+            cells = torch.arange(n, device=dev)
+        else:
+            rand = torch.randint(0, n, (n // 4,), device=dev, generator=generator)
+            occ = self.occupied.nonzero().squeeze(-1)
+            if occ.numel() > n // 4:
+                occ = occ[torch.randint(0, occ.numel(), (n // 4,), device=dev, generator=generator)]
+            cells = torch.cat([rand, occ])
+        r = self.resolution
+        k = cells % r
+        j = (cells // r) % r
+        i = cells // (r * r)
+        ijk = torch.stack([i, j, k], -1).float()
+        jitter = torch.rand(ijk.shape, device=dev, generator=generator)
+        pts = self.bounds[0] + (ijk + jitter) * self.cell_size
+        sig = torch.cat([density_fn(pts[s:s + chunk]).float() for s in range(0, pts.shape[0], chunk)])
+        old = self.density[cells]
+        new = torch.where(old < 0, sig, torch.maximum(old * self.ema_decay, sig))
+        self.density[cells] = new
+        sigma_thresh = -math.log(1.0 - self.threshold) / max(step_size, 1e-6)
+        visited = self.density >= 0
+        mean = float(self.density[visited].mean()) if bool(visited.any()) else 0.0
+        thr = min(sigma_thresh, mean)
+        self.occupied = (self.density > thr) | ~visited
+        self.updates += 1
+
+
+def march_rays(origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tensor, far: torch.Tensor,
+               grid: OccupancyGrid, n_steps: int, max_samples: int, perturb: bool,
+               generator: Optional[torch.Generator] = None) -> dict:
+    """Sample rays through occupied cells only.
+
+    Each ray is cut into ``n_steps`` equal z-depth steps over [near, far]
+    (per-ray tensors (R,)); steps in empty cells are dropped.  When more than
+    ``max_samples`` steps are occupied, an evenly spread subset of exactly
+    ``max_samples`` is kept and each kept sample stands for ``n_occ /
+    max_samples`` steps (its interval grows accordingly), so early in training,
+    when every cell is occupied, samples still span the whole ray.
+
+    Returns packed samples: ``ray`` (P,) ray index, ``slot`` (P,) position
+    along the ray in [0, max_samples), ``t`` (P,) z-depth, ``delta`` (P,)
+    interval length in metres.
+    """
+    R = origins.shape[0]
+    dev = origins.device
+    dt = (far - near) / n_steps  # (R,)
+    off = torch.rand(R, 1, device=dev, generator=generator) if perturb else torch.full((R, 1), 0.5, device=dev)
+    steps = torch.arange(n_steps, device=dev, dtype=torch.float32)
+    t = near[:, None] + (steps[None, :] + off) * dt[:, None]  # (R, S)
+    pts = origins[:, None, :] + t[..., None] * dirs[:, None, :]
+    occ = grid.query(pts)  # (R, S)
+    n_occ = occ.sum(-1, dtype=torch.int32)  # (R,)
+    rank = torch.cumsum(occ, -1, dtype=torch.int32) - 1
+    ratio = (n_occ.float() / max_samples).clamp(min=1.0)  # steps per kept sample
+    u = torch.rand(R, 1, device=dev, generator=generator) if perturb else torch.full((R, 1), 0.5, device=dev)
+    r = rank.float()
+    keep = occ & (torch.floor((r + 1) / ratio[:, None] + u) > torch.floor(r / ratio[:, None] + u))
+    slot = torch.cumsum(keep, -1, dtype=torch.int32) - 1
+    ray, step = keep.nonzero(as_tuple=True)
+    norm = dirs.norm(dim=-1)
+    return {
+        "ray": ray,
+        "slot": slot[ray, step].long(),
+        "t": t[ray, step],
+        "delta": (dt * ratio * norm)[ray],
+    }

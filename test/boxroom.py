@@ -1,0 +1,69 @@
+"""A tiny analytic scene for engine tests: the inside of an axis-aligned box room.
+
+Each of the 6 faces is a class (1..6); colour is the class colour modulated by a
+checkerboard of 0.5 m squares.  Rendering is exact ray-box intersection in numpy,
+so tests need neither Open3D nor files.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from semnerf_ros.frame import Frame
+from semnerf_ros.geometry import Intrinsics
+
+HALF = np.array([2.0, 1.5, 1.25])  # room half-size (m)
+CLASS_COLORS = np.array([[0, 0, 0], [200, 60, 60], [60, 200, 60], [60, 60, 200],
+                         [200, 200, 60], [200, 60, 200], [60, 200, 200]], dtype=np.float32) / 255.0
+NUM_CLASSES = 7  # void + 6 faces
+
+
+def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
+    """Camera-to-world pose (OpenCV optical axes) at ``eye`` looking at ``target``."""
+    eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
+    z = target - eye
+    z /= np.linalg.norm(z)
+    x = np.cross(z, up)
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    T = np.eye(4)
+    T[:3, 0], T[:3, 1], T[:3, 2], T[:3, 3] = x, y, z, eye
+    return T
+
+
+def render_box(pose: np.ndarray, intr: Intrinsics):
+    """(rgb uint8 (H,W,3), labels int32 (H,W), depth float32 (H,W)) of the room."""
+    h, w = intr.shape
+    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+    d_cam = np.stack([(u - intr.cx) / intr.fx, (v - intr.cy) / intr.fy, np.ones_like(u)], -1)
+    d = d_cam @ pose[:3, :3].T
+    o = pose[:3, 3]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_pos = (HALF - o) / d
+        t_neg = (-HALF - o) / d
+    t_exit = np.where(d > 0, t_pos, t_neg)
+    t_exit = np.where(np.isfinite(t_exit) & (t_exit > 0), t_exit, np.inf)
+    axis = np.argmin(t_exit, -1)
+    t = np.take_along_axis(t_exit, axis[..., None], -1)[..., 0]
+    sign = np.take_along_axis(d, axis[..., None], -1)[..., 0] > 0
+    labels = (1 + axis * 2 + sign.astype(int)).astype(np.int32)
+    p = o + t[..., None] * d
+    checker = (np.floor(p / 0.5).astype(int).sum(-1) % 2).astype(np.float32)
+    rgb = CLASS_COLORS[labels] * (0.6 + 0.4 * checker[..., None])
+    depth = t.astype(np.float32)  # t is z-depth because d_cam has z = 1
+    return (rgb * 255 + 0.5).astype(np.uint8), labels, depth
+
+
+def box_frames(n: int = 12, width: int = 32, height: int = 24, radius: float = 0.6, seed: int = 0,
+               with_depth: bool = True) -> list[Frame]:
+    """Frames on a circle around the room centre, looking outward with a slow turn."""
+    intr = Intrinsics.from_hfov(width, height, 90.0)
+    frames = []
+    for i in range(n):
+        a = 2 * np.pi * i / n
+        eye = np.array([radius * np.cos(a), radius * np.sin(a), 0.1 * np.sin(3 * a)])
+        target = eye + np.array([np.cos(a + 0.6), np.sin(a + 0.6), -0.15])
+        pose = look_at(eye, target)
+        rgb, labels, depth = render_box(pose, intr)
+        frames.append(Frame(rgb=rgb, pose=pose, intrinsics=intr, labels=labels,
+                            depth=depth if with_depth else None, stamp=i / 10.0, frame_id="cam", index=i))
+    return frames
