@@ -1,0 +1,271 @@
+"""``semnerf-play``: a small pure-Python rosbag2 player (``ros2 bag play`` /
+``rosbag2_py`` are not installable here).
+
+Reads MCAP or SQLite3 bags with ``rosbags`` and publishes each message's
+stored CDR bytes unchanged through rclpy (``Publisher.publish(bytes)``), so
+the published messages are exactly the recorded ones; only the message class
+(e.g. ``sensor_msgs/msg/Image`` -> ``sensor_msgs.msg.Image``) is needed to
+create the publisher.  Messages go out in log-time order with the recorded
+gaps scaled by ``1 / rate``.
+
+    semnerf-play BAG [--rate 1.0] [--loop] [--remap /a:=/b ...] [--topics T ...]
+                 [--start-offset S] [--qos sensor_data|reliable] [--clock [--clock-rate HZ]]
+                 [--delay S] [--wait-for-subscribers S] [--quiet] [--ros-args ...]
+
+``--clock`` publishes ``/clock`` (rosgraph_msgs/Clock) with the bag's time, for
+nodes run with ``use_sim_time:=true``.  Ctrl-C / SIGTERM stop it cleanly.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+
+class PlayerError(RuntimeError):
+    """A bag or an option the player cannot use."""
+
+
+def message_class(msgtype: str):
+    """The rclpy message class of a ROS 2 type name ``pkg/msg/Name``."""
+    parts = msgtype.split("/")
+    if len(parts) != 3:
+        raise PlayerError(f"not a ROS 2 message type name: {msgtype!r}")
+    pkg, sub, name = parts
+    try:
+        return getattr(importlib.import_module(f"{pkg}.{sub}"), name)
+    except (ImportError, AttributeError) as exc:
+        raise PlayerError(f"message type {msgtype} is not available in this Python "
+                          f"environment: {exc}") from exc
+
+
+def parse_remaps(remaps: list) -> dict:
+    out = {}
+    for r in remaps or []:
+        if ":=" not in r:
+            raise PlayerError(f"--remap expects FROM:=TO, got {r!r}")
+        a, b = r.split(":=", 1)
+        if not a or not b:
+            raise PlayerError(f"--remap expects FROM:=TO, got {r!r}")
+        out[a] = b
+    return out
+
+
+def split_ros_args(argv: list) -> tuple[list, list]:
+    """Split a command line into the player's own arguments and the ROS ones
+    (each ``--ros-args ...`` block, up to a ``--`` or the end)."""
+    own, ros, inside = [], [], False
+    for a in argv:
+        if a == "--ros-args":
+            inside = True
+            ros.append(a)
+        elif inside and a == "--":
+            inside = False
+        elif inside:
+            ros.append(a)
+        else:
+            own.append(a)
+    return own, ros
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="semnerf-play", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("bag", help="rosbag2 folder (or a single .mcap / .db3 file)")
+    p.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1.0)")
+    p.add_argument("--loop", action="store_true", help="play again from the start when done")
+    p.add_argument("--remap", nargs="+", default=[], metavar="FROM:=TO",
+                   help="rename topics, e.g. /camera/pose:=/pose")
+    p.add_argument("--topics", nargs="+", default=None, metavar="TOPIC",
+                   help="play only these topics (names in the bag)")
+    p.add_argument("--start-offset", type=float, default=0.0, metavar="S",
+                   help="skip the first S seconds of the bag")
+    p.add_argument("--qos", choices=("sensor_data", "reliable"), default="reliable",
+                   help="publisher QoS (reliable reaches both reliable and best-effort subscribers)")
+    p.add_argument("--qos-depth", type=int, default=10, help="publisher queue depth (default 10)")
+    p.add_argument("--clock", action="store_true",
+                   help="publish /clock (rosgraph_msgs/Clock) with the bag time, with every message and "
+                        "at --clock-rate in between")
+    p.add_argument("--clock-rate", type=float, default=40.0, metavar="HZ",
+                   help="/clock rate between messages (default 40)")
+    p.add_argument("--delay", type=float, default=0.0, metavar="S",
+                   help="wait S seconds before playing (lets subscribers connect)")
+    p.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="S",
+                   help="before playing, wait up to S seconds until every topic has a subscriber")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    return p
+
+
+class BagPlayer:
+    """Plays one bag on an rclpy node (created by :func:`main`)."""
+
+    def __init__(self, node, bag: str, rate: float = 1.0, topics: Optional[list] = None,
+                 remaps: Optional[dict] = None, start_offset: float = 0.0, qos: str = "reliable",
+                 qos_depth: int = 10, clock_hz: Optional[float] = None):
+        from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+        from rosbags.rosbag2 import Reader
+
+        if not rate > 0:
+            raise PlayerError(f"--rate must be positive, got {rate}")
+        if start_offset < 0:
+            raise PlayerError(f"--start-offset must be >= 0, got {start_offset}")
+        if clock_hz is not None and not clock_hz > 0:
+            raise PlayerError(f"--clock rate must be positive, got {clock_hz}")
+        self.node, self.path, self.rate = node, Path(bag), float(rate)
+        self.start_offset, self.clock_hz = float(start_offset), clock_hz
+        if not self.path.exists():
+            raise PlayerError(f"bag not found: {self.path}")
+        remaps = remaps or {}
+        if qos == "sensor_data":
+            profile = QoSProfile(depth=qos_depth)
+            profile.reliability = qos_profile_sensor_data.reliability
+            profile.history = qos_profile_sensor_data.history
+        else:
+            profile = QoSProfile(depth=qos_depth, reliability=ReliabilityPolicy.RELIABLE)
+        self.reader = Reader(self.path)
+        self.reader.open()
+        conns = self.reader.connections
+        available = sorted({c.topic for c in conns})
+        if topics:
+            missing = [t for t in topics if t not in available]
+            if missing:
+                raise PlayerError(f"topics {missing} are not in the bag (it has {available})")
+            conns = [c for c in conns if c.topic in topics]
+        if not conns:
+            raise PlayerError(f"no topics to play in {self.path}")
+        self.connections = []
+        self.publishers = {}
+        for c in conns:
+            fmt = getattr(getattr(c, "ext", None), "serialization_format", "cdr")
+            if fmt != "cdr":
+                raise PlayerError(f"{c.topic}: serialization format {fmt!r} is not CDR")
+            name = remaps.get(c.topic, c.topic)
+            if name not in self.publishers:
+                self.publishers[name] = node.create_publisher(message_class(c.msgtype), name, profile)
+            self.connections.append(c)
+        self._topic_out = {c.id: remaps.get(c.topic, c.topic) for c in self.connections}
+        self.clock_pub = None
+        if clock_hz is not None:
+            from rosgraph_msgs.msg import Clock
+
+            self._Clock = Clock
+            self.clock_pub = node.create_publisher(Clock, "/clock", 10)
+        self.start_ns = self.reader.start_time + int(self.start_offset * 1e9)
+        self.end_ns = self.reader.end_time
+        self.published = 0
+
+    def close(self) -> None:
+        self.reader.close()
+
+    def wait_for_subscribers(self, timeout: float, ok=lambda: True) -> bool:
+        """Wait up to ``timeout`` s until every publisher has a subscriber (then
+        0.3 s more, so that the subscribers have matched the publishers too)."""
+        end = time.monotonic() + timeout
+        while ok() and time.monotonic() < end:
+            if all(p.get_subscription_count() > 0 for p in self.publishers.values()):
+                time.sleep(0.3)
+                return True
+            time.sleep(0.02)
+        return False
+
+    def _publish_clock(self, bag_ns: int) -> None:
+        from builtin_interfaces.msg import Time
+
+        self.clock_pub.publish(self._Clock(clock=Time(sec=bag_ns // 1_000_000_000,
+                                                      nanosec=bag_ns % 1_000_000_000)))
+
+    def _progress(self, bag_ns: int, final: bool = False) -> None:
+        total = max(0.0, (self.end_ns - self.start_ns) / 1e9)
+        done = max(0.0, (bag_ns - self.start_ns) / 1e9)
+        sys.stderr.write(f"\r[semnerf-play] {done:7.2f} / {total:.2f} s  {self.published} messages"
+                         f"  x{self.rate:g}" + ("\n" if final else ""))
+        sys.stderr.flush()
+
+    def play_once(self, ok=lambda: True, progress: bool = True) -> None:
+        """Publish the bag once; returns early when ``ok()`` turns false."""
+        wall0 = time.monotonic()
+        clock_period = 1.0 / self.clock_hz if self.clock_hz else None
+        next_clock = wall0
+        last_progress = 0.0
+        bag_ns = self.start_ns
+        for conn, t, raw in self.reader.messages(connections=self.connections, start=self.start_ns):
+            target = wall0 + (t - self.start_ns) / 1e9 / self.rate
+            while True:
+                if not ok():
+                    return
+                now = time.monotonic()
+                if clock_period is not None and now >= next_clock:
+                    cur = self.start_ns + int((now - wall0) * self.rate * 1e9)
+                    self._publish_clock(min(cur, t))
+                    next_clock = now + clock_period
+                if now >= target:
+                    break
+                wait = target - now
+                if clock_period is not None:
+                    wait = min(wait, max(0.0, next_clock - now))
+                time.sleep(min(wait, 0.05))
+            if self.clock_pub is not None:
+                self._publish_clock(t)
+            self.publishers[self._topic_out[conn.id]].publish(bytes(raw))
+            self.published += 1
+            bag_ns = t
+            if progress and time.monotonic() - last_progress > 0.5:
+                self._progress(bag_ns)
+                last_progress = time.monotonic()
+        if progress:
+            self._progress(bag_ns, final=True)
+
+
+def main(argv: Optional[list] = None) -> int:
+    """Entry point; returns 0 when done or interrupted, 1 on an error."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    own, ros = split_ros_args(sys.argv[1:] if argv is None else list(argv))
+    args = build_parser().parse_args(own)
+    # only the --ros-args part goes to rcl: it would take `--remap A:=B` as a legacy remap rule
+    rclpy.init(args=[sys.argv[0]] + ros)
+    node = rclpy.create_node("semnerf_play")
+    player = None
+    code = 0
+    try:
+        remaps = parse_remaps(args.remap)
+        player = BagPlayer(node, args.bag, rate=args.rate, topics=args.topics, remaps=remaps,
+                           start_offset=args.start_offset, qos=args.qos, qos_depth=args.qos_depth,
+                           clock_hz=args.clock_rate if args.clock else None)
+        node.get_logger().info(
+            f"playing {args.bag}: " + ", ".join(
+                f"{c.topic}" + (f" -> {player._topic_out[c.id]}" if player._topic_out[c.id] != c.topic else "")
+                for c in player.connections) + f" at x{args.rate:g}" + (" (loop)" if args.loop else ""))
+        ok = rclpy.ok
+        if args.wait_for_subscribers > 0 and not player.wait_for_subscribers(args.wait_for_subscribers, ok):
+            missing = [t for t, p in player.publishers.items() if p.get_subscription_count() == 0]
+            node.get_logger().warning(f"no subscriber after {args.wait_for_subscribers} s on {missing}; "
+                                      f"playing anyway")
+        deadline = time.monotonic() + args.delay
+        while ok() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        while ok():
+            player.play_once(ok=ok, progress=not args.quiet)
+            if not args.loop:
+                break
+    except PlayerError as exc:
+        node.get_logger().error(str(exc))
+        code = 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        if not args.quiet:
+            sys.stderr.write("\n")
+        node.get_logger().info("interrupted")
+    finally:
+        if player is not None:
+            player.close()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

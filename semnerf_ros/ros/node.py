@@ -1,0 +1,888 @@
+"""``semnerf_node``: the ROS 2 adapter around :class:`semnerf_ros.mapper.Mapper`.
+
+Run: ``ros2 run semnerf_ros semnerf_node --ros-args --params-file config/semnerf.yaml
+-r rgb:=/camera/color/image_raw -r labels:=/segmentation/labels -r pose:=/camera/pose
+-r camera_info:=/camera/color/camera_info`` (or ``python -m semnerf_ros.ros.node ...``).
+
+Inputs (relative names, remap them): ``rgb`` (sensor_msgs/Image: rgb8, bgr8, rgba8,
+bgra8, mono8), ``labels`` (Image: mono8, 8UC1, mono16, 16UC1, 32SC1 class ids),
+``pose`` (geometry_msgs/PoseStamped, or nav_msgs/Odometry with ``pose_type:
+odometry``; camera-to-world in ``world_frame``), optional ``depth`` (16UC1 mm or
+32FC1 m, ``use_depth``), ``camera_info`` (or intrinsics from parameters).
+RGB, labels, pose (and depth) are paired by an approximate-time synchronizer
+(:mod:`semnerf_ros.ros.sync`); camera_info is the latest one received.
+
+Outputs, rendered at ``publish_rate`` from the latest synced pose, each with
+that input's header stamp and frame_id: ``~/semantic`` (mono8, mono16 above
+256 classes), ``~/semantic_color`` (rgb8), ``~/rgb`` (rgb8), ``~/depth``
+(32FC1 m), ``~/uncertainty`` (32FC1 entropy, nats); ``~/mesh``
+(visualization_msgs/MarkerArray in ``world_frame``, every ``mesh_period`` s);
+``~/status`` (semnerf_ros/MapStatus).
+
+Services: ``~/export_mesh``, ``~/save_map``, ``~/load_map``, ``~/render_view``,
+``~/get_status`` (package interfaces), ``~/reset_map``, ``~/export_mesh_default``
+(std_srvs/Trigger).  Failures answer ``success=false`` with the reason.
+
+Threads: the Mapper trains in its own thread; a MultiThreadedExecutor runs
+subscriptions, rendering, meshing, status and the long services in separate
+callback groups; validated frames go through a 2-deep queue to an intake thread
+that calls ``Mapper.add_frame`` (which waits for the mapper's lock during a
+training step), so no subscription callback ever waits for training (a frame
+pushed out of the full queue is counted as ``mapper_busy``).
+
+Every rejected input is counted by reason (MapStatus ``reject_reasons`` /
+``reject_counts``) with a warning at most every ``warn_period`` s per reason:
+unsupported_encoding, bad_image, size_mismatch, label_out_of_range,
+invalid_pose, pose_frame_mismatch, invalid_frame, out_of_order,
+duplicate_stamp, stale_stamp, future_stamp, no_camera_info,
+invalid_camera_info, mapper_busy, mapper_error, internal_error.
+"""
+from __future__ import annotations
+
+import collections
+import difflib
+import math
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
+                       qos_profile_sensor_data)
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+from std_srvs.srv import Trigger
+from visualization_msgs.msg import Marker, MarkerArray
+
+from ..frame import Frame, FrameError
+from ..geometry import Intrinsics, IntrinsicsError, PoseError
+from . import convert
+from .params import PARAMS, SPECS, ParameterValueError, check_value, check_values, engine_overrides
+from .params import num_classes_of
+from .sync import ApproximateTimeSynchronizer
+
+NODE_NAME = "semnerf_node"
+_PARAM_TYPES = {"bool": Parameter.Type.BOOL, "int": Parameter.Type.INTEGER,
+                "double": Parameter.Type.DOUBLE, "string": Parameter.Type.STRING,
+                "string_array": Parameter.Type.STRING_ARRAY}
+# rclpy's own parameters, not in our table
+_ROS_PARAMS = {"use_sim_time", "start_type_description_service"}
+
+
+def _interfaces():
+    """The package's generated interfaces (msg/MapStatus, srv/*), or None when
+    they are not built; the node then runs without those services/topics."""
+    try:
+        from semnerf_ros.msg import MapStatus
+        from semnerf_ros.srv import ExportMesh, GetStatus, LoadMap, RenderView, SaveMap
+    except ImportError:
+        return None
+    return {"MapStatus": MapStatus, "ExportMesh": ExportMesh, "GetStatus": GetStatus,
+            "LoadMap": LoadMap, "RenderView": RenderView, "SaveMap": SaveMap}
+
+
+class SemNerfNode(Node):
+    """The mapping node.  ``mapper``: an object with the Mapper interface (made
+    from the parameters when None).  Raises :class:`ParameterValueError` naming
+    the parameter when a parameter value cannot be used."""
+
+    def __init__(self, mapper: Any = None, node_name: str = NODE_NAME, **node_kwargs):
+        super().__init__(node_name, **node_kwargs)
+        self._closed = False
+        self._state_lock = threading.Lock()
+        self._warn_times: dict[str, float] = {}
+        self.values = self._declare_parameters()
+        errors = check_values(self.values)
+        if errors:
+            raise ParameterValueError("; ".join(errors))
+        self.num_classes = num_classes_of(self.values)
+        self.class_names = list(self.values["class_names"]) or None
+        self._warn_unknown_overrides()
+        self._camera_intrinsics: Optional[Intrinsics] = None   # latest valid camera (or from parameters)
+        if not self.values["use_camera_info"]:
+            v = self.values
+            try:
+                self._camera_intrinsics = Intrinsics(v["fx"], v["fy"], v["cx"], v["cy"],
+                                                     v["width"], v["height"])
+            except IntrinsicsError as exc:
+                raise ParameterValueError(f"parameters fx, fy, cx, cy, width, height: {exc}") from exc
+
+        self.mapper = mapper if mapper is not None else self._make_mapper()
+        if self.values["load_on_start"]:
+            try:
+                self.mapper.load_state(self.values["map_path"])
+            except Exception as exc:  # noqa: BLE001 - any failure is a start-up error
+                raise ParameterValueError(f"parameter 'load_on_start': cannot load map_path "
+                                          f"{self.values['map_path']!r}: {exc}") from exc
+            self.get_logger().info(f"loaded map {self.values['map_path']}")
+
+        # -- state shared between callbacks (guarded by _state_lock)
+        self._latest: Optional[tuple] = None    # (pose, intrinsics, header) of the latest synced frame
+        self._last_stamp: Optional[float] = None
+        self.topic_names = ["rgb", "labels", "pose"] + (["depth"] if self.values["use_depth"] else []) \
+            + ["camera_info"]
+        self._received = {t: 0 for t in self.topic_names}
+        self._rejected_by_topic = {t: 0 for t in self.topic_names}
+        self.reject_counts: dict[str, int] = {}
+        self.frames_synced = 0      # sets the mapper accepted
+        self.frames_rejected = 0
+        self.keyframes_added = 0
+        self._intake: collections.deque = collections.deque(maxlen=2)
+        self._intake_cond = threading.Condition()
+        self._intake_stop = False
+        self._intake_thread = threading.Thread(target=self._intake_loop, name="semnerf-intake", daemon=True)
+        self._intake_thread.start()
+
+        # -- callback groups: inputs never wait for rendering, meshing or services
+        self._input_group = ReentrantCallbackGroup()
+        self._render_group = MutuallyExclusiveCallbackGroup()
+        self._mesh_group = MutuallyExclusiveCallbackGroup()
+        self._status_group = MutuallyExclusiveCallbackGroup()
+        self._long_service_group = MutuallyExclusiveCallbackGroup()
+
+        self._make_sync_and_subscriptions()
+        self._make_publishers()
+        self._make_services()
+        self._periodic: dict[str, Any] = {}
+        self._reset_timers()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_post_set_parameters_callback(self._after_set_parameters)
+
+        self._training_started = False
+        self._apply_training_enabled()
+        self.get_logger().info(
+            f"semnerf_node ready: {self.num_classes} classes, model {self.values['model_type']}, "
+            f"device {getattr(self.mapper, 'device', '?')}, inputs "
+            + ", ".join(self._subs[t].topic_name for t in self.topic_names))
+
+    # ================================================================ parameters
+    def _declare_parameters(self) -> dict:
+        overrides = dict(getattr(self, "_parameter_overrides", {}) or {})
+        values = {}
+        for spec in PARAMS:
+            desc = ParameterDescriptor(name=spec.name, description=spec.description,
+                                       read_only=spec.read_only)
+            desc.type = _PARAM_TYPES[spec.kind].value
+            if spec.choices:
+                desc.additional_constraints = "one of: " + ", ".join(spec.choices)
+            if spec.kind == "double" and spec.low is not None:
+                desc.floating_point_range = [FloatingPointRange(from_value=float(spec.low),
+                                                                to_value=float(spec.high), step=0.0)]
+            if spec.kind == "int" and spec.low is not None:
+                desc.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high),
+                                                   step=0)]
+            override = overrides.get(spec.name)
+            if spec.kind == "double" and override is not None \
+                    and override.type_ == Parameter.Type.INTEGER:
+                # accept `-p publish_rate:=2` (an integer) for a double parameter
+                self._parameter_overrides[spec.name] = Parameter(
+                    spec.name, Parameter.Type.DOUBLE, float(override.value))
+            try:
+                if spec.kind == "string_array" and not spec.default:
+                    self.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, desc)
+                    try:
+                        value = list(self.get_parameter(spec.name).value or [])
+                    except ParameterException:
+                        value = []
+                else:
+                    value = self.declare_parameter(spec.name, spec.default, desc).value
+            except ParameterException as exc:
+                raise ParameterValueError(f"parameter '{spec.name}': {exc}") from exc
+            if spec.kind == "string_array":
+                value = list(value or [])
+            err = check_value(spec, value)
+            if err:
+                raise ParameterValueError(err)
+            values[spec.name] = value
+        return values
+
+    def _warn_unknown_overrides(self) -> None:
+        names = list(getattr(self, "_parameter_overrides", {}) or {})
+        for name in names:
+            if name in SPECS or name in _ROS_PARAMS or name.startswith("qos_overrides."):
+                continue
+            close = difflib.get_close_matches(name, list(SPECS), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            self.get_logger().warning(f"ignoring unknown parameter '{name}'{hint}")
+
+    def _on_set_parameters(self, params: list) -> SetParametersResult:
+        for p in params:
+            spec = SPECS.get(p.name)
+            if spec is None:
+                continue
+            value = p.value
+            if spec.kind == "double" and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            err = check_value(spec, value)
+            if err:
+                return SetParametersResult(successful=False, reason=err)
+        return SetParametersResult(successful=True)
+
+    def _after_set_parameters(self, params: list) -> None:
+        changed = set()
+        for p in params:
+            if p.name in SPECS:
+                self.values[p.name] = p.value
+                changed.add(p.name)
+        if changed & {"publish_rate", "mesh_period", "status_rate"}:
+            self._reset_timers()
+        if "training_enabled" in changed:
+            self._apply_training_enabled()
+
+    def _apply_training_enabled(self) -> None:
+        if self.values["training_enabled"]:
+            if self._training_started:
+                self.mapper.resume()
+            else:
+                self.mapper.start()
+                self._training_started = True
+        elif self._training_started:
+            self.mapper.pause()
+
+    # ================================================================ engine
+    def _make_mapper(self):
+        from ..config import ConfigError, load_config
+        from ..mapper import Mapper
+
+        path = self.values["engine_config"] or None
+        try:
+            cfg = load_config(path, engine_overrides(self.values))
+        except ConfigError as exc:
+            raise ParameterValueError(f"parameter 'engine_config' ({path or 'defaults'}): {exc}") from exc
+        device = None if self.values["device"] in ("", "auto") else self.values["device"]
+        try:
+            return Mapper(cfg, self.num_classes, class_names=self.class_names, device=device)
+        except (ValueError, RuntimeError) as exc:
+            raise ParameterValueError(f"cannot create the mapper (parameters 'engine_config', "
+                                      f"'model_type', 'device'): {exc}") from exc
+
+    # ================================================================ inputs
+    def _input_qos(self) -> QoSProfile:
+        depth = int(self.values["qos_depth"])
+        if self.values["qos"] == "sensor_data":
+            q = QoSProfile(depth=depth)
+            q.history = qos_profile_sensor_data.history
+            q.reliability = qos_profile_sensor_data.reliability
+            q.durability = qos_profile_sensor_data.durability
+            return q
+        return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
+                          reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+
+    def _make_sync_and_subscriptions(self) -> None:
+        from geometry_msgs.msg import PoseStamped
+        from nav_msgs.msg import Odometry
+
+        self._synced_topics = [t for t in self.topic_names if t != "camera_info"]
+        self.sync = ApproximateTimeSynchronizer(
+            queue_size=self.values["queue_size"], slop=self.values["slop"],
+            num_inputs=len(self._synced_topics), callback=self._on_synced,
+            prune_older=True, on_drop=self._on_sync_drop)
+        qos = self._input_qos()
+        types = {"rgb": Image, "labels": Image, "depth": Image,
+                 "pose": Odometry if self.values["pose_type"] == "odometry" else PoseStamped}
+        self._subs = {}
+        for i, topic in enumerate(self._synced_topics):
+            self._subs[topic] = self.create_subscription(
+                types[topic], topic, self._input_callback(topic, i), qos,
+                callback_group=self._input_group)
+        self._subs["camera_info"] = self.create_subscription(
+            CameraInfo, "camera_info", self._on_camera_info, qos, callback_group=self._input_group)
+
+    def _input_callback(self, topic: str, index: int):
+        def callback(msg):
+            with self._state_lock:
+                self._received[topic] += 1
+            try:
+                self.sync.add(index, msg)
+            except Exception as exc:  # noqa: BLE001 - a bad message must never kill the node
+                self._reject("internal_error", [topic], f"{type(exc).__name__}: {exc}")
+        return callback
+
+    def _on_sync_drop(self, index: int, msg: Any, reason: str) -> None:
+        topic = self._synced_topics[index]
+        self._warn(f"unmatched_{topic}",
+                   f"dropped a {topic} message ({reason.replace('_', ' ')}): no partner within "
+                   f"slop={self.values['slop']} s on the other inputs "
+                   f"({', '.join(self._subs[t].topic_name for t in self._synced_topics)})")
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        with self._state_lock:
+            self._received["camera_info"] += 1
+        if not self.values["use_camera_info"]:
+            return
+        try:
+            intr = convert.intrinsics_from_camera_info(msg)
+        except (IntrinsicsError, ValueError) as exc:
+            self._reject("invalid_camera_info", ["camera_info"], str(exc), count_frame=False)
+            return
+        with self._state_lock:
+            self._camera_intrinsics = intr
+
+    def _on_synced(self, rgb_msg, labels_msg, pose_msg, depth_msg=None) -> None:
+        """One synchronized set: validate, convert, queue for the mapper."""
+        topics = self._synced_topics
+        stamp = convert.stamp_to_sec(rgb_msg.header.stamp)
+        # -- stamps
+        with self._state_lock:
+            last = self._last_stamp
+        if last is not None and stamp == last:
+            return self._reject("duplicate_stamp", topics, f"stamp {stamp:.9f} s was already used")
+        if last is not None and stamp < last:
+            return self._reject("out_of_order", topics,
+                                f"stamp {stamp:.6f} s is older than the last frame's {last:.6f} s")
+        now = self.get_clock().now().nanoseconds * 1e-9
+        if self.values["max_stamp_age"] > 0 and now - stamp > self.values["max_stamp_age"]:
+            return self._reject("stale_stamp", topics,
+                                f"stamp is {now - stamp:.3f} s old (max_stamp_age "
+                                f"{self.values['max_stamp_age']} s)")
+        if self.values["max_future"] > 0 and stamp - now > self.values["max_future"]:
+            return self._reject("future_stamp", topics,
+                                f"stamp is {stamp - now:.3f} s ahead of now (max_future "
+                                f"{self.values['max_future']} s)")
+        # -- pose
+        world = self.values["world_frame"]
+        pose_frame = pose_msg.header.frame_id
+        if pose_frame and pose_frame.lstrip("/") != world.lstrip("/"):
+            return self._reject("pose_frame_mismatch", ["pose"],
+                                f"pose is in frame '{pose_frame}' but world_frame is '{world}' "
+                                f"(set -p world_frame:={pose_frame})")
+        try:
+            if self.values["pose_type"] == "odometry":
+                pose = convert.pose_from_odometry(pose_msg, self.values["pose_convention"])
+            else:
+                pose = convert.pose_from_pose_stamped(pose_msg, self.values["pose_convention"])
+        except PoseError as exc:
+            return self._reject("invalid_pose", ["pose"], str(exc))
+        # -- images
+        try:
+            rgb = convert.rgb_from_image_msg(rgb_msg)
+        except convert.UnsupportedEncodingError as exc:
+            return self._reject("unsupported_encoding", ["rgb"], f"rgb: {exc}")
+        except convert.ImageFormatError as exc:
+            return self._reject("bad_image", ["rgb"], f"rgb: {exc}")
+        try:
+            labels = convert.labels_from_image_msg(labels_msg)
+        except convert.UnsupportedEncodingError as exc:
+            return self._reject("unsupported_encoding", ["labels"], f"labels: {exc}")
+        except convert.ImageFormatError as exc:
+            return self._reject("bad_image", ["labels"], f"labels: {exc}")
+        depth = None
+        if depth_msg is not None:
+            try:
+                depth = convert.depth_from_image_msg(depth_msg)
+            except convert.UnsupportedEncodingError as exc:
+                return self._reject("unsupported_encoding", ["depth"], f"depth: {exc}")
+            except convert.ImageFormatError as exc:
+                return self._reject("bad_image", ["depth"], f"depth: {exc}")
+        h, w = rgb.shape[:2]
+        if labels.shape != (h, w):
+            return self._reject("size_mismatch", ["labels"],
+                                f"labels are {labels.shape[1]}x{labels.shape[0]} but rgb is {w}x{h}")
+        if depth is not None and depth.shape != (h, w):
+            return self._reject("size_mismatch", ["depth"],
+                                f"depth is {depth.shape[1]}x{depth.shape[0]} but rgb is {w}x{h}")
+        if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):
+            bad = int(labels.max()) if labels.max() >= self.num_classes else int(labels.min())
+            return self._reject("label_out_of_range", ["labels"],
+                                f"label id {bad} outside 0..{self.num_classes - 1} (num_classes "
+                                f"{self.num_classes})")
+        # -- intrinsics
+        with self._state_lock:
+            intr = self._camera_intrinsics
+        if intr is None:
+            return self._reject("no_camera_info", ["rgb"],
+                                f"no valid camera_info received yet on "
+                                f"{self._subs['camera_info'].topic_name}")
+        if intr.shape != (h, w):
+            if abs(intr.width / intr.height - w / h) > 0.01:
+                return self._reject("size_mismatch", ["rgb"],
+                                    f"rgb is {w}x{h} but the camera intrinsics are for "
+                                    f"{intr.width}x{intr.height}")
+            intr = intr.resized(w, h)  # same camera at another resolution
+        frame = Frame(rgb=rgb, pose=pose, intrinsics=intr, labels=labels, depth=depth, stamp=stamp,
+                      frame_id=rgb_msg.header.frame_id)
+        try:
+            frame.validate(self.num_classes)
+        except PoseError as exc:
+            return self._reject("invalid_pose", ["pose"], str(exc))
+        except FrameError as exc:
+            return self._reject("invalid_frame", topics, str(exc))
+        header = Header(stamp=rgb_msg.header.stamp, frame_id=rgb_msg.header.frame_id)
+        with self._state_lock:
+            self._last_stamp = stamp
+            self._latest = (frame.pose, intr, header)
+        self._enqueue_frame(frame)
+
+    # -- frame intake: add_frame waits for the mapper's lock (held during a training
+    # step), so it runs in its own thread and never blocks an executor thread.
+    def _enqueue_frame(self, frame: Frame) -> None:
+        with self._intake_cond:
+            if len(self._intake) == self._intake.maxlen:
+                self._intake.popleft()
+                dropped = True
+            else:
+                dropped = False
+            self._intake.append(frame)
+            self._intake_cond.notify()
+        if dropped:
+            self._reject("mapper_busy", self._synced_topics,
+                         "the mapper is still busy with earlier frames; the oldest waiting frame "
+                         "was dropped", count_frame=True)
+
+    def _intake_loop(self) -> None:
+        while True:
+            with self._intake_cond:
+                while not self._intake and not self._intake_stop:
+                    self._intake_cond.wait(0.5)
+                if self._intake_stop:
+                    return
+                frame = self._intake.popleft()
+            try:
+                decision = self.mapper.add_frame(frame)
+            except PoseError as exc:
+                self._reject("invalid_pose", ["pose"], str(exc))
+                continue
+            except FrameError as exc:
+                self._reject("invalid_frame", self._synced_topics, str(exc))
+                continue
+            except Exception as exc:  # noqa: BLE001 - the engine must not kill the node
+                self._reject("mapper_error", self._synced_topics, f"{type(exc).__name__}: {exc}")
+                continue
+            with self._state_lock:
+                self.frames_synced += 1
+                if getattr(decision, "keyframe", False):
+                    self.keyframes_added += 1
+
+    def _reject(self, reason: str, topics: list, detail: str, count_frame: bool = True) -> None:
+        with self._state_lock:
+            self.reject_counts[reason] = self.reject_counts.get(reason, 0) + 1
+            for t in topics:
+                self._rejected_by_topic[t] += 1
+            if count_frame:
+                self.frames_rejected += 1
+        self._warn(reason, f"rejected ({reason}): {detail}")
+
+    def _warn(self, key: str, text: str) -> None:
+        """A warning at most once per ``warn_period`` seconds per ``key``."""
+        now = time.monotonic()
+        with self._state_lock:
+            last = self._warn_times.get(key)
+            if last is not None and now - last < self.values["warn_period"]:
+                return
+            self._warn_times[key] = now
+        self.get_logger().warning(text)
+
+    # ================================================================ outputs
+    def _make_publishers(self) -> None:
+        images = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE,
+                            durability=DurabilityPolicy.VOLATILE)
+        self.pub_semantic = self.create_publisher(Image, "~/semantic", images)
+        self.pub_semantic_color = self.create_publisher(Image, "~/semantic_color", images)
+        self.pub_rgb = self.create_publisher(Image, "~/rgb", images)
+        self.pub_depth = self.create_publisher(Image, "~/depth", images)
+        self.pub_uncertainty = self.create_publisher(Image, "~/uncertainty", images)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.pub_mesh = self.create_publisher(MarkerArray, "~/mesh", latched)
+        self._iface = _interfaces()
+        self.pub_status = None
+        if self._iface is None:
+            self.get_logger().error("semnerf_ros interfaces (semnerf_ros.msg / semnerf_ros.srv) are not "
+                                    "built: ~/status, ~/export_mesh, ~/save_map, ~/load_map, "
+                                    "~/render_view and ~/get_status are unavailable")
+        else:
+            self.pub_status = self.create_publisher(self._iface["MapStatus"], "~/status", 10)
+
+    def _image_publishers(self) -> list:
+        return [self.pub_semantic, self.pub_semantic_color, self.pub_rgb, self.pub_depth,
+                self.pub_uncertainty]
+
+    def _reset_timers(self) -> None:
+        for t in self._periodic.values():
+            self.destroy_timer(t)
+        self._periodic = {}
+        specs = (("publish_rate", self._publish_renders, self._render_group, True),
+                 ("mesh_period", self._publish_mesh, self._mesh_group, False),
+                 ("status_rate", self._publish_status, self._status_group, True))
+        for name, fn, group, is_rate in specs:
+            v = float(self.values[name])
+            if v <= 0 or (name == "status_rate" and self.pub_status is None):
+                continue
+            self._periodic[name] = self.create_timer(1.0 / v if is_rate else v, fn, callback_group=group)
+
+    def _mapper_has_keyframes(self) -> bool:
+        try:
+            return int(self.mapper.stats().get("keyframes", 0)) > 0
+        except Exception:  # noqa: BLE001
+            return False
+
+    def render_images(self, pose: np.ndarray, intr: Intrinsics, header: Header, scale: float) -> dict:
+        """Render the map from ``pose`` and pack the five output images (messages)."""
+        res = self.mapper.render(pose, intr, scale=scale)
+        labels = np.asarray(res.labels)
+        from ..colormap import colorize_labels
+
+        rgb8 = np.clip(np.asarray(res.rgb, dtype=np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return {
+            "semantic": convert.labels_to_image(labels, self.num_classes, header),
+            "semantic_color": convert.numpy_to_image(colorize_labels(labels, self.num_classes), "rgb8",
+                                                     header),
+            "rgb": convert.numpy_to_image(rgb8, "rgb8", header),
+            "depth": convert.numpy_to_image(np.asarray(res.depth, dtype=np.float32), "32FC1", header),
+            "uncertainty": convert.numpy_to_image(np.asarray(res.entropy, dtype=np.float32), "32FC1",
+                                                  header),
+        }
+
+    def _publish_renders(self) -> None:
+        if self._closed:
+            return
+        with self._state_lock:
+            latest = self._latest
+        if latest is None or not any(p.get_subscription_count() for p in self._image_publishers()):
+            return
+        if not self._mapper_has_keyframes():
+            return
+        pose, intr, header = latest
+        try:
+            imgs = self.render_images(pose, intr, header, float(self.values["render_scale"]))
+        except Exception as exc:  # noqa: BLE001
+            self._warn("render_error", f"rendering failed: {type(exc).__name__}: {exc}")
+            return
+        self.pub_semantic.publish(imgs["semantic"])
+        self.pub_semantic_color.publish(imgs["semantic_color"])
+        self.pub_rgb.publish(imgs["rgb"])
+        self.pub_depth.publish(imgs["depth"])
+        self.pub_uncertainty.publish(imgs["uncertainty"])
+
+    def _extract_mesh(self, resolution: int = 0, density_threshold: float = 0.0):
+        res = int(resolution) or int(self.values["mesh_resolution"])
+        thr = float(density_threshold) or float(self.values["mesh_density_threshold"]) or None
+        return self.mapper.extract_mesh(resolution=res, density_threshold=thr)
+
+    def mesh_markers(self, mesh, stamp=None) -> MarkerArray:
+        """MarkerArray: DELETEALL, then TRIANGLE_LIST chunks with per-vertex colours."""
+        from ..mesh import marker_chunks
+
+        header = Header(stamp=stamp if stamp is not None else self.get_clock().now().to_msg(),
+                        frame_id=self.values["world_frame"])
+        out = MarkerArray()
+        out.markers.append(Marker(header=header, ns="semnerf_mesh", action=Marker.DELETEALL))
+        max_faces = int(self.values["mesh_max_faces"])
+        chunks = marker_chunks(mesh, int(self.values["mesh_max_triangles"]),
+                               semantic_colors=bool(self.values["mesh_semantic_colors"]),
+                               decimate_to=max_faces if max_faces > 0 else None)
+        for i, (points, colors) in enumerate(chunks):
+            m = Marker(header=header, ns="semnerf_mesh", id=i, type=Marker.TRIANGLE_LIST,
+                       action=Marker.ADD, frame_locked=False)
+            m.pose.orientation.w = 1.0
+            m.scale.x = m.scale.y = m.scale.z = 1.0
+            m.color.r = m.color.g = m.color.b = m.color.a = 1.0
+            m.points = _points(points)
+            m.colors = _colors(colors)
+            out.markers.append(m)
+        return out
+
+    def _publish_mesh(self) -> None:
+        if self._closed or self.pub_mesh.get_subscription_count() == 0:
+            return
+        if not self._mapper_has_keyframes():
+            return
+        try:
+            markers = self.mesh_markers(self._extract_mesh())
+        except Exception as exc:  # noqa: BLE001
+            self._warn("mesh_error", f"mesh extraction failed: {type(exc).__name__}: {exc}")
+            return
+        self.pub_mesh.publish(markers)
+
+    def status_message(self):
+        """The MapStatus message of now (needs the built interfaces)."""
+        MapStatus = self._iface["MapStatus"]
+        try:
+            st = dict(self.mapper.stats())
+        except Exception as exc:  # noqa: BLE001
+            st = {}
+            self._warn("stats_error", f"mapper.stats() failed: {exc}")
+        sync = self.sync.stats()
+        msg = MapStatus()
+        msg.header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.values["world_frame"])
+        msg.step = int(st.get("step", 0))
+        msg.keyframes = int(st.get("keyframes", 0))
+        msg.max_keyframes = int(st.get("max_keyframes", self.values["max_keyframes"]))
+        msg.training = bool(st.get("training", False))
+        msg.device = str(st.get("device", getattr(self.mapper, "device", "")))
+        for key in ("loss", "loss_rgb", "loss_semantic", "loss_depth", "psnr",
+                    "iterations_per_second", "gpu_memory_mb"):
+            v = st.get(key, 0.0)
+            setattr(msg, key, float(v) if v is not None and math.isfinite(float(v)) else 0.0)
+        with self._state_lock:
+            msg.topics = [self._subs[t].topic_name for t in self.topic_names]
+            msg.received = [int(self._received[t]) for t in self.topic_names]
+            dropped = []
+            for t in self.topic_names:
+                n = self._rejected_by_topic[t]
+                if t in self._synced_topics:
+                    n += sync["dropped"][self._synced_topics.index(t)]
+                dropped.append(int(n))
+            msg.dropped = dropped
+            msg.frames_synced = int(self.frames_synced)
+            msg.frames_rejected = int(self.frames_rejected)
+            msg.keyframes_added = int(self.keyframes_added)
+            reasons = sorted(self.reject_counts)
+            msg.reject_reasons = reasons
+            msg.reject_counts = [int(self.reject_counts[r]) for r in reasons]
+        return msg
+
+    def _publish_status(self) -> None:
+        if self._closed or self.pub_status is None:
+            return
+        self.pub_status.publish(self.status_message())
+
+    # ================================================================ services
+    def _make_services(self) -> None:
+        g = self._long_service_group
+        self.create_service(Trigger, "~/reset_map", self._srv_reset, callback_group=g)
+        self.create_service(Trigger, "~/export_mesh_default", self._srv_export_default, callback_group=g)
+        if self._iface is None:
+            return
+        i = self._iface
+        self.create_service(i["ExportMesh"], "~/export_mesh", self._srv_export, callback_group=g)
+        self.create_service(i["SaveMap"], "~/save_map", self._srv_save, callback_group=g)
+        self.create_service(i["LoadMap"], "~/load_map", self._srv_load, callback_group=g)
+        self.create_service(i["RenderView"], "~/render_view", self._srv_render,
+                            callback_group=self._render_group)
+        self.create_service(i["GetStatus"], "~/get_status", self._srv_status,
+                            callback_group=self._status_group)
+
+    def export_mesh(self, path: str = "", fmt: str = "", semantic_colors: bool = False,
+                    resolution: int = 0, density_threshold: float = 0.0) -> tuple:
+        """Extract and write the mesh; returns (absolute path, vertex count, face count)."""
+        from ..mesh import write_mesh
+
+        target = Path(os.path.expanduser(path or self.values["export_path"])).absolute()
+        if not self._mapper_has_keyframes():
+            raise RuntimeError("the map is empty (no keyframes yet)")
+        mesh = self._extract_mesh(resolution, density_threshold)
+        written = write_mesh(mesh, target, fmt=fmt or None, semantic_colors=semantic_colors)
+        written = Path(written) if written is not None else target
+        return str(written.absolute()), int(len(mesh.vertices)), int(len(mesh.faces))
+
+    def _srv_export(self, req, resp):
+        try:
+            path, nv, nf = self.export_mesh(req.path, req.format, req.semantic_colors, req.resolution,
+                                            req.density_threshold)
+            resp.success, resp.written_path, resp.vertex_count, resp.face_count = True, path, nv, nf
+            resp.message = f"wrote {nv} vertices, {nf} faces to {path}"
+        except Exception as exc:  # noqa: BLE001 - errors become success=false
+            resp.success, resp.message = False, f"export failed: {type(exc).__name__}: {exc}"
+        self._log_service("export_mesh", resp)
+        return resp
+
+    def _srv_export_default(self, req, resp):
+        try:
+            path, nv, nf = self.export_mesh(semantic_colors=bool(self.values["mesh_semantic_colors"]))
+            resp.success, resp.message = True, f"wrote {nv} vertices, {nf} faces to {path}"
+        except Exception as exc:  # noqa: BLE001
+            resp.success, resp.message = False, f"export failed: {type(exc).__name__}: {exc}"
+        self._log_service("export_mesh_default", resp)
+        return resp
+
+    def _srv_save(self, req, resp):
+        target = str(Path(os.path.expanduser(req.path or self.values["map_path"])).absolute())
+        try:
+            self.mapper.save(target)
+            resp.success, resp.written_path, resp.message = True, target, f"saved the map to {target}"
+        except Exception as exc:  # noqa: BLE001
+            resp.success, resp.message = False, f"save failed: {type(exc).__name__}: {exc}"
+        self._log_service("save_map", resp)
+        return resp
+
+    def _srv_load(self, req, resp):
+        source = str(Path(os.path.expanduser(req.path or self.values["map_path"])).absolute())
+        try:
+            self.mapper.load_state(source)
+            resp.success, resp.message = True, f"loaded the map from {source}"
+        except Exception as exc:  # noqa: BLE001
+            resp.success, resp.message = False, f"load failed (live map unchanged): " \
+                                                f"{type(exc).__name__}: {exc}"
+        self._log_service("load_map", resp)
+        return resp
+
+    def _srv_reset(self, req, resp):
+        try:
+            with self._intake_cond:
+                self._intake.clear()
+            self.mapper.reset()
+            self.sync.clear()
+            with self._state_lock:
+                self._last_stamp = None
+                self._latest = None
+            resp.success, resp.message = True, "map reset"
+        except Exception as exc:  # noqa: BLE001
+            resp.success, resp.message = False, f"reset failed: {type(exc).__name__}: {exc}"
+        self._log_service("reset_map", resp)
+        return resp
+
+    def _srv_render(self, req, resp):
+        try:
+            world = self.values["world_frame"]
+            frame = req.pose.header.frame_id
+            if frame and frame.lstrip("/") != world.lstrip("/"):
+                raise ValueError(f"pose is in frame '{frame}' but the map is in '{world}'")
+            pose = convert.pose_from_pose_stamped(req.pose, "optical")
+            info = req.camera_info
+            if int(info.width) == 0 and int(info.height) == 0 and not any(info.k):
+                with self._state_lock:
+                    latest = self._latest
+                    intr = latest[1] if latest is not None else self._camera_intrinsics
+                if intr is None:
+                    raise ValueError("camera_info is all zero and no input camera is known yet")
+            else:
+                intr = convert.intrinsics_from_camera_info(info)
+            scale = float(req.scale) if req.scale > 0 else 1.0
+            header = Header(stamp=req.pose.header.stamp, frame_id=info.header.frame_id or "")
+            if not header.frame_id:
+                with self._state_lock:
+                    header.frame_id = self._latest[2].frame_id if self._latest else ""
+            imgs = self.render_images(pose, intr, header, scale)
+            for key, msg in imgs.items():
+                setattr(resp, key, msg)
+            h, w = imgs["semantic"].height, imgs["semantic"].width
+            resp.success, resp.message = True, f"rendered {w}x{h}"
+        except Exception as exc:  # noqa: BLE001
+            resp.success, resp.message = False, f"render failed: {type(exc).__name__}: {exc}"
+        return resp
+
+    def _srv_status(self, req, resp):
+        resp.status = self.status_message()
+        return resp
+
+    def _log_service(self, name: str, resp) -> None:
+        if resp.success:
+            self.get_logger().info(f"{name}: {resp.message}")
+        else:
+            self.get_logger().error(f"{name}: {resp.message}")
+
+    # ================================================================ shutdown
+    def close(self, stop_timeout: float = 3.0, log=None) -> None:
+        """Stop training (waiting at most ``stop_timeout`` s) and, with
+        ``save_on_shutdown``, save the map to ``map_path``.  Idempotent.
+        ``log``: the logger to use (default the node's)."""
+        if self._closed:
+            return
+        self._closed = True
+        log = log or self.get_logger()
+        with self._intake_cond:
+            self._intake_stop = True
+            self._intake.clear()
+            self._intake_cond.notify_all()
+        t0 = time.monotonic()
+        try:
+            if not self.mapper.stop(timeout=stop_timeout):
+                log.warning(f"the training thread did not stop within {stop_timeout} s")
+            else:
+                log.info(f"training stopped ({time.monotonic() - t0:.2f} s)")
+        except Exception as exc:  # noqa: BLE001
+            log.error(f"stopping the training thread failed: {exc}")
+        self._intake_thread.join(timeout=1.0)
+        if self.values.get("save_on_shutdown"):
+            target = str(Path(os.path.expanduser(self.values["map_path"])).absolute())
+            t0 = time.monotonic()
+            try:
+                self.mapper.save(target)
+                log.info(f"saved the map to {target} ({time.monotonic() - t0:.2f} s)")
+            except Exception as exc:  # noqa: BLE001
+                log.error(f"saving the map to {target} on shutdown failed: {exc}")
+
+
+def _points(points: np.ndarray) -> list:
+    from geometry_msgs.msg import Point
+
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    return [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in p]
+
+
+def _colors(colors: np.ndarray) -> list:
+    from std_msgs.msg import ColorRGBA
+
+    c = np.asarray(colors)
+    if c.dtype == np.uint8 or (c.size and c.max() > 1.0):
+        c = c.astype(np.float32) / 255.0
+    c = c.reshape(len(c), -1)
+    if c.shape[1] == 3:
+        c = np.concatenate([c, np.ones((len(c), 1), np.float32)], axis=1)
+    return [ColorRGBA(r=float(r), g=float(g), b=float(b), a=float(a)) for r, g, b, a in c]
+
+
+def main(argv: Optional[list] = None, fast_exit: bool = True) -> int:
+    """Entry point (``ros2 run semnerf_ros semnerf_node``, ``python -m semnerf_ros.ros.node``).
+
+    Exit code: 0 after a clean shutdown (Ctrl-C / SIGTERM: training stopped, map
+    saved with ``save_on_shutdown``), 2 when a parameter value is rejected at
+    start-up.  With ``fast_exit`` (default) the process then ends with
+    ``os._exit`` once everything is stopped, saved and flushed, skipping the
+    interpreter's teardown of torch (1-2 s on a busy CPU) so that shutdown
+    stays well within 5 s; ``fast_exit=False`` returns the code instead.
+    """
+    args = sys.argv if argv is None else [sys.argv[0]] + list(argv)
+    rclpy.init(args=args)
+    executor = MultiThreadedExecutor(num_threads=6)
+    try:
+        node = SemNerfNode()
+    except ParameterValueError as exc:
+        rclpy.logging.get_logger(NODE_NAME).error(f"invalid parameters: {exc}")
+        rclpy.try_shutdown()
+        return _finish(2, fast_exit)
+    except (ExternalShutdownException, KeyboardInterrupt):
+        rclpy.try_shutdown()
+        return _finish(0, fast_exit)
+    except Exception:
+        if rclpy.ok():
+            raise
+        # Ctrl-C / SIGTERM while starting: the context went away under the constructor
+        rclpy.logging.get_logger(NODE_NAME).info("stopped while starting")
+        return _finish(0, fast_exit)
+    try:
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception:
+        if rclpy.ok():
+            raise
+    finally:
+        t0 = time.monotonic()
+        # the signal already shut the context down: log without the node's /rosout publisher
+        log = rclpy.logging.get_logger(f"{node.get_name()}.shutdown")
+        log.info("shutting down")
+        node.close(log=log)
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+        rclpy.try_shutdown()
+        log.info(f"stopped in {time.monotonic() - t0:.2f} s")
+    return _finish(0, fast_exit)
+
+
+def _finish(code: int, fast_exit: bool) -> int:
+    if not fast_exit:
+        return code
+    import logging
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""The ROS node's parameters: one table (name, type, default, unit, range,
+choices, whether it may change at run time) used to declare them with
+descriptors, to validate values at start-up and at run time, to build the
+engine configuration, and to document them.  No rclpy import here.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Optional
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One node parameter.
+
+    ``kind`` is ``bool | int | double | string | string_array``; ``low``/``high``
+    bound numbers (inclusive); ``choices`` lists the allowed strings;
+    ``read_only`` parameters are fixed once the node runs.
+    """
+
+    name: str
+    kind: str
+    default: Any
+    description: str
+    low: Optional[float] = None
+    high: Optional[float] = None
+    choices: Optional[tuple] = None
+    read_only: bool = True
+
+
+PARAMS: tuple[ParamSpec, ...] = (
+    # -- map / engine (fixed at start-up)
+    ParamSpec("num_classes", "int", 0, "class ids in the map, void (0) included; 0 = len(class_names)",
+              0, 65536),
+    ParamSpec("class_names", "string_array", [], "class names by id (index 0 = void); optional"),
+    ParamSpec("world_frame", "string", "map", "frame of the input poses and of the mesh markers"),
+    ParamSpec("engine_config", "string", "", "engine YAML (seed layout) merged onto the defaults; "
+              "the parameters below override its keys; empty = defaults"),
+    ParamSpec("model_type", "string", "hash", "field: hash (fast, online) or nerf (the paper's MLPs)",
+              choices=("hash", "nerf")),
+    ParamSpec("device", "string", "auto", "training device: auto, cpu, cuda or cuda:N"),
+    ParamSpec("max_keyframes", "int", 200, "replay buffer bound (keyframes)", 1, 100000),
+    ParamSpec("keyframe_min_translation", "double", 0.10,
+              "metres moved since the last keyframe that make a new keyframe", 0.0, 100.0),
+    ParamSpec("keyframe_min_rotation_deg", "double", 10.0,
+              "degrees turned since the last keyframe that make a new keyframe", 0.0, 180.0),
+    ParamSpec("keyframe_max_overlap", "double", 0.90,
+              "view overlap with the last keyframe below which a new keyframe is made", 0.0, 1.0),
+    ParamSpec("max_steps_per_second", "double", 0.0,
+              "training-thread throttle in steps/s (0 = as fast as possible)", 0.0, 100000.0),
+    ParamSpec("load_on_start", "bool", False, "load map_path at start-up (fails start-up if unreadable)"),
+    # -- inputs (fixed)
+    ParamSpec("use_camera_info", "bool", True,
+              "intrinsics from the camera_info topic (false: from fx, fy, cx, cy, width, height)"),
+    ParamSpec("fx", "double", 0.0, "focal length x (px) when use_camera_info is false", 0.0, 1e6),
+    ParamSpec("fy", "double", 0.0, "focal length y (px) when use_camera_info is false", 0.0, 1e6),
+    ParamSpec("cx", "double", 0.0, "principal point x (px) when use_camera_info is false", -1e6, 1e6),
+    ParamSpec("cy", "double", 0.0, "principal point y (px) when use_camera_info is false", -1e6, 1e6),
+    ParamSpec("width", "int", 0, "image width (px) when use_camera_info is false", 0, 100000),
+    ParamSpec("height", "int", 0, "image height (px) when use_camera_info is false", 0, 100000),
+    ParamSpec("pose_type", "string", "pose_stamped",
+              "pose topic type: pose_stamped (geometry_msgs/PoseStamped) or odometry (nav_msgs/Odometry)",
+              choices=("pose_stamped", "odometry")),
+    ParamSpec("pose_convention", "string", "optical",
+              "camera axes of the input pose: optical (x right, y down, z forward) or body (REP-103)",
+              choices=("optical", "body")),
+    ParamSpec("use_depth", "bool", False, "subscribe to depth (16UC1 mm or 32FC1 m) and sync it"),
+    ParamSpec("qos", "string", "sensor_data", "input QoS: sensor_data (best effort) or reliable",
+              choices=("sensor_data", "reliable")),
+    ParamSpec("qos_depth", "int", 10, "input subscription queue depth", 1, 1000),
+    ParamSpec("queue_size", "int", 10, "synchronizer queue per input (messages)", 1, 1000),
+    ParamSpec("slop", "double", 0.02, "largest stamp spread of a synchronized set (s)", 0.0, 10.0),
+    ParamSpec("max_stamp_age", "double", 0.0,
+              "reject sets whose stamp is older than now minus this (s); 0 = off", 0.0, 1e9),
+    ParamSpec("max_future", "double", 0.0,
+              "reject sets whose stamp is ahead of now by more than this (s); 0 = off", 0.0, 1e9),
+    # -- outputs (may change at run time)
+    ParamSpec("training_enabled", "bool", True, "run the background training thread (false pauses it)",
+              read_only=False),
+    ParamSpec("publish_rate", "double", 2.0,
+              "rate of the rendered images from the latest synced pose (Hz); 0 = off", 0.0, 100.0,
+              read_only=False),
+    ParamSpec("render_scale", "double", 0.5, "resolution of the rendered images relative to the input",
+              0.01, 4.0, read_only=False),
+    ParamSpec("mesh_period", "double", 10.0, "seconds between ~/mesh marker updates; 0 = off", 0.0, 1e6,
+              read_only=False),
+    ParamSpec("mesh_resolution", "int", 128, "marching-cubes cells along the longest scene side", 8, 1024,
+              read_only=False),
+    ParamSpec("mesh_max_triangles", "int", 60000, "triangles per mesh marker (TRIANGLE_LIST chunk) at most",
+              1, 10000000, read_only=False),
+    ParamSpec("mesh_max_faces", "int", 100000,
+              "decimate the marker mesh to at most this many triangles (0 = keep all)", 0, 100000000,
+              read_only=False),
+    ParamSpec("mesh_density_threshold", "double", 0.0, "iso-level on density (1/m); 0 = engine default",
+              0.0, 1e6, read_only=False),
+    ParamSpec("mesh_semantic_colors", "bool", True,
+              "colour the mesh markers by class (false: by rendered colour)", read_only=False),
+    ParamSpec("status_rate", "double", 1.0, "rate of ~/status (Hz); 0 = off", 0.0, 100.0, read_only=False),
+    ParamSpec("export_path", "string", "semnerf_mesh.ply",
+              "mesh file written by ~/export_mesh_default and by ~/export_mesh with an empty path",
+              read_only=False),
+    ParamSpec("map_path", "string", "semnerf_map.pt",
+              "map file for ~/save_map and ~/load_map with an empty path, save_on_shutdown and "
+              "load_on_start", read_only=False),
+    ParamSpec("save_on_shutdown", "bool", False, "save the map to map_path when the node stops",
+              read_only=False),
+    ParamSpec("warn_period", "double", 5.0, "seconds between repeated warnings of one kind",
+              0.0, 3600.0, read_only=False),
+)
+
+SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
+
+
+class ParameterValueError(ValueError):
+    """A parameter value the node cannot run with (the message names it)."""
+
+
+def check_value(spec: ParamSpec, value: Any) -> Optional[str]:
+    """None if ``value`` suits ``spec``, else a message naming the parameter."""
+    k = spec.kind
+    if k == "bool":
+        ok = isinstance(value, bool)
+    elif k == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif k == "double":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif k == "string":
+        ok = isinstance(value, str)
+    elif k == "string_array":
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+    else:  # pragma: no cover - table error
+        raise AssertionError(f"unknown parameter kind {k}")
+    if not ok:
+        return f"parameter '{spec.name}' must be a {k}, got {value!r}"
+    if k in ("int", "double"):
+        if not math.isfinite(float(value)):
+            return f"parameter '{spec.name}' must be finite, got {value!r}"
+        if spec.low is not None and value < spec.low or spec.high is not None and value > spec.high:
+            return f"parameter '{spec.name}' = {value!r} is outside [{spec.low}, {spec.high}]"
+    if spec.choices is not None and value not in spec.choices:
+        return f"parameter '{spec.name}' = {value!r} must be one of {', '.join(spec.choices)}"
+    return None
+
+
+def check_values(values: dict) -> list[str]:
+    """All problems of a full set of values (single values and combinations)."""
+    errors = [e for name, v in values.items() if name in SPECS
+              for e in [check_value(SPECS[name], v)] if e]
+    if errors:
+        return errors
+    names = list(values.get("class_names") or [])
+    n = int(values.get("num_classes", 0))
+    if n == 0 and not names:
+        errors.append("parameter 'num_classes' is 0 and 'class_names' is empty: set num_classes "
+                      "(class ids in the map, void included)")
+    elif n and names and len(names) != n:
+        errors.append(f"parameter 'class_names' has {len(names)} names but 'num_classes' is {n}")
+    elif (n or len(names)) < 2:
+        errors.append("parameter 'num_classes' must be >= 2 (void plus at least one class)")
+    if not values.get("use_camera_info", True):
+        for key in ("fx", "fy", "width", "height"):
+            if not values.get(key, 0) > 0:
+                errors.append(f"parameter '{key}' must be > 0 when use_camera_info is false")
+    if not values.get("world_frame"):
+        errors.append("parameter 'world_frame' must not be empty")
+    return errors
+
+
+def num_classes_of(values: dict) -> int:
+    return int(values.get("num_classes") or len(values.get("class_names") or []))
+
+
+def engine_overrides(values: dict) -> dict:
+    """The engine-config keys the node's parameters set (nested, for
+    ``config.load_config(path, overrides)``)."""
+    return {
+        "experiment": {"device": values["device"]},
+        "model": {"type": values["model_type"]},
+        "mapper": {
+            "max_keyframes": int(values["max_keyframes"]),
+            "min_translation": float(values["keyframe_min_translation"]),
+            "min_rotation_deg": float(values["keyframe_min_rotation_deg"]),
+            "max_overlap": float(values["keyframe_max_overlap"]),
+            "max_steps_per_second": float(values["max_steps_per_second"]),
+        },
+    }
+
+
+def markdown_table() -> str:
+    """The parameter table as Markdown (for the docs)."""
+    rows = ["| name | type | default | range / choices | run-time | description |",
+            "|---|---|---|---|---|---|"]
+    for p in PARAMS:
+        rng = ", ".join(p.choices) if p.choices else (
+            f"[{p.low:g}, {p.high:g}]" if p.low is not None else "")
+        rows.append(f"| `{p.name}` | {p.kind} | `{p.default!r}` | {rng} | "
+                    f"{'no' if p.read_only else 'yes'} | {p.description} |")
+    return "\n".join(rows)
