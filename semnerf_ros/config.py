@@ -62,6 +62,7 @@ DEFAULTS: dict[str, Any] = {
             "geo_feat_dim": 15,
             "hidden_dim_color": 64,
             "hidden_dim_semantic": 64,
+            "semantic_max_resolution": 256,  # finest grid level the semantic head reads (0 = all)
             "backend": "auto",           # auto | torch | triton
         },
     },
@@ -88,8 +89,6 @@ DEFAULTS: dict[str, Any] = {
         "occupancy_threshold": 0.01, # opacity of a cell below which it is skipped
         "occupancy_update_every": 16,
         "occupancy_warmup_steps": 256,
-        "depth_guided_sampling": True,  # sample near measured depth when a ray has one
-        "depth_guide_std": 0.05,     # metres
     },
     "train": {
         "lrate": 5e-4,

@@ -192,22 +192,67 @@ class Mapper:
             self.optimizer = torch.optim.Adam(self.model.param_groups(), betas=(0.9, 0.999), fused=fused)
 
     def _auto_bounds(self, frame: Frame) -> np.ndarray:
-        """Scene box from the first keyframe: its depth points (or, without depth,
-        points at half the far plane) and the camera, grown by half their extent
-        plus ``render.bounds_margin`` so the robot can explore around."""
-        near, far = self.cfg["render"]["depth_range"]
-        h, w = frame.intrinsics.shape
-        intr = frame.intrinsics
-        vs, us = np.mgrid[0:h:max(h // 32, 1), 0:w:max(w // 32, 1)]
+        """Scene box from the first keyframe: a cube of half the far plane around
+        the camera (room for the robot to explore), grown to hold every measured
+        depth point plus ``render.bounds_margin``.  Set ``render.scene_bounds``
+        for larger or outdoor spaces."""
+        far = float(self.cfg["render"]["depth_range"][1])
+        margin = float(self.cfg["render"]["bounds_margin"])
+        cam = frame.pose[:3, 3]
+        lo, hi = cam - far / 2, cam + far / 2
         depth = frame.depth_valid()
-        z = depth[vs, us] if depth is not None else np.full(us.shape, far / 2)
-        z = np.where(z > 0, z, far / 2)
-        pc = np.stack([(us - intr.cx) / intr.fx * z, (vs - intr.cy) / intr.fy * z, z], -1).reshape(-1, 3)
-        pw = pc @ frame.pose[:3, :3].T + frame.pose[:3, 3]
-        pts = np.vstack([pw, frame.pose[:3, 3][None]])
-        lo, hi = pts.min(0), pts.max(0)
-        grow = 0.5 * (hi - lo).max() + float(self.cfg["render"]["bounds_margin"])
-        return np.stack([lo - grow, hi + grow])
+        if depth is not None and bool((depth > 0).any()):
+            intr = frame.intrinsics
+            h, w = intr.shape
+            vs, us = np.mgrid[0:h:max(h // 32, 1), 0:w:max(w // 32, 1)]
+            z = depth[vs, us]
+            ok = z > 0
+            pc = np.stack([(us - intr.cx) / intr.fx * z, (vs - intr.cy) / intr.fy * z, z], -1)[ok]
+            pw = pc @ frame.pose[:3, :3].T + cam
+            lo = np.minimum(lo, pw.min(0) - margin)
+            hi = np.maximum(hi, pw.max(0) + margin)
+        return np.stack([lo, hi])
+
+    def warmup(self, steps: int = 2) -> float:
+        """Compile and initialise the GPU code paths (Triton kernels, cuBLAS,
+        fused Adam, autocast) on a throwaway model, so the first real frames
+        do not pay for it.  Call before data arrives (the node does at start-up).
+        Returns the seconds it took (0 on the CPU, which compiles nothing)."""
+        if self.device.type != "cuda":
+            return 0.0
+        t0 = time.perf_counter()
+        bounds = self.scene_bounds if self.model is not None else np.array([[-1.0] * 3, [1.0] * 3])
+        model = build_model(self.cfg, self.num_classes, bounds).to(self.device)
+        model.amp = getattr(self.model, "amp", self.device.type == "cuda" and
+                            self.cfg["train"]["mixed_precision"] in ("auto", True, "true"))
+        opt = torch.optim.Adam(model.param_groups(), fused=self.device.type == "cuda")
+        n = 1024
+        g = torch.Generator(device=self.device).manual_seed(0)
+        o = torch.zeros(n, 3, device=self.device)
+        d = torch.randn(n, 3, device=self.device, generator=g)
+        d = d / d[:, 2:].abs().clamp_min(0.2)
+        near, far = self.cfg["render"]["depth_range"]
+        nr = torch.full((n,), float(near), device=self.device)
+        fr = torch.full((n,), float(far), device=self.device)
+        from .keyframes import RayBatch
+
+        batch = RayBatch(o, d, torch.rand(n, 3, device=self.device, generator=g),
+                         torch.randint(0, self.num_classes, (n,), device=self.device, generator=g),
+                         torch.full((n,), 2.0, device=self.device))
+        for i in range(steps):
+            model.before_step(i, g)
+            out = model.render_rays(o, d, nr, fr, training=True, depth=batch.depth, generator=g)
+            loss = model.losses(out, batch)["loss"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        model.eval()
+        model.render_chunked(o, d, near, far, n)
+        del model, opt
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.empty_cache()
+        return time.perf_counter() - t0
 
     @property
     def scene_bounds(self) -> Optional[np.ndarray]:

@@ -178,7 +178,7 @@ class HashSemanticModel(SemanticModel):
         self.field = HashSemanticField(bounds, self.num_valid, h["n_levels"], h["n_features_per_level"],
                                        h["log2_hashmap_size"], h["base_resolution"], h["finest_resolution"],
                                        h["hidden_dim"], h["geo_feat_dim"], h["hidden_dim_color"],
-                                       h["hidden_dim_semantic"], h["backend"])
+                                       h["hidden_dim_semantic"], h["backend"], h["semantic_max_resolution"])
         self.grid = OccupancyGrid(bounds, r["occupancy_resolution"], r["occupancy_threshold"])
         near, far = r["depth_range"]
         self.step_size = (far - near) / r["march_steps"]
@@ -191,12 +191,10 @@ class HashSemanticModel(SemanticModel):
                              warmup=step < int(r["occupancy_warmup_steps"]), generator=generator)
 
     def render_rays(self, origins, dirs, near, far, training: bool = False, depth=None, generator=None) -> dict:
+        if not training and not torch.is_grad_enabled():
+            return self._render_inference(origins, dirs, near, far)
         r = self.cfg["render"]
         R = origins.shape[0]
-        if training and depth is not None and r["depth_guided_sampling"]:
-            # Nothing behind a measured surface is supervised: end those rays just past it.
-            has = depth > 0
-            far = torch.where(has, torch.minimum(far, depth * 1.05 + 3 * float(r["depth_guide_std"])), far)
         K = int(r["max_samples_per_ray"])
         m = march_rays(origins, dirs, near, far, self.grid, int(r["march_steps"]), K,
                        perturb=training and bool(r["perturb"]), generator=generator)
@@ -225,6 +223,71 @@ class HashSemanticModel(SemanticModel):
         if r["white_bkgd"]:
             rgb = rgb + (1.0 - acc[:, None])
         return {"rgb": rgb, "depth": dep, "acc": acc, "semantic": sem, "samples_per_ray": ray.numel() / max(R, 1)}
+
+    # Inference: front-to-back blocks with early ray termination, heads only where visible.
+    TERMINATION_TRANSMITTANCE = 1e-4
+    MIN_WEIGHT = 1e-4
+    SLOT_BLOCKS = (8, 24)  # density evaluated for slots [0, 8), then [8, 24), then the rest
+
+    @torch.no_grad()
+    def _render_inference(self, origins, dirs, near, far) -> dict:
+        """Rendering without gradients: densities are evaluated in blocks of
+        samples along the rays, front to back, and a ray stops once its
+        transmittance drops below 1e-4 (samples behind an opaque surface are
+        never evaluated); the colour and semantic heads then run only on samples
+        of weight > 1e-4.  Matches :meth:`render_rays` up to that cut-off."""
+        r = self.cfg["render"]
+        R, dev = origins.shape[0], origins.device
+        K = int(r["max_samples_per_ray"])
+        m = march_rays(origins, dirs, near, far, self.grid, int(r["march_steps"]), K, perturb=False)
+        ray, slot, t, delta = m["ray"], m["slot"], m["t"], m["delta"]
+        P = ray.numel()
+        pts = origins[ray] + t[:, None] * dirs[ray]
+        chunk = int(self.cfg["model"]["netchunk"])
+        sigma_p = torch.zeros(P, device=dev)
+        enc_p = torch.zeros(P, self.field.encoding.out_dim, device=dev)
+        geo_p = None
+        trans = torch.ones(R, device=dev)
+        alive = torch.ones(R, dtype=torch.bool, device=dev)
+        edges = [0, *[b for b in self.SLOT_BLOCKS if b < K], K]
+        amp = self.amp and origins.is_cuda
+        for s0, s1 in zip(edges[:-1], edges[1:]):
+            idx = ((slot >= s0) & (slot < s1) & alive[ray]).nonzero().squeeze(1)
+            if idx.numel() == 0:
+                continue
+            for c0 in range(0, idx.numel(), chunk):
+                ic = idx[c0:c0 + chunk]
+                with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp):
+                    enc, sig, geo = self.field.features(pts[ic])
+                if geo_p is None:
+                    geo_p = torch.zeros(P, geo.shape[-1], device=dev, dtype=geo.dtype)
+                sigma_p[ic] = sig.float()
+                enc_p[ic] = enc.float()
+                geo_p[ic] = geo
+            tau = torch.zeros(R, device=dev).index_add_(0, ray[idx], sigma_p[idx] * delta[idx])
+            trans = trans * torch.exp(-tau)
+            alive = alive & (trans > self.TERMINATION_TRANSMITTANCE)
+        sigma = torch.zeros(R, K, device=dev).index_put_((ray, slot), sigma_p)
+        dl = torch.zeros(R, K, device=dev).index_put_((ray, slot), delta)
+        alpha = 1.0 - torch.exp(-sigma * dl)
+        transm = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha + 1e-10], -1), -1)[:, :-1]
+        w = (alpha * transm)[ray, slot]
+        acc = torch.zeros(R, device=dev).index_add_(0, ray, w)
+        dep = torch.zeros(R, device=dev).index_add_(0, ray, w * t)
+        rgb = torch.zeros(R, 3, device=dev)
+        sem = torch.zeros(R, self.num_valid, device=dev)
+        vis = (w > self.MIN_WEIGHT).nonzero().squeeze(1)
+        vd = F.normalize(dirs, dim=-1)
+        for c0 in range(0, vis.numel(), chunk):
+            ic = vis[c0:c0 + chunk]
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp):
+                col = self.field.color_head(geo_p[ic], vd[ray[ic]])
+                lg = self.field.semantic_head(enc_p[ic].to(geo_p.dtype))
+            rgb.index_add_(0, ray[ic], w[ic, None] * col)
+            sem.index_add_(0, ray[ic], w[ic, None] * lg)
+        if r["white_bkgd"]:
+            rgb = rgb + (1.0 - acc[:, None])
+        return {"rgb": rgb, "depth": dep, "acc": acc, "semantic": sem, "samples_per_ray": P / max(R, 1)}
 
     def density_fn(self, points):
         return self.field.density(points)

@@ -117,6 +117,7 @@ def march_rays(origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tensor, fa
     r = rank.float()
     keep = occ & (torch.floor((r + 1) / ratio[:, None] + u) > torch.floor(r / ratio[:, None] + u))
     slot = torch.cumsum(keep, -1, dtype=torch.int32) - 1
+    keep &= slot < max_samples  # rounding in n_occ / ratio can add one sample when u is near 1
     ray, step = keep.nonzero(as_tuple=True)
     norm = dirs.norm(dim=-1)
     return {

@@ -60,7 +60,7 @@ class HashSemanticField(nn.Module):
     def __init__(self, bounds, num_valid_classes: int, n_levels: int = 16, n_features_per_level: int = 2,
                  log2_hashmap_size: int = 19, base_resolution: int = 16, finest_resolution: int = 1024,
                  hidden_dim: int = 64, geo_feat_dim: int = 15, hidden_dim_color: int = 64,
-                 hidden_dim_semantic: int = 64, backend: str = "auto"):
+                 hidden_dim_semantic: int = 64, backend: str = "auto", semantic_max_resolution: int = 0):
         super().__init__()
         b = torch.as_tensor(bounds, dtype=torch.float32).reshape(2, 3)
         self.register_buffer("bounds", b.clone())
@@ -75,9 +75,15 @@ class HashSemanticField(nn.Module):
         self.density_net = _mlp(enc_dim, hidden_dim, 1 + geo_feat_dim, 1)
         self.dir_encoding = SHEncoding()
         self.color_net = _mlp(geo_feat_dim + SHEncoding.out_dim, hidden_dim_color, 3, 2)
-        # Semantics read the multiresolution features directly: class boundaries
-        # need the fine levels, and the head stays view-independent.
-        self.semantic_net = _mlp(enc_dim, hidden_dim_semantic, num_valid_classes, 2)
+        # Semantics read the multiresolution features directly (view-independent),
+        # but only the levels up to ``semantic_max_resolution``: with the finest
+        # levels the head memorises per-pixel label noise within a few thousand
+        # steps, which is exactly what multi-view consistency should average out.
+        levels = self.encoding.resolutions
+        n_sem = len(levels) if semantic_max_resolution <= 0 else \
+            max(1, sum(1 for r in levels if r <= semantic_max_resolution))
+        self.semantic_dims = n_sem * self.encoding.n_features
+        self.semantic_net = _mlp(self.semantic_dims, hidden_dim_semantic, num_valid_classes, 2)
         self.num_valid_classes = num_valid_classes
 
     def normalize(self, points: torch.Tensor) -> torch.Tensor:
@@ -93,19 +99,29 @@ class HashSemanticField(nn.Module):
         sigma = trunc_exp(h[..., 0].float() - 1.0) * self.inside(points)
         return enc, sigma, h[..., 1:]
 
+    def features(self, points: torch.Tensor):
+        """(encoding (N, L*F), sigma (N,) 1/m, geometry feature (N, geo_feat_dim)):
+        the density pass, whose outputs the heads below reuse."""
+        return self._features(points)
+
+    def color_head(self, geo: torch.Tensor, viewdirs: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.color_net(torch.cat([geo, self.dir_encoding(viewdirs).to(geo.dtype)], -1))).float()
+
+    def semantic_head(self, enc: torch.Tensor) -> torch.Tensor:
+        """Logits from the encoding (level-major, so the coarse levels come first)."""
+        return self.semantic_net(enc[..., :self.semantic_dims]).float()
+
     def forward(self, points: torch.Tensor, viewdirs: torch.Tensor) -> dict:
         """points (N, 3) world metres, viewdirs (N, 3) unit vectors ->
         ``sigma`` (N,) 1/m, ``rgb`` (N, 3) in [0, 1], ``semantic`` (N, C-1) logits."""
         enc, sigma, geo = self._features(points)
-        rgb = torch.sigmoid(self.color_net(torch.cat([geo, self.dir_encoding(viewdirs).to(geo.dtype)], -1)))
-        sem = self.semantic_net(enc)
-        return {"sigma": sigma, "rgb": rgb.float(), "semantic": sem.float()}
+        return {"sigma": sigma, "rgb": self.color_head(geo, viewdirs), "semantic": self.semantic_head(enc)}
 
     def density(self, points: torch.Tensor) -> torch.Tensor:
         return self._features(points)[1]
 
     def semantic_logits(self, points: torch.Tensor) -> torch.Tensor:
-        return self.semantic_net(self.encoding(self.normalize(points))).float()
+        return self.semantic_head(self.encoding(self.normalize(points)))
 
     def color(self, points: torch.Tensor, viewdirs: torch.Tensor) -> torch.Tensor:
         _, _, geo = self._features(points)
