@@ -196,7 +196,7 @@ def test_simulated_gpu_oom_skips_step_and_shrinks_batch(monkeypatch):
 
     monkeypatch.setattr(m.model, "render_rays", flaky)
     assert m.step() == {}
-    assert m.oom_events == 1 and m.n_rays == 256 and m.step_count == 2
+    assert m.oom_events == 1 and m.n_rays == 128 and m.step_count == 2  # 256 halved
     assert m.step()["loss"] > 0
     assert m.step_count == 3
 
