@@ -120,6 +120,15 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 
+# Defaults that differ for the fast field (model.type: hash), applied under the
+# user's file and overrides: the paper's learning rate and batch suit its MLPs,
+# not a hash grid (measured on an H100: docs/benchmarks.md).
+HASH_PRESET: dict[str, Any] = {
+    "model": {"chunk": 32768, "netchunk": 1048576},
+    "render": {"N_rays": 4096},
+    "train": {"lrate": 1e-2, "lrate_decay": 100e3, "wgt_depth": 0.05},
+}
+
 # Keys whose values may be None or of several types.
 _FREE_KEYS = {("render", "scene_bounds"), ("train", "mixed_precision"), ("experiment", "gpu")}
 
@@ -227,15 +236,29 @@ def validate(cfg: dict) -> dict:
     return cfg
 
 
+def _model_type(*layers: Optional[dict]) -> str:
+    kind = DEFAULTS["model"]["type"]
+    for layer in layers:
+        if layer and isinstance(layer.get("model"), dict) and "type" in layer["model"]:
+            kind = layer["model"]["type"]
+    return kind
+
+
+def base_config(model_type: str) -> dict:
+    """The defaults for a model type (the seed's, plus :data:`HASH_PRESET` for 'hash')."""
+    return merge(DEFAULTS, HASH_PRESET) if model_type == "hash" else copy.deepcopy(DEFAULTS)
+
+
 def make_config(override: Optional[dict] = None) -> dict:
-    """Defaults merged with ``override`` and validated."""
-    return validate(merge(DEFAULTS, override or {}))
+    """Defaults (for the model type ``override`` names) merged with ``override``, validated.
+    A complete config passes through unchanged."""
+    return validate(merge(base_config(_model_type(override)), override or {}))
 
 
 def load_config(path=None, overrides: Optional[dict] = None) -> dict:
     """Load a YAML config file (seed layout) onto the defaults, then apply
     ``overrides`` (a nested dict, e.g. from command-line flags)."""
-    cfg = copy.deepcopy(DEFAULTS)
+    data: dict = {}
     if path is not None:
         p = Path(path)
         if not p.is_file():
@@ -246,7 +269,8 @@ def load_config(path=None, overrides: Optional[dict] = None) -> dict:
             raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
         if not isinstance(data, dict):
             raise ConfigError(f"{p}: top level must be a mapping of sections")
-        cfg = merge(cfg, data)
+    cfg = base_config(_model_type(data, overrides))
+    cfg = merge(cfg, data)
     if overrides:
         cfg = merge(cfg, overrides)
     return validate(cfg)

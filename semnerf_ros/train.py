@@ -1,0 +1,787 @@
+"""Offline trainer ``semnerf-train``: the paper's ``train_SSR_main.py`` on this package's engine.
+
+Offline training is the online :class:`~semnerf_ros.mapper.Mapper` fed every
+training frame up front (``mapper.keyframe_policy: all``, ``max_keyframes`` >=
+the number of training frames), then stepped in a loop.  Flags and their
+meaning follow the seed (``--config_file``, ``--dataset_type``, the task
+flags ``--sparse_views ... --partial_perc``, ``--visualise_save``,
+``--load_saved``, ``--gpu``); the label corruption is
+:func:`semnerf_ros.tasks.apply_task`.
+
+Outputs in ``experiment.save_dir`` (``--save_dir``):
+
+* ``exp_config.yaml`` -- the merged config (loadable with ``--config_file``);
+  ``run_info.json`` -- flags, dataset, split and task description;
+  ``semantic_class_Legend.png`` -- the class colours (the seed's legend).
+* ``metrics.json`` -- a list with one record per evaluation (every
+  ``logging.step_val`` steps and at the end), rewritten atomically:
+  ``step``, ``train_seconds`` (optimisation time only), ``wall_seconds``
+  (training-loop wall time including evaluations, summed over resumed runs),
+  ``iterations_per_second``, ``loss``, ``train_batch_psnr``, ``failed_steps``,
+  ``oom_events``, and ``test`` / ``train`` / ``input_labels`` score dicts (see
+  :func:`evaluate_views`); ``summary.txt`` -- the final table.  ``train`` scores the rendered
+  training views against the **clean** labels (the denoising measure);
+  ``input_labels`` scores the corrupted training labels themselves against
+  the clean ones (the baseline the field has to beat).
+* ``render/step_XXXXXX/`` -- PNGs of a few test views (RGB, labels with legend,
+  depth, entropy, ground truth) and ``train_compare_*.png`` strips
+  (input | rendered | clean) of training views.
+* ``checkpoints/map_XXXXXX.pt`` and ``latest.pt`` (``Mapper.save``) every
+  ``logging.step_save_ckpt`` steps and at the end, with ``trainer_state.json``;
+  ``--resume`` continues from ``latest.pt``.
+* the corrupted labels (``--visualise_save``) in ``corrupted_labels.npz``
+  unless ``--saved_labels`` names another file; ``--load_saved`` reads them.
+
+Deviations from the seed, on purpose: the dataset split is the config's
+(``experiment.train_step/test_offset/total_num``, the seed's Replica split by
+default) for every dataset type; corrupted labels are stored in the run folder
+(or ``--saved_labels``) rather than inside the dataset folder; ``--gpu`` sets
+``CUDA_VISIBLE_DEVICES`` only when given (the seed always sets it from the config).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import yaml
+from tqdm import tqdm
+
+from . import tasks
+from .colormap import label_palette, legend_image
+from .config import ConfigError, load_config, merge, save_config, validate
+from .metrics import SegmentationEvaluator, depth_errors, ssim
+from .visualize import make_comparison_strip, save_render_images, write_image
+
+log = logging.getLogger("semnerf_ros.train")
+
+CHECKPOINT_DIR = "checkpoints"
+LATEST = "latest.pt"
+TRAINER_STATE = "trainer_state.json"
+METRICS_FILE = "metrics.json"
+LEGEND_FILE = "semantic_class_Legend.png"
+DEFAULT_LABELS_FILE = "corrupted_labels.npz"
+#: Consecutive failed or skipped steps (errors, repeated out-of-memory) after which training gives up.
+MAX_SKIPPED_STEPS = 50
+
+
+class TrainError(RuntimeError):
+    """Training cannot start or continue (bad resume state, no training frames, ...)."""
+
+
+# ----------------------------------------------------------------------------- arguments
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The seed's ``train_SSR_main.py`` flags (same names, types and defaults) plus ours."""
+    d = tasks.TASK_DEFAULTS
+    p = argparse.ArgumentParser(
+        prog="semnerf-train",
+        description="Train a Semantic-NeRF offline on a Replica/ScanNet-layout sequence (or the built-in "
+                    "synthetic room) with the paper's label tasks, and evaluate it "
+                    "(flags of the paper's train_SSR_main.py).")
+    p.add_argument("--config_file", type=str, default=None,
+                   help="config file name (YAML, the seed's layout); default: built-in defaults")
+    p.add_argument("--dataset_type", type=str, default="auto", choices=["replica", "scannet", "auto"],
+                   help="the dataset to be used; auto: detect from the files, or the config's "
+                        "experiment.dataset_type (default auto)")
+    g = p.add_argument_group("sparse views")
+    g.add_argument("--sparse_views", action="store_true", help="use labels from a sparse set of frames")
+    g.add_argument("--sparse_ratio", type=float, default=d["sparse_ratio"],
+                   help="the portion of dropped labelling frames during training, which can be used along "
+                        "with all working modes")
+    g.add_argument("--label_map_ids", nargs="*", type=int, default=list(d["label_map_ids"]),
+                   help="in sparse view mode, use selected frame ids from the sequence as supervision")
+    g.add_argument("--random_sample", action="store_true",
+                   help="whether to randomly/evenly sample frames from the sequence")
+    g = p.add_argument_group("pixel-wise denoising")
+    g.add_argument("--pixel_denoising", action="store_true", help="whether to work in pixel-denoising tasks")
+    g.add_argument("--pixel_noise_ratio", type=float, default=d["pixel_noise_ratio"],
+                   help="the fraction of (valid) pixels perturbed in each labelled frame")
+    g = p.add_argument_group("region-wise denoising")
+    g.add_argument("--region_denoising", action="store_true",
+                   help="whether to work in region-denoising tasks by flipping the class labels of instances "
+                        "(the chairs of Replica room_2)")
+    g.add_argument("--region_noise_ratio", type=float, default=d["region_noise_ratio"],
+                   help="the fraction of frames in which each chosen instance is flipped")
+    g.add_argument("--uniform_flip", action="store_true",
+                   help="flip frames evenly spread over the area-sorted list instead of the smallest-area ones")
+    g.add_argument("--instance_id", nargs="*", type=int, default=list(d["instance_id"]),
+                   help="instance ids to perturb (default: the 8 chairs of Replica room_2)")
+    g = p.add_argument_group("super-resolution")
+    g.add_argument("--super_resolution", action="store_true", help="label super-resolution task")
+    g.add_argument("--dense_sr", action="store_true",
+                   help="use dense (down- then up-sampled) instead of sparse labels for SR")
+    g.add_argument("--sr_factor", type=int, default=d["sr_factor"], help="scaling factor of super-resolution")
+    g = p.add_argument_group("label propagation")
+    g.add_argument("--label_propagation", action="store_true", help="label propagation from partial seed regions")
+    g.add_argument("--partial_perc", type=float, default=d["partial_perc"],
+                   help="0: single-click propagation; p > 0: p-percent sub-regions")
+    g.add_argument("--propagation_regions", type=str, default=tasks.EXTRA_DEFAULTS["propagation_regions"],
+                   choices=list(tasks.PROPAGATION_REGIONS),
+                   help="what one click/patch covers: a class per frame (seed), an instance, or a connected component")
+    g = p.add_argument_group("misc (seed)")
+    g.add_argument("--visualise_save", action="store_true",
+                   help="save the corrupted labels (and colour images of them) for later runs; also save "
+                        "the renders of every evaluated view at the end")
+    g.add_argument("--load_saved", action="store_true",
+                   help="train on previously saved corrupted labels (consistency between experiments)")
+    g.add_argument("--gpu", type=str, default="", help="GPU IDs (sets CUDA_VISIBLE_DEVICES)")
+    g = p.add_argument_group("semnerf_ros")
+    g.add_argument("--dataset_dir", type=str, default=None,
+                   help="dataset folder (overrides experiment.dataset_dir); empty: the built-in synthetic room")
+    g.add_argument("--save_dir", type=str, default=None, help="output folder (overrides experiment.save_dir)")
+    g.add_argument("--model", type=str, default=None, choices=["nerf", "hash"],
+                   help="nerf: the paper's MLPs; hash: the fast hash-grid field (overrides model.type)")
+    g.add_argument("--iters", type=int, default=None, help="training steps (overrides train.N_iters)")
+    g.add_argument("--eval_every", type=int, default=None,
+                   help="evaluate every N steps (overrides logging.step_val)")
+    g.add_argument("--max_seconds", type=float, default=None,
+                   help="stop when the training loop has run this many wall-clock seconds")
+    g.add_argument("--device", type=str, default=None,
+                   help="auto | cpu | cuda | cuda:N (overrides experiment.device)")
+    g.add_argument("--seed", type=int, default=None, help="RNG seed (overrides experiment.seed)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue from <save_dir>/checkpoints/latest.pt when it exists")
+    g.add_argument("--n_test_views", type=int, default=0,
+                   help="evaluate on N evenly spaced test views and N training views (0 = all)")
+    g.add_argument("--render_views", type=int, default=4,
+                   help="test/training views written as PNGs at each evaluation (default 4)")
+    g.add_argument("--saved_labels", type=str, default=None,
+                   help=f"file for --visualise_save / --load_saved (default <save_dir>/{DEFAULT_LABELS_FILE})")
+    g.add_argument("--keep_checkpoints", type=int, default=0,
+                   help="keep only the newest N numbered checkpoints besides latest.pt (0 = keep all, as the seed)")
+    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override any config value, e.g. --set render.N_rays=4096 (repeatable)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar and no summary table")
+    return p
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def resolve_args(args=None) -> argparse.Namespace:
+    """A complete Namespace: the parser defaults updated with ``args`` (a
+    Namespace, a dict or None).  Raises ``TypeError`` naming unknown keys."""
+    ns = build_parser().parse_args([])
+    if args is None:
+        return ns
+    given = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
+    unknown = sorted(set(given) - set(vars(ns)))
+    if unknown:
+        raise TypeError(f"unknown trainer arguments: {', '.join(unknown)}")
+    for k, v in given.items():
+        setattr(ns, k, v)
+    return ns
+
+
+def _parse_set(items: Sequence[str]) -> dict:
+    """``["render.N_rays=4096", ...]`` -> nested override dict (values parsed as YAML)."""
+    out: dict = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects SECTION.KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        parts = [k for k in key.strip().split(".") if k]
+        if len(parts) < 2:
+            raise ConfigError(f"--set key must be SECTION.KEY (e.g. render.N_rays), got {key!r}")
+        node = out
+        for k in parts[:-1]:
+            node = node.setdefault(k, {})
+        node[parts[-1]] = yaml.safe_load(value) if value.strip() else ""
+    return out
+
+
+def arg_overrides(args) -> dict:
+    """The config overrides that the command-line flags stand for."""
+    a = resolve_args(args)
+    ov: dict = _parse_set(a.overrides)
+    exp, model, train_, logging_ = {}, {}, {}, {}
+    if a.dataset_dir is not None:
+        exp["dataset_dir"] = a.dataset_dir
+    if a.dataset_type and a.dataset_type != "auto":
+        exp["dataset_type"] = a.dataset_type
+    if a.save_dir is not None:
+        exp["save_dir"] = a.save_dir
+    if a.device is not None:
+        exp["device"] = a.device
+    if a.seed is not None:
+        exp["seed"] = a.seed
+    if a.gpu:
+        exp["gpu"] = a.gpu
+    if a.model is not None:
+        model["type"] = a.model
+    if a.iters is not None:
+        train_["N_iters"] = a.iters
+    if a.eval_every is not None:
+        logging_["step_val"] = a.eval_every
+    for name, sec in (("experiment", exp), ("model", model), ("train", train_), ("logging", logging_)):
+        if sec:
+            ov.setdefault(name, {}).update(sec)
+    return ov
+
+
+def config_from_args(args) -> dict:
+    """``load_config(--config_file, overrides from the flags)``."""
+    a = resolve_args(args)
+    return load_config(a.config_file, arg_overrides(a))
+
+
+def select_gpus(gpus: str) -> None:
+    """The seed's ``select_gpus``: make only ``gpus`` (e.g. ``"0,1"``) visible to CUDA.
+    Must run before CUDA is initialised."""
+    if gpus:
+        os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus
+
+
+# ----------------------------------------------------------------------------- small helpers
+
+
+def _json_clean(obj):
+    """NaN / inf -> None, numpy scalars -> Python, recursively (strict JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): _json_clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _json_clean(obj.tolist())
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_json_atomic(path, data) -> Path:
+    """Write ``data`` as JSON via a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(_json_clean(data), fh, indent=1)
+            fh.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def evenly_spaced_subset(ids: Sequence[int], n: int) -> np.ndarray:
+    """``n`` items spread evenly over ``ids`` (all when ``n <= 0`` or ``n >= len``)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    if n <= 0 or n >= len(ids):
+        return ids
+    return ids[np.unique(np.round(np.linspace(0, len(ids) - 1, n)).astype(np.int64))]
+
+
+def scene_bounds_from_data(scene, ids: Sequence[int], depth_range: Sequence[float], margin: float,
+                           max_points: int = 200_000) -> np.ndarray:
+    """Scene box (2, 3) in world metres for the fast field.
+
+    With depth: the training depth maps (pixels subsampled to about
+    ``max_points`` in all, readings outside ``depth_range`` ignored)
+    back-projected to the world, plus the camera centres.  Without depth: the
+    camera centres +- half the far plane.  Grown by ``margin`` metres.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.size == 0:
+        raise TrainError("no training frames to derive the scene bounds from")
+    near, far = float(depth_range[0]), float(depth_range[1])
+    centres = scene.poses[ids, :3, 3]
+    pts = [centres]
+    if scene.depth is not None:
+        intr = scene.intrinsics
+        h, w = intr.shape
+        per_frame = max(1, max_points // len(ids))
+        stride = max(1, int(math.ceil(math.sqrt(h * w / per_frame))))
+        vs, us = np.mgrid[0:h:stride, 0:w:stride]
+        x = (us - intr.cx) / intr.fx
+        y = (vs - intr.cy) / intr.fy
+        for i in ids:
+            z = scene.depth[i][::stride, ::stride]
+            ok = np.isfinite(z) & (z >= near) & (z <= far)
+            if not ok.any():
+                continue
+            pc = np.stack([x[ok] * z[ok], y[ok] * z[ok], z[ok]], -1)
+            T = scene.poses[i]
+            pts.append(pc @ T[:3, :3].T + T[:3, 3])
+    allp = np.concatenate(pts, 0)
+    lo, hi = allp.min(0), allp.max(0)
+    if len(pts) == 1:  # no depth (or none valid): cameras +- half the far plane
+        lo, hi = lo - far / 2, hi + far / 2
+    return np.stack([lo - margin, hi + margin]).astype(np.float64)
+
+
+def class_palette(scene) -> np.ndarray:
+    """The seed's colours: the VOC palette row of each class's id in the files."""
+    orig = np.asarray(getattr(scene, "class_ids_original", np.arange(scene.num_classes)), dtype=np.int64)
+    if orig.shape != (scene.num_classes,) or orig.min() < 0:
+        return label_palette(scene.num_classes)
+    return label_palette(int(orig.max()) + 1)[orig]
+
+
+def labels_digest(labels: np.ndarray, keep: np.ndarray) -> str:
+    h = hashlib.sha1()
+    h.update(np.ascontiguousarray(labels, dtype=np.int32).tobytes())
+    h.update(np.ascontiguousarray(keep, dtype=bool).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _resize_to(scene_data_mod, img: np.ndarray, kind: str, w: int, h: int) -> np.ndarray:
+    if kind == "labels":
+        return scene_data_mod.resize_nearest(img, w, h)
+    if kind == "rgb":
+        return scene_data_mod.resize_rgb(img, w, h)
+    return scene_data_mod.resize_depth(img, w, h)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def score_labels(gt: np.ndarray, pred: np.ndarray, num_classes: int) -> dict:
+    """Segmentation scores of a label stack against ground truth (void ignored)."""
+    ev = SegmentationEvaluator(num_classes)
+    ev.add(np.asarray(gt), np.asarray(pred))
+    s = ev.scores()
+    return {k: s[k] for k in ("miou", "miou_valid_class", "total_accuracy", "class_average_accuracy",
+                              "per_class_iou", "num_pixels", "num_images")}
+
+
+def evaluate_views(mapper, scene, ids: Sequence[int], gt_labels: np.ndarray, factor: int,
+                   out_dir: Optional[Path] = None, save_count: int = 0, tag: str = "test",
+                   input_labels: Optional[np.ndarray] = None, palette=None, progress: bool = False) -> dict:
+    """Render the views ``ids`` (positions into ``scene``) at ``1/factor`` of the
+    dataset resolution and score them.
+
+    ``gt_labels`` (len(ids), H, W) are the labels to score against (the test
+    labels, or the clean training labels).  Returns ``miou``,
+    ``miou_valid_class``, ``total_accuracy``, ``class_average_accuracy``,
+    ``per_class_iou`` (index = class id, None for absent classes and void),
+    ``psnr`` (dB, over all pixels of all views), ``ssim`` (mean over views),
+    ``depth`` (:func:`metrics.depth_errors` against the dataset depth, or {}),
+    ``num_views`` and ``frame_indices``.  The first ``save_count`` views are
+    written as PNGs into ``out_dir``: the full set of :func:`save_render_images`
+    or, given ``input_labels`` (the training labels as given to the field),
+    comparison strips ``<tag>_compare_<frame>.png`` (RGB | input | rendered | clean).
+    """
+    from .datasets import scene_data as sdm
+
+    ids = np.asarray(ids, dtype=np.int64)
+    n_cls = scene.num_classes
+    ev = SegmentationEvaluator(n_cls)
+    sq_err, n_px, ssims = 0.0, 0, []
+    depth_pred, depth_gt = [], []
+    near, far = mapper.cfg["render"]["depth_range"]
+    for k, i in enumerate(tqdm(ids, desc=f"rendering {tag} views", unit="view", leave=False,
+                               disable=not progress)):
+        r = mapper.render(scene.poses[i], scene.intrinsics, scale=1.0 / factor)
+        h, w = r.intrinsics.shape
+        gt = _resize_to(sdm, np.asarray(gt_labels[k]), "labels", w, h)
+        ev.add(gt, r.labels)
+        rgb_gt = _resize_to(sdm, scene.rgb[i], "rgb", w, h).astype(np.float32) / 255.0
+        sq_err += float(np.sum((np.clip(r.rgb, 0, 1) - rgb_gt) ** 2))
+        n_px += rgb_gt.size
+        ssims.append(ssim(np.clip(r.rgb, 0, 1), rgb_gt))
+        if scene.depth is not None:
+            depth_gt.append(_resize_to(sdm, scene.depth[i], "depth", w, h))
+            depth_pred.append(r.depth)
+        if out_dir is not None and k < save_count:
+            name = f"{int(scene.frame_indices[i]):03d}"
+            if input_labels is None:
+                save_render_images(out_dir, name, rgb=r.rgb, labels=r.labels, depth=r.depth, entropy=r.entropy,
+                                   class_names=scene.class_names, gt_labels=gt, num_classes=n_cls,
+                                   palette=palette, depth_range=(near, far))
+            else:
+                noisy = _resize_to(sdm, np.asarray(input_labels[k]), "labels", w, h)
+                strip = make_comparison_strip(noisy, r.labels, gt, palette if palette is not None else n_cls,
+                                              scene.class_names, rgb=r.rgb,
+                                              titles=["RGB", "input labels", "rendered", "clean"])
+                write_image(Path(out_dir) / f"{tag}_compare_{name}.png", strip)
+    s = ev.scores()
+    mse = sq_err / max(n_px, 1)
+    out = {k: s[k] for k in ("miou", "miou_valid_class", "total_accuracy", "class_average_accuracy",
+                             "per_class_iou", "num_pixels")}
+    out.update({
+        "psnr": (-10.0 * math.log10(mse)) if mse > 0 else math.inf,
+        "ssim": float(np.mean(ssims)) if ssims else math.nan,
+        "depth": depth_errors(np.stack(depth_pred), np.stack(depth_gt), max_depth=far) if depth_gt else {},
+        "num_views": int(len(ids)),
+        "frame_indices": [int(scene.frame_indices[i]) for i in ids],
+    })
+    return out
+
+
+class MetricsLog:
+    """``metrics.json``: a list of evaluation records, rewritten atomically on each append.
+    On resume, records after the resumed step are dropped (they will be redone)."""
+
+    def __init__(self, path, resume_step: Optional[int] = None):
+        self.path = Path(path)
+        self.records: list = []
+        if resume_step is not None and self.path.is_file():
+            try:
+                old = json.loads(self.path.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                log.warning("ignoring unreadable %s: %s", self.path, exc)
+                old = []
+            if isinstance(old, list):
+                self.records = [r for r in old if isinstance(r, dict) and int(r.get("step", -1)) <= resume_step]
+        write_json_atomic(self.path, self.records)
+
+    def append(self, record: dict) -> None:
+        self.records.append(_json_clean(record))
+        write_json_atomic(self.path, self.records)
+
+
+# ----------------------------------------------------------------------------- summary
+
+
+def _fmt(v, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    return f"{v:.{digits}f}"
+
+
+def summary_table(record: dict, class_names: Sequence[str]) -> str:
+    """A text table of one metrics record: overall scores and per-class IoU."""
+    cols = ["mIoU", "mIoU(gt)", "total acc", "class acc", "PSNR", "SSIM", "depth RMSE", "abs rel"]
+    rows = [("test views", record.get("test")), ("train views vs clean", record.get("train")),
+            ("input labels vs clean", record.get("input_labels"))]
+    w0 = max(len(r[0]) for r in rows) + 2
+    lines = [" " * w0 + "".join(f"{c:>12}" for c in cols)]
+    for name, s in rows:
+        if not s:
+            continue
+        dep = s.get("depth") or {}
+        vals = [_fmt(s.get("miou")), _fmt(s.get("miou_valid_class")), _fmt(s.get("total_accuracy")),
+                _fmt(s.get("class_average_accuracy")), _fmt(s.get("psnr"), 2), _fmt(s.get("ssim")),
+                _fmt(dep.get("rmse")), _fmt(dep.get("abs_rel"))]
+        lines.append(f"{name:<{w0}}" + "".join(f"{v:>12}" for v in vals))
+    per = {k: (record.get(k) or {}).get("per_class_iou") or [] for k in ("test", "train", "input_labels")}
+    n = max((len(v) for v in per.values()), default=0)
+    if n > 1:
+        wn = max([len(str(c)) for c in class_names] + [5]) + 6
+        lines.append("")
+        lines.append(f"{'class IoU':<{wn}}{'test':>10}{'train':>10}{'input':>10}")
+        for c in range(1, n):
+            vals = [per[k][c] if c < len(per[k]) else None for k in ("test", "train", "input_labels")]
+            if all(v is None for v in vals):
+                continue
+            name = class_names[c] if c < len(class_names) else f"class {c}"
+            lines.append(f"{f'{c:>3} {name}':<{wn}}" + "".join(f"{_fmt(v):>10}" for v in vals))
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _load_scene(cfg: dict, progress: bool):
+    from .datasets import load_dataset
+
+    exp = cfg["experiment"]
+    path = str(exp["dataset_dir"]).strip()
+    if not path:
+        from .datasets import synthetic
+
+        path = str(synthetic.ensure_scene(progress=progress))
+        exp["dataset_dir"] = path
+    scene = load_dataset(path, kind=exp["dataset_type"], width=exp["width"], height=exp["height"],
+                         train_step=exp["train_step"], test_offset=exp["test_offset"],
+                         total_num=exp["total_num"], progress=progress)
+    if len(scene.train_ids) == 0:
+        raise TrainError(f"{path}: the split leaves no training frames")
+    return scene
+
+
+def _checkpoint(mapper, save_dir: Path, step: int, state: dict, keep: int) -> Path:
+    ckpt_dir = save_dir / CHECKPOINT_DIR
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    path = mapper.save(ckpt_dir / f"map_{step:06d}.pt")
+    latest = ckpt_dir / LATEST
+    tmp = ckpt_dir / f".{LATEST}.{os.getpid()}.tmp"
+    try:
+        try:
+            os.link(path, tmp)  # no second copy of a large file where the filesystem allows
+        except OSError:
+            import shutil
+
+            shutil.copyfile(path, tmp)
+        os.replace(tmp, latest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    write_json_atomic(ckpt_dir / TRAINER_STATE, dict(state, step=step, checkpoint=path.name))
+    if keep > 0:
+        numbered = sorted(ckpt_dir.glob("map_*.pt"))
+        for old in numbered[:-keep]:
+            old.unlink(missing_ok=True)
+    return path
+
+
+def train(cfg: Optional[dict] = None, args=None) -> dict:
+    """Train and evaluate; returns the final metrics record (see the module
+    docstring) plus ``save_dir``, ``stopped`` (``"done"``, ``"max_seconds"``)
+    and ``task``.
+
+    ``cfg``: a full config (``config_from_args`` / ``load_config``); None =
+    from ``args``.  ``args``: an ``argparse.Namespace`` or dict of the CLI
+    flags (:func:`build_parser`), missing ones take their defaults; the flags
+    that override config values are applied to ``cfg`` here as well.
+    """
+    a = resolve_args(args)
+    select_gpus(a.gpu)
+    cfg = config_from_args(a) if cfg is None else validate(merge(cfg, arg_overrides(a)))
+    cfg = copy.deepcopy(cfg)
+    progress = not a.quiet
+    say = (lambda msg: tqdm.write(msg)) if progress else (lambda msg: log.info(msg))
+
+    from .mapper import Mapper, resolve_device
+
+    try:
+        device = resolve_device(cfg["experiment"]["device"])
+    except RuntimeError as exc:
+        raise TrainError(str(exc)) from exc
+    seed = int(cfg["experiment"]["seed"])
+    save_dir = Path(cfg["experiment"]["save_dir"]).expanduser()
+    save_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- data and the task's training labels
+    scene = _load_scene(cfg, progress)
+    say(f"dataset: {scene.summary()}")
+    train_ids = np.asarray(scene.train_ids, dtype=np.int64)
+    test_ids = np.asarray(scene.test_ids, dtype=np.int64)
+    clean = scene.labels[train_ids]
+    instances = scene.instances[train_ids] if scene.instances is not None else None
+    saved_path = Path(a.saved_labels).expanduser() if a.saved_labels else save_dir / DEFAULT_LABELS_FILE
+    rng = np.random.default_rng(seed)
+    noisy, keep, task_desc = tasks.apply_task(a, clean, instances, scene.frame_indices[train_ids], rng,
+                                              scene.num_classes, saved_path=saved_path, seed=seed,
+                                              progress=progress)
+    say(f"task: {task_desc}")
+    digest = labels_digest(noisy, keep)
+
+    # -- config as trained: offline = every training frame is a keyframe
+    mp = cfg["mapper"]
+    mp["keyframe_policy"] = "all"
+    mp["max_keyframes"] = max(int(mp["max_keyframes"]), len(train_ids))
+    palette = class_palette(scene)
+    write_image(save_dir / LEGEND_FILE, legend_image(scene.class_names, palette))
+
+    # -- the map: resumed or new
+    latest = save_dir / CHECKPOINT_DIR / LATEST
+    prior = {"train_seconds": 0.0, "wall_seconds": 0.0}
+    mapper = None
+    if a.resume and latest.is_file():
+        mapper = Mapper.load(latest, device=device)
+        if mapper.num_classes != scene.num_classes or len(mapper.buffer) != len(train_ids):
+            raise TrainError(f"{latest} holds {len(mapper.buffer)} frames of {mapper.num_classes} classes, "
+                             f"the dataset gives {len(train_ids)} training frames of {scene.num_classes}")
+        state_file = save_dir / CHECKPOINT_DIR / TRAINER_STATE
+        if state_file.is_file():
+            try:
+                st = json.loads(state_file.read_text())
+                if int(st.get("step", -1)) == mapper.step_count:
+                    prior = {k: float(st.get(k, 0.0)) for k in prior}
+                if st.get("labels_digest") not in (None, digest):
+                    log.warning("the checkpoint was trained on other labels than this run's task gives "
+                                "(different task flags or seed?); continuing with the checkpoint's labels")
+            except (OSError, ValueError) as exc:
+                log.warning("ignoring unreadable %s: %s", state_file, exc)
+        mapper.train_seconds = prior["train_seconds"]
+        # The map keeps the settings it was trained with; only the step budget comes from this run.
+        n_iters_now = cfg["train"]["N_iters"]
+        differ = [sec for sec in ("model", "render", "train", "mapper")
+                  if {k: v for k, v in mapper.cfg[sec].items() if k != "N_iters"} !=
+                  {k: v for k, v in cfg[sec].items() if k != "N_iters"}]
+        if differ:
+            say(f"note: resuming with the checkpoint's {', '.join(differ)} settings (this config differs)")
+        for sec in ("model", "render", "train", "mapper"):
+            cfg[sec] = copy.deepcopy(mapper.cfg[sec])
+        cfg["train"]["N_iters"] = n_iters_now
+        say(f"resumed from {latest} at step {mapper.step_count}")
+    else:
+        if a.resume:
+            say(f"no checkpoint at {latest}: starting from scratch")
+        sb = cfg["render"]["scene_bounds"]
+        bounds = np.asarray(sb, dtype=np.float64).reshape(2, 3) if isinstance(sb, (list, tuple)) else \
+            scene_bounds_from_data(scene, train_ids, cfg["render"]["depth_range"], cfg["render"]["bounds_margin"])
+        mapper = Mapper(cfg, scene.num_classes, scene.class_names, device=device, bounds=bounds)
+        say(f"scene bounds (m): {np.round(bounds, 2).tolist()}; model {cfg['model']['type']} on {device}")
+        use_sem = bool(cfg["experiment"]["enable_semantic"])
+        use_depth = bool(cfg["experiment"]["enable_depth"])
+        for k, i in enumerate(tqdm(train_ids, desc="adding frames", unit="frame", leave=False,
+                                   disable=not progress)):
+            f = scene.frame(int(i))
+            f.labels = noisy[k] if (keep[k] and use_sem) else None
+            if not use_depth:
+                f.depth = None
+            mapper.add_frame(f)
+    save_config(cfg, save_dir / "exp_config.yaml")
+    write_json_atomic(save_dir / "run_info.json", {
+        "args": vars(a), "dataset": scene.summary(), "dataset_dir": str(scene.path),
+        "class_names": scene.class_names, "class_ids_original": scene.class_ids_original,
+        "train_frames": scene.frame_indices[train_ids], "test_frames": scene.frame_indices[test_ids],
+        "task": task_desc, "labelled_train_frames": int(keep.sum()), "labels_digest": digest,
+        "scene_bounds": mapper.scene_bounds, "device": str(device),
+        "resumed_from_step": mapper.step_count if a.resume else None,
+    })
+
+    # -- evaluation setup
+    factor = max(1, int(cfg["render"]["test_viz_factor"]))
+    n_eval = max(0, int(a.n_test_views))
+    test_eval = evenly_spaced_subset(np.arange(len(test_ids)), n_eval)
+    train_eval = evenly_spaced_subset(np.arange(len(train_ids)), n_eval)
+    from .datasets import scene_data as sdm
+    h_eval, w_eval = scene.intrinsics.scaled(1.0 / factor).shape
+    input_scores = score_labels(
+        np.stack([sdm.resize_nearest(clean[k], w_eval, h_eval) for k in train_eval]),
+        np.stack([sdm.resize_nearest(noisy[k], w_eval, h_eval) for k in train_eval]), scene.num_classes)
+    input_scores["labelled_frames"] = int(keep[train_eval].sum())
+
+    warmup = getattr(mapper, "warmup", None)  # compile GPU kernels first so train_seconds is training only
+    if callable(warmup) and device.type == "cuda":
+        say(f"GPU code paths ready in {warmup():.1f} s")
+
+    n_iters = int(cfg["train"]["N_iters"])
+    step_val = max(1, int(cfg["logging"]["step_val"]))
+    step_ckpt = max(1, int(cfg["logging"]["step_save_ckpt"]))
+    step_print = max(1, int(cfg["logging"]["step_log_print"]))
+    start_step = mapper.step_count
+    metrics_log = MetricsLog(save_dir / METRICS_FILE, resume_step=start_step if a.resume else None)
+    t_loop = time.perf_counter()
+    last_losses: dict = {}
+
+    def wall() -> float:
+        return prior["wall_seconds"] + time.perf_counter() - t_loop
+
+    def do_eval(step: int, final: bool) -> dict:
+        rdir = save_dir / "render" / f"step_{step:06d}"
+        n_save = len(test_eval) if (final and a.visualise_save) else max(0, int(a.render_views))
+        test_scores = evaluate_views(mapper, scene, test_ids[test_eval], scene.labels[test_ids[test_eval]], factor,
+                                     rdir, n_save, "test", palette=palette, progress=progress)
+        train_scores = evaluate_views(mapper, scene, train_ids[train_eval], clean[train_eval], factor, rdir,
+                                      n_save, "train", input_labels=noisy[train_eval], palette=palette,
+                                      progress=progress)
+        st = mapper.stats()
+        rec = {"step": step, "train_seconds": st["train_seconds"], "wall_seconds": wall(),
+               "iterations_per_second": step / st["train_seconds"] if st["train_seconds"] > 0 else None,
+               "loss": last_losses.get("loss"), "train_batch_psnr": last_losses.get("psnr"),
+               "failed_steps": step_errors, "oom_events": st["oom_events"],
+               "test": test_scores, "train": train_scores, "input_labels": input_scores}
+        metrics_log.append(rec)
+        say(f"[eval] step {step}: test mIoU {_fmt(test_scores['miou'])} acc {_fmt(test_scores['total_accuracy'])} "
+            f"PSNR {_fmt(test_scores['psnr'], 2)} | train-vs-clean mIoU {_fmt(train_scores['miou'])} "
+            f"| input labels mIoU {_fmt(input_scores['miou'])}")
+        return rec
+
+    def do_ckpt(step: int) -> None:
+        _checkpoint(mapper, save_dir, step, {"train_seconds": mapper.train_seconds, "wall_seconds": wall(),
+                                             "labels_digest": digest}, int(a.keep_checkpoints))
+
+    stopped = "done"
+    last_eval = last_ckpt = None
+    record: Optional[dict] = None
+    if a.resume and start_step > 0:
+        last_ckpt = start_step
+        if metrics_log.records and int(metrics_log.records[-1]["step"]) == start_step:
+            record, last_eval = metrics_log.records[-1], start_step
+    skipped = step_errors = 0
+    bar = tqdm(total=n_iters, initial=min(start_step, n_iters), desc="training", unit="it", dynamic_ncols=True,
+               disable=not progress)
+    try:
+        while mapper.step_count < n_iters:
+            if a.max_seconds is not None and time.perf_counter() - t_loop >= float(a.max_seconds):
+                stopped = "max_seconds"
+                break
+            try:
+                losses = mapper.step()
+            except (RuntimeError, IndexError, ValueError) as exc:
+                # As the mapper's own training thread does: one failed step (nothing was updated)
+                # does not end a long run; a persistent failure does.
+                step_errors += 1
+                log.warning("training step %d failed (%d so far): %s: %s", mapper.step_count + 1, step_errors,
+                            type(exc).__name__, exc)
+                losses = {}
+                if skipped + 1 >= MAX_SKIPPED_STEPS:
+                    raise TrainError(f"{MAX_SKIPPED_STEPS} training steps in a row failed; last error: "
+                                     f"{type(exc).__name__}: {exc}") from exc
+            if not losses:
+                skipped += 1
+                if skipped >= MAX_SKIPPED_STEPS:
+                    raise TrainError(f"{skipped} training steps in a row were skipped (out of memory?); "
+                                     "lower render.N_rays")
+                continue
+            skipped = 0
+            last_losses = losses
+            step = mapper.step_count
+            bar.update(1)
+            if step % step_print == 0:
+                bar.set_postfix(loss=f"{losses['loss']:.4f}", psnr=f"{losses['psnr']:.2f}", refresh=False)
+            if step % step_val == 0:
+                record, last_eval = do_eval(step, final=step >= n_iters), step
+            if step % step_ckpt == 0:
+                do_ckpt(step)
+                last_ckpt = step
+    except KeyboardInterrupt:
+        bar.close()
+        say(f"interrupted at step {mapper.step_count}: saving a checkpoint")
+        do_ckpt(mapper.step_count)
+        raise
+    bar.close()
+    step = mapper.step_count
+    if stopped != "done":
+        say(f"stopped at step {step}: --max_seconds {a.max_seconds:g} reached")
+    if last_eval != step:
+        record = do_eval(step, final=True)
+    if last_ckpt != step:
+        do_ckpt(step)
+    assert record is not None
+    st = mapper.stats()
+    text = (f"Semantic-NeRF ({cfg['model']['type']}) on {scene.path}: {step} steps, "
+            f"{st['train_seconds']:.1f} s training, {wall():.1f} s wall ({stopped}); outputs in {save_dir}\n"
+            f"task: {task_desc}\n{summary_table(record, scene.class_names)}\n")
+    (save_dir / "summary.txt").write_text(text)
+    if progress:
+        print("\n" + text, end="")
+    return dict(record, save_dir=str(save_dir), stopped=stopped, task=task_desc)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """CLI entry point (``semnerf-train``); returns the exit status."""
+    from .datasets import DatasetError
+    from .mapper import MapFileError
+
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if not args.quiet else logging.ERROR,
+                        format="%(levelname)s %(name)s: %(message)s")
+    select_gpus(args.gpu)
+    try:
+        train(None, args)
+    except (ConfigError, DatasetError, tasks.TaskError, MapFileError, TrainError, FileNotFoundError) as exc:
+        print(f"semnerf-train: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("semnerf-train: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
