@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""The ROS 2 node end to end: published-image mIoU versus time and latency.
+
+Starts ``semnerf_node`` as a subprocess (as a user would), streams a scene's
+training frames to it over DDS from this process (RGB, CameraInfo,
+PoseStamped, noisy labels, depth; each stamped with the wall time at which it
+is sent plus a small per-topic jitter, looping over the frames with fresh
+stamps like a robot revisiting a room), and subscribes to the node's
+``~/semantic`` output.  Each published image is matched to its input frame by
+header stamp and scored against that frame's clean labels; the noisy input
+labels are scored the same way.  Latency = receive time of the published image
+minus its header stamp (it includes waiting for the node's publish timer).
+Writes JSON (``--out``).
+
+    python bench/node_latency.py --scene-npz scene.npz --duration 60 --out node.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TOPICS = {"rgb": "/bench/rgb", "camera_info": "/bench/camera_info", "pose": "/bench/pose",
+          "labels": "/bench/labels", "depth": "/bench/depth"}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--scene-npz", required=True, help="arrays from bench/online.py --export-npz")
+    ap.add_argument("--duration", type=float, default=60.0, help="seconds of streaming")
+    ap.add_argument("--rate", type=float, default=6.0, help="frames per second sent")
+    ap.add_argument("--noise-ratio", type=float, default=0.5)
+    ap.add_argument("--publish-rate", type=float, default=10.0, help="node parameter publish_rate (Hz)")
+    ap.add_argument("--render-scale", type=float, default=1.0)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--window", type=float, default=10.0, help="seconds per reported mIoU window")
+    ap.add_argument("--out", default="bench_node.json")
+    args = ap.parse_args(argv)
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import qos_profile_sensor_data
+    from geometry_msgs.msg import PoseStamped
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from semnerf_ros import tasks
+    from semnerf_ros.geometry import Intrinsics
+    from semnerf_ros.metrics import SegmentationEvaluator
+    from semnerf_ros.ros.convert import (camera_info_from_intrinsics, image_to_numpy, numpy_to_image,
+                                         pose_stamped_from_pose, sec_to_stamp, stamp_to_sec)
+
+    z = np.load(args.scene_npz)
+    k = z["intrinsics"]
+    intr = Intrinsics(*[float(v) for v in k[:4]], int(k[4]), int(k[5]))
+    class_names = [str(c) for c in z["class_names"]]
+    nc = len(class_names)
+    rgb, clean, poses = z["train_rgb"], z["train_labels"].astype(np.int32), z["train_poses"]
+    depth = z["train_depth"] if "train_depth" in z.files else None
+    noisy, _ = tasks.pixel_noise(clean, args.noise_ratio, nc, np.random.default_rng(0))
+
+    domain = str(100 + os.getpid() % 100)
+    env = dict(os.environ, ROS_DOMAIN_ID=domain, PYTHONUNBUFFERED="1")
+    os.environ["ROS_DOMAIN_ID"] = domain
+    cmd = [sys.executable, "-m", "semnerf_ros.ros.node", "--ros-args",
+           "--params-file", str(ROOT / "config" / "semnerf.yaml"),
+           "-p", f"num_classes:={nc}", "-p", f"publish_rate:={args.publish_rate}",
+           "-p", f"render_scale:={args.render_scale}", "-p", f"device:={args.device}", "-p", "mesh_period:=0.0",
+           "-p", "slop:=0.02"]
+    cmd += ["-p", "class_names:=[" + ",".join(f'"{c}"' for c in class_names) + "]"]
+    for name, topic in TOPICS.items():
+        cmd += ["-r", f"{name}:={topic}"]
+    log = open(Path(args.out).with_suffix(".node.log"), "w")
+    node_proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    rclpy.init()
+    node = rclpy.create_node("semnerf_bench")
+    pubs = {"rgb": node.create_publisher(Image, TOPICS["rgb"], qos_profile_sensor_data),
+            "camera_info": node.create_publisher(CameraInfo, TOPICS["camera_info"], qos_profile_sensor_data),
+            "pose": node.create_publisher(PoseStamped, TOPICS["pose"], qos_profile_sensor_data),
+            "labels": node.create_publisher(Image, TOPICS["labels"], qos_profile_sensor_data),
+            "depth": node.create_publisher(Image, TOPICS["depth"], qos_profile_sensor_data)}
+    sent = {}  # stamp ns -> frame index
+    received = []  # (t_since_start, latency_s, frame index, labels)
+    lock = threading.Lock()
+    t_start = [None]
+
+    def on_semantic(msg):
+        t = time.time()
+        ns = msg.header.stamp.sec * 10 ** 9 + msg.header.stamp.nanosec
+        with lock:
+            i = sent.get(ns)
+            if i is None or t_start[0] is None:
+                return
+            received.append((t - t_start[0], t - stamp_to_sec(msg.header.stamp), i, image_to_numpy(msg).copy(),
+                             msg.header.frame_id))
+
+    node.create_subscription(Image, "/semnerf_node/semantic", on_semantic, 10)
+    last_status = {}
+    try:
+        from semnerf_ros.msg import MapStatus
+
+        def on_status(msg):
+            last_status.update({
+                "step": msg.step, "keyframes": msg.keyframes, "iterations_per_second": msg.iterations_per_second,
+                "loss": msg.loss, "psnr": msg.psnr, "device": msg.device, "gpu_memory_mb": msg.gpu_memory_mb,
+                "frames_synced": msg.frames_synced, "frames_rejected": msg.frames_rejected,
+                "received": dict(zip(msg.topics, [int(v) for v in msg.received])),
+                "dropped": dict(zip(msg.topics, [int(v) for v in msg.dropped])),
+                "rejects": dict(zip(msg.reject_reasons, [int(v) for v in msg.reject_counts]))})
+
+        node.create_subscription(MapStatus, "/semnerf_node/status", on_status, 10)
+    except ImportError:
+        print("semnerf_ros.msg not built: no ~/status figures", flush=True)
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    spin = threading.Thread(target=ex.spin, daemon=True)
+    spin.start()
+
+    # Wait for the node to subscribe to every input.
+    deadline = time.time() + 120
+    while time.time() < deadline and any(p.get_subscription_count() == 0 for p in pubs.values()):
+        if node_proc.poll() is not None:
+            raise SystemExit(f"the node exited with code {node_proc.returncode}; see {log.name}")
+        time.sleep(0.2)
+    print(f"node ready after {time.time() - (deadline - 120):.1f} s", flush=True)
+    info = camera_info_from_intrinsics(intr)
+    rng = np.random.default_rng(1)
+    t_start[0] = time.time()
+    n_sent = 0
+    while time.time() - t_start[0] < args.duration:
+        i = n_sent % len(poses)
+        now = time.time()
+        base = now
+        jit = rng.uniform(-0.004, 0.004, size=4)
+        hdr = lambda dt: (sec_to_stamp(base + dt), "camera_color_optical_frame")  # noqa: E731
+        st, fid = hdr(0.0)
+        with lock:
+            sent[st.sec * 10 ** 9 + st.nanosec] = i
+        m = numpy_to_image(rgb[i], "rgb8")
+        m.header.stamp, m.header.frame_id = st, fid
+        pubs["rgb"].publish(m)
+        info.header.stamp, info.header.frame_id = st, fid
+        pubs["camera_info"].publish(info)
+        ps = pose_stamped_from_pose(poses[i], "map")
+        ps.header.stamp = sec_to_stamp(base + jit[0])
+        pubs["pose"].publish(ps)
+        lm = numpy_to_image(noisy[i].astype(np.uint8), "mono8")
+        lm.header.stamp, lm.header.frame_id = sec_to_stamp(base + jit[1]), fid
+        pubs["labels"].publish(lm)
+        if depth is not None:
+            dm = numpy_to_image(depth[i].astype(np.float32), "32FC1")
+            dm.header.stamp, dm.header.frame_id = sec_to_stamp(base + jit[2]), fid
+            pubs["depth"].publish(dm)
+        n_sent += 1
+        time.sleep(max(0.0, t_start[0] + n_sent / args.rate - time.time()))
+    time.sleep(1.0)
+    node_proc.send_signal(signal.SIGINT)
+    t0 = time.time()
+    try:
+        node_proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        node_proc.kill()
+    shutdown_s = time.time() - t0
+    ex.shutdown()
+    node.destroy_node()
+    rclpy.shutdown()
+
+    import cv2
+
+    windows = []
+    with lock:
+        rec = list(received)
+    for w0 in np.arange(0.0, args.duration, args.window):
+        ev_pub, ev_in = SegmentationEvaluator(nc), SegmentationEvaluator(nc)
+        sel = [r for r in rec if w0 <= r[0] < w0 + args.window]
+        for _, _, i, lab, _ in sel:
+            gt = clean[i]
+            if lab.shape != gt.shape:
+                gt = cv2.resize(gt, (lab.shape[1], lab.shape[0]), interpolation=cv2.INTER_NEAREST)
+                nz = cv2.resize(noisy[i], (lab.shape[1], lab.shape[0]), interpolation=cv2.INTER_NEAREST)
+            else:
+                nz = noisy[i]
+            ev_pub.add(gt, lab.astype(np.int32))
+            ev_in.add(gt, nz)
+        if sel:
+            sp, si = ev_pub.scores(), ev_in.scores()
+            windows.append({"t0": float(w0), "t1": float(w0 + args.window), "images": len(sel),
+                            "published_miou": sp["miou"], "published_accuracy": sp["total_accuracy"],
+                            "input_miou": si["miou"], "input_accuracy": si["total_accuracy"]})
+    lat = np.array([r[1] for r in rec]) * 1000 if rec else np.zeros(1)
+    result = {
+        "benchmark": "node", "frames_sent": n_sent, "images_received": len(rec), "rate_hz": args.rate,
+        "publish_rate_hz": args.publish_rate, "render_scale": args.render_scale,
+        "frame_ids_ok": all(r[4] == "camera_color_optical_frame" for r in rec),
+        "latency_ms": {"p50": float(np.percentile(lat, 50)), "p90": float(np.percentile(lat, 90)),
+                       "max": float(lat.max())},
+        "windows": windows, "status": last_status, "shutdown_seconds": shutdown_s, "node_exit_code": node_proc.returncode,
+    }
+    for w in windows:
+        print(f"{w['t0']:5.0f}-{w['t1']:3.0f} s: {w['images']:3d} images  published mIoU {w['published_miou']:.3f} "
+              f"(noisy input {w['input_miou']:.3f})", flush=True)
+    print("node status:", json.dumps(last_status))
+    print(f"latency ms p50 {result['latency_ms']['p50']:.1f} p90 {result['latency_ms']['p90']:.1f}; "
+          f"shutdown {shutdown_s:.1f} s, exit code {node_proc.returncode}")
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
