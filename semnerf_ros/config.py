@@ -116,6 +116,7 @@ DEFAULTS: dict[str, Any] = {
         "recent_fraction": 0.25,         # share of each ray batch from the newest keyframes
         "recent_window": 4,              # how many newest keyframes count as recent
         "max_steps_per_second": 0.0,     # background-thread throttle (0 = as fast as possible)
+        "yield_ms": 3.0,                 # pause after each background step so other threads get the GIL
         "storage_device": "auto",        # where keyframe pixels live (auto = training device)
     },
 }
@@ -127,6 +128,16 @@ HASH_PRESET: dict[str, Any] = {
     "model": {"chunk": 32768, "netchunk": 1048576},
     "render": {"N_rays": 4096},
     "train": {"lrate": 1e-2, "lrate_decay": 100e3, "wgt_depth": 0.05},
+}
+
+# ... and on a machine without a GPU, where the GPU-sized hash field takes
+# ~10 s per step and a minute for its first occupancy update, a smaller field
+# that keeps the node interactive (about 0.1 s per step on one core).
+CPU_HASH_PRESET: dict[str, Any] = {
+    "model": {"chunk": 8192, "netchunk": 65536,
+              "hash": {"n_levels": 8, "log2_hashmap_size": 16, "finest_resolution": 256,
+                       "hidden_dim": 32, "hidden_dim_color": 32, "hidden_dim_semantic": 32}},
+    "render": {"N_rays": 512, "march_steps": 160, "max_samples_per_ray": 24, "occupancy_resolution": 48},
 }
 
 # Keys whose values may be None or of several types.
@@ -236,23 +247,44 @@ def validate(cfg: dict) -> dict:
     return cfg
 
 
-def _model_type(*layers: Optional[dict]) -> str:
-    kind = DEFAULTS["model"]["type"]
+def _layered(section: str, key: str, *layers: Optional[dict]):
+    value = DEFAULTS[section][key]
     for layer in layers:
-        if layer and isinstance(layer.get("model"), dict) and "type" in layer["model"]:
-            kind = layer["model"]["type"]
-    return kind
+        if layer and isinstance(layer.get(section), dict) and key in layer[section]:
+            value = layer[section][key]
+    return value
 
 
-def base_config(model_type: str) -> dict:
-    """The defaults for a model type (the seed's, plus :data:`HASH_PRESET` for 'hash')."""
-    return merge(DEFAULTS, HASH_PRESET) if model_type == "hash" else copy.deepcopy(DEFAULTS)
+def _runs_on_cpu(device) -> bool:
+    device = str(device)
+    if device == "auto":
+        try:
+            import torch
+
+            return not torch.cuda.is_available()
+        except ImportError:  # pragma: no cover - torch is a hard dependency
+            return True
+    return device.startswith("cpu")
+
+
+def base_config(model_type: str, device="auto") -> dict:
+    """The defaults for a model type and device: the seed's, plus
+    :data:`HASH_PRESET` for 'hash', plus :data:`CPU_HASH_PRESET` when that
+    field will run on the CPU."""
+    if model_type != "hash":
+        return copy.deepcopy(DEFAULTS)
+    cfg = merge(DEFAULTS, HASH_PRESET)
+    return merge(cfg, CPU_HASH_PRESET) if _runs_on_cpu(device) else cfg
+
+
+def _base_for(*layers: Optional[dict]) -> dict:
+    return base_config(_layered("model", "type", *layers), _layered("experiment", "device", *layers))
 
 
 def make_config(override: Optional[dict] = None) -> dict:
     """Defaults (for the model type ``override`` names) merged with ``override``, validated.
     A complete config passes through unchanged."""
-    return validate(merge(base_config(_model_type(override)), override or {}))
+    return validate(merge(_base_for(override), override or {}))
 
 
 def load_config(path=None, overrides: Optional[dict] = None) -> dict:
@@ -269,7 +301,7 @@ def load_config(path=None, overrides: Optional[dict] = None) -> dict:
             raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
         if not isinstance(data, dict):
             raise ConfigError(f"{p}: top level must be a mapping of sections")
-    cfg = base_config(_model_type(data, overrides))
+    cfg = _base_for(data, overrides)
     cfg = merge(cfg, data)
     if overrides:
         cfg = merge(cfg, overrides)

@@ -15,6 +15,7 @@ under the lock, so training continues while they run.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import logging
@@ -42,6 +43,8 @@ log = logging.getLogger("semnerf_ros.mapper")
 
 MAP_FORMAT = "semnerf_ros.map"
 MAP_VERSION = 1
+#: seconds between repeated log lines of one kind (out-of-memory, failed steps)
+LOG_PERIOD_S = 5.0
 
 
 class MapNotReadyError(RuntimeError):
@@ -141,6 +144,11 @@ class Mapper:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self._lock = threading.RLock()
+        # Readers and writers other than the training thread announce themselves
+        # here; the training loop yields the lock to them between steps (Python
+        # locks are not fair, and a busy loop re-acquiring it would starve them).
+        self._waiters = 0
+        self._waiters_lock = threading.Lock()
         seed = int(self.cfg["experiment"]["seed"])
         torch.manual_seed(seed)
         self.generator = torch.Generator(device=self.device)
@@ -158,10 +166,27 @@ class Mapper:
             self._build_model(np.asarray(bounds, dtype=np.float64).reshape(2, 3))
         self.n_rays = int(self.cfg["render"]["N_rays"])
         self._reset_counters()
+        self._log_times: dict = {}
+        self._log_suppressed: dict = {}
         # background thread
         self._thread: Optional[threading.Thread] = None
         self._stop_evt = threading.Event()
         self._pause_evt = threading.Event()
+
+    @contextlib.contextmanager
+    def _priority_lock(self):
+        """Take the map lock ahead of the background training loop."""
+        with self._waiters_lock:
+            self._waiters += 1
+        try:
+            self._lock.acquire()
+        finally:
+            with self._waiters_lock:
+                self._waiters -= 1
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     # ------------------------------------------------------------------ setup
     def _storage_device(self) -> torch.device:
@@ -264,7 +289,7 @@ class Mapper:
         ``FrameError`` / ``PoseError`` for an invalid frame (the map is unchanged)."""
         frame.validate(self.num_classes)
         depth = frame.depth_valid()
-        with self._lock:
+        with self._priority_lock():
             self.frames_added += 1
             is_kf, reason = self.policy.decide(frame.pose, frame.intrinsics, depth)
             if not is_kf:
@@ -318,7 +343,8 @@ class Mapper:
             self.oom_events += 1
             old = self.n_rays
             self.n_rays = max(64, self.n_rays // 2)
-            log.warning("out of GPU memory in a training step: step skipped, ray batch %d -> %d", old, self.n_rays)
+            self._log_throttled("oom", logging.WARNING, "out of GPU memory in a training step (%d so far): step "
+                                "skipped, ray batch %d -> %d", self.oom_events, old, self.n_rays)
             return {}
         self.step_count += 1
         losses["loss"] = float(losses["loss"].detach())
@@ -359,29 +385,53 @@ class Mapper:
             self._thread = None
         return not alive
 
+    def _log_throttled(self, key: str, level: int, msg: str, *args, exc_info: bool = False) -> None:
+        """Log at most once per :data:`LOG_PERIOD_S` per ``key``; the next line
+        says how many were suppressed (a fault repeating every step must not
+        flood the log)."""
+        now = time.monotonic()
+        last = self._log_times.get(key)
+        if last is not None and now - last < LOG_PERIOD_S:
+            self._log_suppressed[key] = self._log_suppressed.get(key, 0) + 1
+            return
+        self._log_times[key] = now
+        n = self._log_suppressed.pop(key, 0)
+        if n:
+            msg += " [%d more like this in the last %.0f s]"
+            args = args + (n, now - last)
+        log.log(level, msg, *args, exc_info=exc_info)
+
     @property
     def is_training(self) -> bool:
         return self._thread is not None and self._thread.is_alive() and not self._pause_evt.is_set()
 
     def _loop(self) -> None:
         max_rate = float(self.cfg["mapper"]["max_steps_per_second"])
+        yield_s = float(self.cfg["mapper"]["yield_ms"]) / 1000.0
         while not self._stop_evt.is_set():
             if self._pause_evt.is_set() or len(self.buffer) == 0:
                 self._stop_evt.wait(0.02)
                 continue
+            while self._waiters and not self._stop_evt.is_set():
+                time.sleep(0.0005)  # let a waiting frame, render or save take the lock first
             t0 = time.perf_counter()
             try:
                 self.step()
             except Exception:  # never let one bad step end training
                 self.step_errors += 1
-                log.exception("training step failed (%d so far); continuing", self.step_errors)
+                self._log_throttled("step_error", logging.ERROR, "training step failed (%d so far); continuing",
+                                    self.step_errors, exc_info=True)
                 self._stop_evt.wait(0.1)
             if max_rate > 0:
                 rest = 1.0 / max_rate - (time.perf_counter() - t0)
                 if rest > 0:
                     self._stop_evt.wait(rest)
+            elif yield_s > 0:
+                # A GPU step is mostly Python launching kernels, holding the GIL;
+                # without a pause the ROS executor's threads starve.
+                self._stop_evt.wait(yield_s)
             else:
-                time.sleep(0)  # let other Python threads (the ROS executor) run
+                time.sleep(0)
 
     # ------------------------------------------------------------------ output
     def render(self, pose, intrinsics: Intrinsics, scale: float = 1.0, chunk: Optional[int] = None) -> RenderResult:
@@ -392,7 +442,7 @@ class Mapper:
             raise MapNotReadyError("the map is empty: no keyframe has been added yet")
         near, far = self.cfg["render"]["depth_range"]
         chunk = chunk or (int(self.cfg["model"]["chunk"]) if self.cfg["model"]["type"] == "hash" else 4096 * 4)
-        with self._lock:
+        with self._priority_lock():
             o, d = camera_rays(T, intr, self.device)
             was_training = self.model.training
             self.model.eval()
@@ -418,7 +468,7 @@ class Mapper:
         """A frozen copy of the model (taken under the lock) for slow readers."""
         if self.model is None:
             raise MapNotReadyError("the map is empty: no keyframe has been added yet")
-        with self._lock:
+        with self._priority_lock():
             snap = copy.deepcopy(self.model)
         snap.eval()
         for p in snap.parameters():
@@ -481,7 +531,7 @@ class Mapper:
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict:
         """Everything needed to restore the map, as CPU tensors and plain types."""
-        with self._lock:
+        with self._priority_lock():
             return {
                 "format": MAP_FORMAT,
                 "version": MAP_VERSION,
@@ -514,10 +564,13 @@ class Mapper:
         p = Path(path).expanduser()
         if not p.is_file():
             raise MapFileError(f"map file not found: {p}")
+        if p.stat().st_size == 0:
+            raise MapFileError(f"map file {p} is empty (0 bytes)")
         try:
             state = torch.load(p, map_location="cpu", weights_only=True)
         except Exception as exc:  # truncated, corrupt, or not a torch file
-            raise MapFileError(f"cannot read map file {p}: {type(exc).__name__}: {exc}") from exc
+            raise MapFileError(f"cannot read map file {p}: truncated, corrupt or not a map file "
+                               f"({type(exc).__name__}: {exc})") from exc
         if not isinstance(state, dict) or state.get("format") != MAP_FORMAT:
             raise MapFileError(f"{p} is not a semnerf_ros map file")
         if int(state.get("version", -1)) > MAP_VERSION:
@@ -564,7 +617,7 @@ class Mapper:
         """Replace this map by a saved one, in place.  The file is read and a new
         map built first; on any error the live map is untouched."""
         other = Mapper.load(path, device=self.device)
-        with self._lock:
+        with self._priority_lock():
             if other.num_classes != self.num_classes:
                 raise MapFileError(f"map file {path} has {other.num_classes} classes, this map {self.num_classes}")
             for name in ("cfg", "class_names", "policy", "buffer", "model", "optimizer", "n_rays", "step_count",
@@ -575,7 +628,7 @@ class Mapper:
 
     def reset(self) -> None:
         """Forget everything learnt and every keyframe (configuration kept)."""
-        with self._lock:
+        with self._priority_lock():
             self.buffer.clear()
             self.policy.reset()
             bounds = self.scene_bounds if self._explicit_bounds else None

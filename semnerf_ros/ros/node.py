@@ -35,7 +35,15 @@ Every rejected input is counted by reason (MapStatus ``reject_reasons`` /
 unsupported_encoding, bad_image, size_mismatch, label_out_of_range,
 invalid_pose, pose_frame_mismatch, invalid_frame, out_of_order,
 duplicate_stamp, stale_stamp, future_stamp, no_camera_info,
-invalid_camera_info, mapper_busy, mapper_error, internal_error.
+invalid_camera_info, mapper_busy, mapper_error, internal_error.  Warnings are
+throttled per reason and topic and say how many were suppressed in between.
+A stream whose stamps go back for ``STAMP_REBASE_SETS`` consecutive sets (a
+restarted source, a looped bag, or one bogus far-future stamp accepted earlier)
+is taken as a new time base, with a warning, instead of being rejected forever.
+Training faults of the engine (``oom_events`` / ``step_errors`` of
+``Mapper.stats()``) are logged and reported in ``reject_reasons`` as
+``training_oom`` / ``training_error`` (counted in steps, not frames).
+See docs/reliability.md for the behaviour under each fault.
 """
 from __future__ import annotations
 
@@ -78,6 +86,9 @@ _PARAM_TYPES = {"bool": Parameter.Type.BOOL, "int": Parameter.Type.INTEGER,
                 "string_array": Parameter.Type.STRING_ARRAY}
 # rclpy's own parameters, not in our table
 _ROS_PARAMS = {"use_sim_time", "start_type_description_service"}
+#: synchronized sets in a row (since the last accepted one) older than the last
+#: accepted frame after which their time base is accepted (see the module docstring)
+STAMP_REBASE_SETS = 10
 
 
 def _interfaces():
@@ -102,6 +113,8 @@ class SemNerfNode(Node):
         self._closed = False
         self._state_lock = threading.Lock()
         self._warn_times: dict[str, float] = {}
+        self._warn_suppressed: dict[str, int] = {}
+        self._engine_faults_seen = (0, 0)   # (oom_events, step_errors) of the mapper last reported
         self.values = self._declare_parameters()
         errors = check_values(self.values)
         if errors:
@@ -130,6 +143,7 @@ class SemNerfNode(Node):
         # -- state shared between callbacks (guarded by _state_lock)
         self._latest: Optional[tuple] = None    # (pose, intrinsics, header) of the latest synced frame
         self._last_stamp: Optional[float] = None
+        self._stamps_back = 0                  # consecutive sets older than _last_stamp
         self.topic_names = ["rgb", "labels", "pose"] + (["depth"] if self.values["use_depth"] else []) \
             + ["camera_info"]
         self._received = {t: 0 for t in self.topic_names}
@@ -262,10 +276,16 @@ class SemNerfNode(Node):
             raise ParameterValueError(f"parameter 'engine_config' ({path or 'defaults'}): {exc}") from exc
         device = None if self.values["device"] in ("", "auto") else self.values["device"]
         try:
-            return Mapper(cfg, self.num_classes, class_names=self.class_names, device=device)
+            mapper = Mapper(cfg, self.num_classes, class_names=self.class_names, device=device)
         except (ValueError, RuntimeError) as exc:
             raise ParameterValueError(f"cannot create the mapper (parameters 'engine_config', "
                                       f"'model_type', 'device'): {exc}") from exc
+        # Compile the GPU kernels now, in the main thread, before any frame arrives:
+        # otherwise the first training step compiles them (~10 s) while holding the map.
+        seconds = mapper.warmup()
+        if seconds:
+            self.get_logger().info(f"GPU kernels compiled and initialised in {seconds:.1f} s")
+        return mapper
 
     # ================================================================ inputs
     def _input_qos(self) -> QoSProfile:
@@ -311,10 +331,23 @@ class SemNerfNode(Node):
 
     def _on_sync_drop(self, index: int, msg: Any, reason: str) -> None:
         topic = self._synced_topics[index]
-        self._warn(f"unmatched_{topic}",
-                   f"dropped a {topic} message ({reason.replace('_', ' ')}): no partner within "
-                   f"slop={self.values['slop']} s on the other inputs "
-                   f"({', '.join(self._subs[t].topic_name for t in self._synced_topics)})")
+        name = self._subs[topic].topic_name
+        slop = self.values["slop"]
+        if reason == "duplicate_stamp":
+            why = f"another {name} message with the same stamp replaced it"
+        elif reason == "pruned_older":
+            why = f"it is older than the set just synchronized (no partner came within slop={slop} s)"
+        elif reason == "headerless":
+            why = "it has no header stamp"
+        else:
+            # called by the synchronizer with its (re-entrant) lock held: its queues are stable
+            waiting = self.sync.queue_lengths()
+            silent = [self._subs[t].topic_name for i, t in enumerate(self._synced_topics)
+                      if i != index and waiting[i] == 0]
+            why = (f"nothing is waiting on {', '.join(silent)} (has it stopped?)" if silent else
+                   f"no partner within slop={slop} s on the other inputs ("
+                   + ", ".join(self._subs[t].topic_name for t in self._synced_topics if t != topic) + ")")
+        self._warn(f"unmatched:{topic}:{reason}", f"dropped a {name} message ({reason.replace('_', ' ')}): {why}")
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         with self._state_lock:
@@ -339,8 +372,17 @@ class SemNerfNode(Node):
         if last is not None and stamp == last:
             return self._reject("duplicate_stamp", topics, f"stamp {stamp:.9f} s was already used")
         if last is not None and stamp < last:
-            return self._reject("out_of_order", topics,
-                                f"stamp {stamp:.6f} s is older than the last frame's {last:.6f} s")
+            with self._state_lock:
+                self._stamps_back += 1
+                back = self._stamps_back
+            if back < STAMP_REBASE_SETS:
+                return self._reject("out_of_order", topics,
+                                    f"stamp {stamp:.6f} s is older than the last frame's {last:.6f} s")
+            self._warn("stamp_rebase",
+                       f"{back} frames in a row were older than the last accepted one ({last:.6f} s, "
+                       f"now {stamp:.6f} s): taking their stamps as the new time base (a restarted "
+                       f"source, a looped bag, or a bogus stamp accepted earlier; set max_future to "
+                       f"reject far-future stamps)")
         now = self.get_clock().now().nanoseconds * 1e-9
         if self.values["max_stamp_age"] > 0 and now - stamp > self.values["max_stamp_age"]:
             return self._reject("stale_stamp", topics,
@@ -421,6 +463,7 @@ class SemNerfNode(Node):
         header = Header(stamp=rgb_msg.header.stamp, frame_id=rgb_msg.header.frame_id)
         with self._state_lock:
             self._last_stamp = stamp
+            self._stamps_back = 0
             self._latest = (frame.pose, intr, header)
         self._enqueue_frame(frame)
 
@@ -471,17 +514,38 @@ class SemNerfNode(Node):
                 self._rejected_by_topic[t] += 1
             if count_frame:
                 self.frames_rejected += 1
-        self._warn(reason, f"rejected ({reason}): {detail}")
+        self._warn(f"{reason}:{','.join(topics)}", f"rejected ({reason}): {detail}")
 
     def _warn(self, key: str, text: str) -> None:
-        """A warning at most once per ``warn_period`` seconds per ``key``."""
+        """A warning at most once per ``warn_period`` seconds per ``key``; the
+        next one says how many were suppressed in between."""
         now = time.monotonic()
         with self._state_lock:
             last = self._warn_times.get(key)
             if last is not None and now - last < self.values["warn_period"]:
+                self._warn_suppressed[key] = self._warn_suppressed.get(key, 0) + 1
                 return
             self._warn_times[key] = now
+            suppressed = self._warn_suppressed.pop(key, 0)
+        if suppressed:
+            text += f" [{suppressed} more like this in the last {now - last:.1f} s]"
         self.get_logger().warning(text)
+
+    def _check_engine_faults(self, st: dict) -> dict:
+        """Warn (throttled) about training steps the engine skipped since the last
+        look; returns the engine fault counters for ``reject_reasons``."""
+        oom, errors = int(st.get("oom_events", 0) or 0), int(st.get("step_errors", 0) or 0)
+        with self._state_lock:
+            seen_oom, seen_errors = self._engine_faults_seen
+            self._engine_faults_seen = (oom, errors)
+        if oom > seen_oom:
+            self._warn("training_oom", f"out of GPU memory in {oom - seen_oom} training step(s) ({oom} in "
+                                       f"all): those steps were skipped and the ray batch shrunk to "
+                                       f"{st.get('ray_batch', '?')} rays; training continues")
+        if errors > seen_errors:
+            self._warn("training_error", f"{errors - seen_errors} training step(s) failed ({errors} in all; "
+                                         f"see the semnerf_ros.mapper log); training continues")
+        return {k: v for k, v in (("training_oom", oom), ("training_error", errors)) if v > 0}
 
     # ================================================================ outputs
     def _make_publishers(self) -> None:
@@ -613,6 +677,7 @@ class SemNerfNode(Node):
         except Exception as exc:  # noqa: BLE001
             st = {}
             self._warn("stats_error", f"mapper.stats() failed: {exc}")
+        engine_faults = self._check_engine_faults(st)
         sync = self.sync.stats()
         msg = MapStatus()
         msg.header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.values["world_frame"])
@@ -638,9 +703,10 @@ class SemNerfNode(Node):
             msg.frames_synced = int(self.frames_synced)
             msg.frames_rejected = int(self.frames_rejected)
             msg.keyframes_added = int(self.keyframes_added)
-            reasons = sorted(self.reject_counts)
+            counts = {**self.reject_counts, **engine_faults}
+            reasons = sorted(counts)
             msg.reject_reasons = reasons
-            msg.reject_counts = [int(self.reject_counts[r]) for r in reasons]
+            msg.reject_counts = [int(counts[r]) for r in reasons]
         return msg
 
     def _publish_status(self) -> None:
@@ -726,6 +792,7 @@ class SemNerfNode(Node):
             self.sync.clear()
             with self._state_lock:
                 self._last_stamp = None
+                self._stamps_back = 0
                 self._latest = None
             resp.success, resp.message = True, "map reset"
         except Exception as exc:  # noqa: BLE001
@@ -828,14 +895,21 @@ def main(argv: Optional[list] = None, fast_exit: bool = True) -> int:
     """Entry point (``ros2 run semnerf_ros semnerf_node``, ``python -m semnerf_ros.ros.node``).
 
     Exit code: 0 after a clean shutdown (Ctrl-C / SIGTERM: training stopped, map
-    saved with ``save_on_shutdown``), 2 when a parameter value is rejected at
-    start-up.  With ``fast_exit`` (default) the process then ends with
+    saved with ``save_on_shutdown``; a service call in progress, e.g. a mesh
+    export, is finished first), 2 when a parameter value or the parameter file
+    is rejected at start-up.  With ``fast_exit`` (default) the process then ends with
     ``os._exit`` once everything is stopped, saved and flushed, skipping the
     interpreter's teardown of torch (1-2 s on a busy CPU) so that shutdown
     stays well within 5 s; ``fast_exit=False`` returns the code instead.
     """
     args = sys.argv if argv is None else [sys.argv[0]] + list(argv)
-    rclpy.init(args=args)
+    try:
+        rclpy.init(args=args)
+    except Exception as exc:  # noqa: BLE001 - rcl's RCLError: unreadable --params-file, bad --ros-args
+        rclpy.logging.get_logger(NODE_NAME).error(
+            f"invalid arguments or parameter file: {exc} (check the YAML syntax of --params-file "
+            f"and the --ros-args)")
+        return _finish(2, fast_exit)
     executor = MultiThreadedExecutor(num_threads=6)
     try:
         node = SemNerfNode()

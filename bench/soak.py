@@ -1,0 +1,287 @@
+"""Soak test: stream >= 10 000 frames through the whole intake path and watch resident memory.
+
+What runs (``--path node``, the default): an in-process ``semnerf_node`` with the real
+Mapper (a tiny hash field on the CPU), its background training thread, its render
+(``~/semantic`` ... at ``publish_rate``, a subscriber in the same process makes it
+render) and status timers on a MultiThreadedExecutor.  Each frame is a fresh set of
+messages (rgb8 image, mono8 labels, PoseStamped, optional 32FC1 depth) handed to the
+node's subscription callbacks, so every frame goes through the synchronizer, the
+conversions and checks, the 2-deep intake queue and ``Mapper.add_frame`` (keyframe
+policy, bounded replay buffer with eviction) while training runs — the whole intake
+path without the DDS transport, whose queues are bounded by the subscription depth
+anyway.  ``--path mapper`` drives ``Mapper.add_frame`` + ``Mapper.step`` directly
+(engine only, deterministic steps per frame).
+
+The scene is the analytic box room of the tests (``test/boxroom.py``): ``--poses``
+views on a circle, streamed in a loop with increasing stamps, so the keyframe buffer
+(``--max-keyframes``) fills within the first few hundred frames and then evicts.
+
+Resident memory (VmRSS) is sampled every ``--sample-every`` frames; the JSON written
+to ``--out`` holds the curve and the figures: RSS at the start (node ready, before the
+first frame), after the buffer filled, at the end, the growth from buffer-full to the
+end, and least-squares slopes (MB per 1000 frames) over the samples after the buffer
+filled and over the second half of the run.  Python objects are counted too (a leak of
+Python objects shows there first).  With glibc's default of one malloc arena per
+thread (the executor, intake and training threads all allocate), RSS climbs some tens
+of MB over the first thousands of frames and then plateaus: freed memory kept in the
+arenas, not a leak; ``MALLOC_ARENA_MAX=2`` removes most of it (docs/reliability.md).
+
+    OMP_NUM_THREADS=1 python bench/soak.py --frames 10000 --out runs/soak.json
+    OMP_NUM_THREADS=1 MALLOC_ARENA_MAX=2 python bench/soak.py --out runs/soak_arena2.json
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import sys
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "test")]
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+TINY_ENGINE = """\
+experiment: {device: cpu, seed: 0}
+model:
+  type: hash
+  hash: {n_levels: 6, log2_hashmap_size: 14, base_resolution: 4, finest_resolution: 32,
+         hidden_dim: 32, hidden_dim_color: 32, hidden_dim_semantic: 32}
+render: {scene_bounds: [-2.2, -1.7, -1.45, 2.2, 1.7, 1.45], N_rays: 256, depth_range: [0.05, 6.0],
+         occupancy_resolution: 24, march_steps: 96, max_samples_per_ray: 24, occupancy_warmup_steps: 50}
+train: {lrate: 1.0e-2, lrate_decay: 1.0e6, wgt_sem: 0.1, wgt_depth: 0.1}
+"""
+
+
+def rss_mb() -> float:
+    """Resident set size of this process (MB), from /proc (Linux)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    raise RuntimeError("VmRSS not found in /proc/self/status")
+
+
+def scene_frames(n_poses: int, width: int, height: int, with_depth: bool):
+    from boxroom import box_frames
+
+    return box_frames(n_poses, width, height, radius=0.6, with_depth=with_depth)
+
+
+class NodeStream:
+    """The node in-process with an executor; ``feed(frame, stamp)`` delivers one set."""
+
+    def __init__(self, args, engine_path: Path):
+        import rclpy
+        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.parameter import Parameter
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+
+        from semnerf_ros.ros import convert
+        from semnerf_ros.ros.node import SemNerfNode
+
+        self.convert = convert
+        self.rclpy = rclpy
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx, domain_id=args.domain)
+        params = dict(num_classes=7, engine_config=str(engine_path), device="cpu", use_depth=args.depth,
+                      max_keyframes=args.max_keyframes, keyframe_min_translation=0.05,
+                      keyframe_min_rotation_deg=5.0, max_steps_per_second=args.max_steps_per_second,
+                      training_enabled=not args.no_training,
+                      publish_rate=args.publish_rate, render_scale=1.0, status_rate=1.0, mesh_period=0.0,
+                      warn_period=30.0, slop=0.01, qos="reliable")
+        self.node = SemNerfNode(context=self.ctx, parameter_overrides=[Parameter(k, value=v)
+                                                                       for k, v in params.items()])
+        self.io = rclpy.create_node("soak_probe", context=self.ctx)
+        self.outputs = 0
+
+        def count(_msg):
+            self.outputs += 1
+
+        self.io.create_subscription(Image, "/semnerf_node/semantic", count,
+                                    QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+        self.ex = MultiThreadedExecutor(num_threads=3, context=self.ctx)
+        self.ex.add_node(self.node)
+        self.ex.add_node(self.io)
+        self.thread = threading.Thread(target=self.ex.spin, daemon=True)
+        self.thread.start()
+        self.mapper = self.node.mapper
+        self.cb = {t: self.node._subs[t].callback for t in self.node.topic_names}
+        self.info = None
+
+    def feed(self, frame, stamp: float) -> None:
+        c = self.convert
+        if self.info is None:
+            self.info = c.camera_info_from_intrinsics(frame.intrinsics)
+        self.cb["camera_info"](self.info)
+        self.cb["pose"](c.pose_stamped_from_pose(frame.pose, "map", stamp))
+        self.cb["labels"](c.numpy_to_image(frame.labels.astype(np.uint8), "mono8", c.make_header(stamp, "cam")))
+        if "depth" in self.cb:
+            self.cb["depth"](c.numpy_to_image(frame.depth, "32FC1", c.make_header(stamp, "cam")))
+        self.cb["rgb"](c.numpy_to_image(frame.rgb, "rgb8", c.make_header(stamp, "cam")))
+
+    def counters(self) -> dict:
+        n = self.node
+        return {"frames_accepted": n.frames_synced, "frames_rejected": n.frames_rejected,
+                "keyframes_added": n.keyframes_added, "reject_counts": dict(n.reject_counts),
+                "rendered_outputs": self.outputs}
+
+    def close(self) -> None:
+        self.node.close()
+        self.ex.shutdown(timeout_sec=2.0)
+        self.node.destroy_node()
+        self.io.destroy_node()
+        self.rclpy.shutdown(context=self.ctx)
+
+
+class MapperStream:
+    """The engine alone: ``add_frame`` then ``--steps-per-frame`` steps."""
+
+    def __init__(self, args, engine_path: Path):
+        from semnerf_ros.config import load_config
+        from semnerf_ros.mapper import Mapper
+
+        cfg = load_config(engine_path, {"mapper": {"max_keyframes": args.max_keyframes, "min_translation": 0.05,
+                                                   "min_rotation_deg": 5.0}})
+        self.mapper = Mapper(cfg, 7, device="cpu")
+        self.steps = args.steps_per_frame
+        self.accepted = self.keyframes = 0
+
+    def feed(self, frame, stamp: float) -> None:
+        frame.stamp = stamp
+        d = self.mapper.add_frame(frame)
+        self.accepted += 1
+        self.keyframes += int(d.keyframe)
+        if self.steps:
+            self.mapper.step(self.steps)
+
+    def counters(self) -> dict:
+        return {"frames_accepted": self.accepted, "keyframes_added": self.keyframes}
+
+    def close(self) -> None:
+        pass
+
+
+def slope_per_1000(points) -> float:
+    """Least-squares slope of (frame, MB) points, in MB per 1000 frames."""
+    if len(points) < 3:
+        return float("nan")
+    x = np.array([p[0] for p in points], dtype=np.float64)
+    y = np.array([p[1] for p in points], dtype=np.float64)
+    return float(np.polyfit(x, y, 1)[0] * 1000.0)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--frames", type=int, default=10000, help="frames to stream (default 10000)")
+    ap.add_argument("--path", choices=("node", "mapper"), default="node",
+                    help="node: the ROS node in-process (whole intake path); mapper: the engine API")
+    ap.add_argument("--width", type=int, default=32)
+    ap.add_argument("--height", type=int, default=24)
+    ap.add_argument("--poses", type=int, default=240, help="views on the circle, streamed in a loop")
+    ap.add_argument("--depth", action="store_true", help="stream depth too")
+    ap.add_argument("--max-keyframes", type=int, default=32)
+    ap.add_argument("--rate", type=float, default=100.0, help="frames per second offered (node path)")
+    ap.add_argument("--max-steps-per-second", type=float, default=5.0,
+                    help="training-thread throttle (node path; 0 = as fast as possible)")
+    ap.add_argument("--no-training", action="store_true", help="node path: training thread paused")
+    ap.add_argument("--publish-rate", type=float, default=2.0, help="rendered outputs per second (node path)")
+    ap.add_argument("--steps-per-frame", type=int, default=1, help="training steps per frame (mapper path)")
+    ap.add_argument("--sample-every", type=int, default=100, help="frames between RSS samples")
+    ap.add_argument("--domain", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "0") or 0) or 77)
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "soak.json")
+    args = ap.parse_args(argv)
+    from tqdm import tqdm
+
+    work = args.out.parent
+    work.mkdir(parents=True, exist_ok=True)
+    engine_path = work / "soak_engine.yaml"
+    engine_path.write_text(TINY_ENGINE)
+    frames = scene_frames(args.poses, args.width, args.height, args.depth)
+    stream = NodeStream(args, engine_path) if args.path == "node" else MapperStream(args, engine_path)
+    mapper = stream.mapper
+    gc.collect()
+    start_rss = rss_mb()
+    curve = [[0, round(start_rss, 2), 0, 0]]
+    fill_frame = fill_rss = None
+    fill_objects = None
+    t0 = time.perf_counter()
+    stamp0 = time.time()
+    period = 1.0 / args.rate if args.rate > 0 else 0.0
+    next_t = time.perf_counter()
+    for i in tqdm(range(1, args.frames + 1), desc="soak", unit="frame", mininterval=2.0):
+        frame = frames[(i - 1) % len(frames)]
+        stamp = stamp0 + i * max(period, 1e-3)
+        stream.feed(frame, stamp)
+        if period:
+            next_t += period
+            delay = next_t - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                next_t = time.perf_counter()
+        if i % args.sample_every == 0:
+            st = mapper.stats()
+            rss = rss_mb()
+            curve.append([i, round(rss, 2), int(st["keyframes"]), int(st["step"])])
+            if fill_frame is None and st["keyframes"] >= args.max_keyframes:
+                gc.collect()
+                fill_frame, fill_rss = i, rss_mb()
+                fill_objects = len(gc.get_objects())
+    elapsed = time.perf_counter() - t0
+    if args.path == "node":   # let the intake drain before the last look
+        time.sleep(0.5)
+    gc.collect()
+    end_rss = rss_mb()
+    end_objects = len(gc.get_objects())
+    st = mapper.stats()
+    counters = stream.counters()
+    stream.close()
+    after = [p for p in curve if fill_frame is not None and p[0] >= fill_frame]
+    result = {
+        "path": args.path,
+        "frames_streamed": args.frames,
+        **counters,
+        "training_steps": int(st["step"]),
+        "keyframes_in_buffer": int(st["keyframes"]),
+        "keyframes_evicted": int(st["keyframes_evicted"]),
+        "seconds": round(elapsed, 1),
+        "frames_per_second": round(args.frames / elapsed, 1),
+        "rss_mb": {"start": round(start_rss, 1),
+                   "after_buffer_fill": None if fill_rss is None else round(fill_rss, 1),
+                   "end": round(end_rss, 1),
+                   "max_after_fill": None if not after else round(max(p[1] for p in after), 1)},
+        "buffer_full_at_frame": fill_frame,
+        "growth_after_fill_mb": None if fill_rss is None else round(end_rss - fill_rss, 1),
+        "slope_after_fill_mb_per_1000_frames": round(slope_per_1000(after), 3),
+        "slope_second_half_mb_per_1000_frames": round(slope_per_1000([p for p in curve if p[0] >= args.frames / 2]), 3),
+        "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX", "default"),
+        "python_objects": {"after_buffer_fill": fill_objects, "end": end_objects},
+        "curve_columns": ["frame", "rss_mb", "keyframes", "training_steps"],
+        "curve": curve,
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "machine": {"python": platform.python_version(), "torch": torch.__version__,
+                    "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+        "command": " ".join(["python", "bench/soak.py"] + (list(argv) if argv is not None else sys.argv[1:])),
+    }
+    args.out.write_text(json.dumps(result, indent=1))
+    summary = {k: result[k] for k in ("frames_streamed", "frames_accepted", "training_steps", "seconds",
+                                      "rss_mb", "growth_after_fill_mb", "slope_after_fill_mb_per_1000_frames",
+                                      "slope_second_half_mb_per_1000_frames", "python_objects")}
+    print(json.dumps(summary, indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
