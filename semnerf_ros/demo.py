@@ -855,7 +855,7 @@ def _print_summary(sm: dict) -> None:
               f"{st['render_scale']:g}; ROS_DOMAIN_ID {sm['domain_id']}")
     fin, ov = sm.get("final", {}), sm.get("overall", {})
     if fin.get("images"):
-        print(f"\nlabel quality vs ground truth        mIoU   accuracy  images")
+        print("\nlabel quality vs ground truth        mIoU   accuracy  images")
         print(f"  published, final quarter (t >= {fin['from_t']:.0f} s) {_fmt(fin['published_miou']):>6}   "
               f"{_fmt(fin['published_accuracy']):>6}  {fin['images']:6d}")
         print(f"  noisy input, same frames             {_fmt(fin['noisy_miou']):>6}   "

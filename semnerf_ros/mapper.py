@@ -19,8 +19,6 @@ import contextlib
 import copy
 import io
 import logging
-import os
-import tempfile
 import threading
 import time
 from collections import deque
@@ -95,25 +93,19 @@ def resolve_device(spec=None) -> torch.device:
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and
-    ``os.replace``; no partial file is left on failure."""
+    """Write ``data`` to ``path`` atomically (:func:`semnerf_ros.plyio.atomic_output`:
+    temporary file in the same directory, fsync, ``os.replace``); no partial
+    file is left on failure.  Raises :class:`MapFileError` naming the problem."""
+    from .plyio import MeshExportError, atomic_output
+
     path = Path(path).expanduser().absolute()
     if not path.parent.is_dir():
         raise MapFileError(f"cannot write {path}: directory {path.parent} does not exist")
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as exc:
-        raise MapFileError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
+        with atomic_output(path, "wb") as fh:
+            fh.write(data)
+    except MeshExportError as exc:
+        raise MapFileError(str(exc)) from exc
     return path
 
 

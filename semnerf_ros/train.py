@@ -48,7 +48,6 @@ import logging
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -268,18 +267,14 @@ def _json_clean(obj):
 
 
 def write_json_atomic(path, data) -> Path:
-    """Write ``data`` as JSON via a temporary file and ``os.replace``."""
+    """Write ``data`` as JSON atomically (:func:`semnerf_ros.plyio.atomic_output`)."""
+    from .plyio import atomic_output
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(_json_clean(data), fh, indent=1)
-            fh.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_output(path, "w") as fh:
+        json.dump(_json_clean(data), fh, indent=1)
+        fh.write("\n")
     return path
 
 
