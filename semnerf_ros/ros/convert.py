@@ -162,13 +162,19 @@ def numpy_to_image(arr: np.ndarray, encoding: str, header: Any = None, msg_class
                      step=w * channels * dtype.itemsize, data=a.reshape(-1).view(np.uint8))
 
 
+def _require_encoding(msg: Any, allowed, what: str) -> str:
+    """The message's encoding, or :class:`UnsupportedEncodingError` naming it
+    and the ``allowed`` ones (``what``: 'is not a colour encoding', ...)."""
+    enc = str(msg.encoding)
+    if enc not in allowed:
+        raise UnsupportedEncodingError(f"image encoding {enc!r} {what}; expected one of {', '.join(allowed)}")
+    return enc
+
+
 def rgb_from_image_msg(msg: Any) -> np.ndarray:
     """(H, W, 3) uint8 RGB from rgb8, bgr8, rgba8, bgra8 (alpha dropped) or
     mono8/8UC1 (grey replicated)."""
-    enc = str(msg.encoding)
-    if enc not in COLOR_ENCODINGS:
-        raise UnsupportedEncodingError(f"image encoding {enc!r} is not a colour encoding; "
-                                       f"expected one of {', '.join(COLOR_ENCODINGS)}")
+    enc = _require_encoding(msg, COLOR_ENCODINGS, "is not a colour encoding")
     a = image_to_numpy(msg)
     if enc == "rgb8":
         return a
@@ -183,20 +189,14 @@ def rgb_from_image_msg(msg: Any) -> np.ndarray:
 
 def labels_from_image_msg(msg: Any) -> np.ndarray:
     """(H, W) int32 class ids from mono8/8UC1/mono16/16UC1/32SC1."""
-    enc = str(msg.encoding)
-    if enc not in LABEL_ENCODINGS:
-        raise UnsupportedEncodingError(f"image encoding {enc!r} cannot hold class ids; "
-                                       f"expected one of {', '.join(LABEL_ENCODINGS)}")
+    _require_encoding(msg, LABEL_ENCODINGS, "cannot hold class ids")
     return image_to_numpy(msg).astype(np.int32)
 
 
 def depth_from_image_msg(msg: Any) -> np.ndarray:
     """(H, W) float32 depth in metres from 16UC1/mono16 (millimetres) or 32FC1
     (metres); invalid readings (0, negative, NaN, Inf) become 0."""
-    enc = str(msg.encoding)
-    if enc not in DEPTH_ENCODINGS:
-        raise UnsupportedEncodingError(f"image encoding {enc!r} is not a depth encoding; "
-                                       f"expected one of {', '.join(DEPTH_ENCODINGS)}")
+    enc = _require_encoding(msg, DEPTH_ENCODINGS, "is not a depth encoding")
     a = image_to_numpy(msg)
     if enc == "32FC1":
         d = a.astype(np.float32)

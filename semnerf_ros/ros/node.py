@@ -743,49 +743,56 @@ class SemNerfNode(Node):
         written = Path(written) if written is not None else target
         return str(written.absolute()), int(len(mesh.vertices)), int(len(mesh.faces))
 
-    def _srv_export(self, req, resp):
+    def _serve(self, name: str, resp, failure: str, action):
+        """Run a service body: ``action()`` returns the success message (and
+        fills ``resp``); any exception becomes ``success=false`` with
+        ``failure`` and the error, never an exception that reaches rclpy.
+        The outcome is logged (info / error) unless ``name`` is empty."""
         try:
+            resp.message = action()
+            resp.success = True
+        except Exception as exc:  # noqa: BLE001 - errors become success=false
+            resp.success, resp.message = False, f"{failure}: {type(exc).__name__}: {exc}"
+        if name:
+            self._log_service(name, resp)
+        return resp
+
+    def _map_file(self, path: str) -> str:
+        return str(Path(os.path.expanduser(path or self.values["map_path"])).absolute())
+
+    def _srv_export(self, req, resp):
+        def action():
             path, nv, nf = self.export_mesh(req.path, req.format, req.semantic_colors, req.resolution,
                                             req.density_threshold)
-            resp.success, resp.written_path, resp.vertex_count, resp.face_count = True, path, nv, nf
-            resp.message = f"wrote {nv} vertices, {nf} faces to {path}"
-        except Exception as exc:  # noqa: BLE001 - errors become success=false
-            resp.success, resp.message = False, f"export failed: {type(exc).__name__}: {exc}"
-        self._log_service("export_mesh", resp)
-        return resp
+            resp.written_path, resp.vertex_count, resp.face_count = path, nv, nf
+            return f"wrote {nv} vertices, {nf} faces to {path}"
+        return self._serve("export_mesh", resp, "export failed", action)
 
     def _srv_export_default(self, req, resp):
-        try:
+        def action():
             path, nv, nf = self.export_mesh(semantic_colors=bool(self.values["mesh_semantic_colors"]))
-            resp.success, resp.message = True, f"wrote {nv} vertices, {nf} faces to {path}"
-        except Exception as exc:  # noqa: BLE001
-            resp.success, resp.message = False, f"export failed: {type(exc).__name__}: {exc}"
-        self._log_service("export_mesh_default", resp)
-        return resp
+            return f"wrote {nv} vertices, {nf} faces to {path}"
+        return self._serve("export_mesh_default", resp, "export failed", action)
 
     def _srv_save(self, req, resp):
-        target = str(Path(os.path.expanduser(req.path or self.values["map_path"])).absolute())
-        try:
+        target = self._map_file(req.path)
+
+        def action():
             self.mapper.save(target)
-            resp.success, resp.written_path, resp.message = True, target, f"saved the map to {target}"
-        except Exception as exc:  # noqa: BLE001
-            resp.success, resp.message = False, f"save failed: {type(exc).__name__}: {exc}"
-        self._log_service("save_map", resp)
-        return resp
+            resp.written_path = target
+            return f"saved the map to {target}"
+        return self._serve("save_map", resp, "save failed", action)
 
     def _srv_load(self, req, resp):
-        source = str(Path(os.path.expanduser(req.path or self.values["map_path"])).absolute())
-        try:
+        source = self._map_file(req.path)
+
+        def action():
             self.mapper.load_state(source)
-            resp.success, resp.message = True, f"loaded the map from {source}"
-        except Exception as exc:  # noqa: BLE001
-            resp.success, resp.message = False, f"load failed (live map unchanged): " \
-                                                f"{type(exc).__name__}: {exc}"
-        self._log_service("load_map", resp)
-        return resp
+            return f"loaded the map from {source}"
+        return self._serve("load_map", resp, "load failed (live map unchanged)", action)
 
     def _srv_reset(self, req, resp):
-        try:
+        def action():
             with self._intake_cond:
                 self._intake.clear()
             self.mapper.reset()
@@ -794,14 +801,11 @@ class SemNerfNode(Node):
                 self._last_stamp = None
                 self._stamps_back = 0
                 self._latest = None
-            resp.success, resp.message = True, "map reset"
-        except Exception as exc:  # noqa: BLE001
-            resp.success, resp.message = False, f"reset failed: {type(exc).__name__}: {exc}"
-        self._log_service("reset_map", resp)
-        return resp
+            return "map reset"
+        return self._serve("reset_map", resp, "reset failed", action)
 
     def _srv_render(self, req, resp):
-        try:
+        def action():
             world = self.values["world_frame"]
             frame = req.pose.header.frame_id
             if frame and frame.lstrip("/") != world.lstrip("/"):
@@ -824,11 +828,8 @@ class SemNerfNode(Node):
             imgs = self.render_images(pose, intr, header, scale)
             for key, msg in imgs.items():
                 setattr(resp, key, msg)
-            h, w = imgs["semantic"].height, imgs["semantic"].width
-            resp.success, resp.message = True, f"rendered {w}x{h}"
-        except Exception as exc:  # noqa: BLE001
-            resp.success, resp.message = False, f"render failed: {type(exc).__name__}: {exc}"
-        return resp
+            return f"rendered {imgs['semantic'].width}x{imgs['semantic'].height}"
+        return self._serve("", resp, "render failed", action)  # frequent: not logged
 
     def _srv_status(self, req, resp):
         resp.status = self.status_message()
