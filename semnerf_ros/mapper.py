@@ -19,9 +19,10 @@ import contextlib
 import copy
 import io
 import logging
+import sys
 import threading
 import time
-from collections import deque
+from collections import defaultdict, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -141,6 +142,8 @@ class Mapper:
         # locks are not fair, and a busy loop re-acquiring it would starve them).
         self._waiters = 0
         self._waiters_lock = threading.Lock()
+        # recent durations (s) of lock holders and their waits, for stats()
+        self._timings: dict = defaultdict(lambda: deque(maxlen=200))
         seed = int(self.cfg["experiment"]["seed"])
         torch.manual_seed(seed)
         self.generator = torch.Generator(device=self.device)
@@ -166,8 +169,10 @@ class Mapper:
         self._pause_evt = threading.Event()
 
     @contextlib.contextmanager
-    def _priority_lock(self):
-        """Take the map lock ahead of the background training loop."""
+    def _priority_lock(self, name: str = "other"):
+        """Take the map lock ahead of the background training loop; records how
+        long the caller waited for it and held it (``stats()['timing_ms']``)."""
+        t0 = time.perf_counter()
         with self._waiters_lock:
             self._waiters += 1
         try:
@@ -175,10 +180,14 @@ class Mapper:
         finally:
             with self._waiters_lock:
                 self._waiters -= 1
+        t1 = time.perf_counter()
         try:
             yield
         finally:
             self._lock.release()
+            t2 = time.perf_counter()
+            self._timings[name + "_wait"].append(t1 - t0)
+            self._timings[name].append(t2 - t1)
 
     # ------------------------------------------------------------------ setup
     def _storage_device(self) -> torch.device:
@@ -281,7 +290,7 @@ class Mapper:
         ``FrameError`` / ``PoseError`` for an invalid frame (the map is unchanged)."""
         frame.validate(self.num_classes)
         depth = frame.depth_valid()
-        with self._priority_lock():
+        with self._priority_lock("add_frame"):
             self.frames_added += 1
             is_kf, reason = self.policy.decide(frame.pose, frame.intrinsics, depth)
             if not is_kf:
@@ -347,6 +356,7 @@ class Mapper:
         now = time.perf_counter()
         self.train_seconds += now - t0
         self._step_times.append(now)
+        self._timings["step"].append(now - t0)
         return losses
 
     # background thread -------------------------------------------------
@@ -356,6 +366,11 @@ class Mapper:
         if self._thread is not None and self._thread.is_alive():
             return
         self._stop_evt.clear()
+        si = float(self.cfg["mapper"]["switch_interval_ms"])
+        if si > 0 and self.device.type == "cuda":
+            # Process-wide: a GPU step is Python launching kernels, and every thread
+            # that wants the GIL back waits up to this long for the training thread.
+            sys.setswitchinterval(si / 1000.0)
         self._thread = threading.Thread(target=self._loop, name="semnerf-train", daemon=True)
         self._thread.start()
 
@@ -434,7 +449,7 @@ class Mapper:
             raise MapNotReadyError("the map is empty: no keyframe has been added yet")
         near, far = self.cfg["render"]["depth_range"]
         chunk = chunk or (int(self.cfg["model"]["chunk"]) if self.cfg["model"]["type"] == "hash" else 4096 * 4)
-        with self._priority_lock():
+        with self._priority_lock("render"):
             o, d = camera_rays(T, intr, self.device)
             was_training = self.model.training
             self.model.eval()
@@ -460,7 +475,7 @@ class Mapper:
         """A frozen copy of the model (taken under the lock) for slow readers."""
         if self.model is None:
             raise MapNotReadyError("the map is empty: no keyframe has been added yet")
-        with self._priority_lock():
+        with self._priority_lock("snapshot"):
             snap = copy.deepcopy(self.model)
         snap.eval()
         for p in snap.parameters():
@@ -517,8 +532,20 @@ class Mapper:
             "ray_batch": self.n_rays,
             "oom_events": self.oom_events,
             "step_errors": self.step_errors,
+            "timing_ms": self.timing_summary(),
             **{k: v for k, v in self.last_losses.items()},
         }
+
+    def timing_summary(self) -> dict:
+        """Median and largest of the last 200 durations (ms) of: training steps
+        (``step``), and for ``add_frame`` / ``render`` / ``snapshot`` the time
+        holding the map lock and (``*_wait``) waiting for it."""
+        out = {}
+        for name, q in list(self._timings.items()):
+            v = list(q)
+            if v:
+                out[name] = {"p50": float(np.median(v)) * 1000.0, "max": float(max(v)) * 1000.0, "n": len(v)}
+        return out
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict:

@@ -1,4 +1,5 @@
 """The Mapper: online learning, background thread, rendering, persistence, faults."""
+import threading
 import time
 
 import numpy as np
@@ -177,6 +178,27 @@ def test_background_thread_trains_renders_and_stops():
         t0 = time.time()
         assert m.stop(timeout=5.0)
         assert time.time() - t0 < 5.0
+    tm = m.stats()["timing_ms"]
+    assert {"step", "add_frame", "add_frame_wait", "render", "render_wait"} <= set(tm)
+    assert tm["add_frame"]["n"] == len(frames) and tm["render"]["n"] == 1
+    assert all(0 <= t["p50"] <= t["max"] for t in tm.values())
+
+
+def test_switch_interval_is_set_only_for_gpu_training(monkeypatch):
+    import sys
+    calls = []
+    monkeypatch.setattr(sys, "setswitchinterval", calls.append)
+    frames = box_frames(2, 32, 24)
+    m = Mapper(tiny_cfg(mapper={"switch_interval_ms": 0.5}), NUM_CLASSES, device="cpu")
+    m.add_frame(frames[0])
+    m.start()
+    assert m.stop(timeout=5.0)
+    assert calls == []                      # the CPU: Python's interval left alone
+    m.device = torch.device("cuda")         # only start() reads it; the loop is not run
+    monkeypatch.setattr(threading.Thread, "start", lambda self: None)
+    m.start()
+    m._thread = None
+    assert calls == [0.0005]
 
 
 def test_simulated_gpu_oom_skips_step_and_shrinks_batch(monkeypatch):
