@@ -62,7 +62,7 @@ DEFAULTS: dict[str, Any] = {
             "geo_feat_dim": 15,
             "hidden_dim_color": 64,
             "hidden_dim_semantic": 64,
-            "semantic_max_resolution": 256,  # finest grid level the semantic head reads (0 = all)
+            "semantic_max_resolution": 64,   # finest grid level the semantic head reads (0 = all)
             "backend": "auto",           # auto | torch | triton
         },
     },
