@@ -45,8 +45,13 @@ def main(argv=None) -> int:
     ap.add_argument("--render-scale", type=float, default=1.0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--window", type=float, default=10.0, help="seconds per reported mIoU window")
+    ap.add_argument("--node-param", nargs="*", default=[], metavar="NAME:=VALUE",
+                    help="extra node parameters (-p NAME:=VALUE)")
+    ap.add_argument("--engine-set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
+                    help="engine settings, written to a YAML passed as the node's engine_config")
     ap.add_argument("--out", default="bench_node.json")
     args = ap.parse_args(argv)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
 
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -75,9 +80,22 @@ def main(argv=None) -> int:
     cmd = [sys.executable, "-m", "semnerf_ros.ros.node", "--ros-args",
            "--params-file", str(ROOT / "config" / "semnerf.yaml"),
            "-p", f"num_classes:={nc}", "-p", f"publish_rate:={args.publish_rate}",
-           "-p", f"render_scale:={args.render_scale}", "-p", f"device:={args.device}", "-p", "mesh_period:=0.0",
+           "-p", f"render_scale:={args.render_scale}", "-p", f"device:={args.device}", "-p", "mesh_period:=0.0", "-p", "log_period:=5.0",
            "-p", "slop:=0.02"]
     cmd += ["-p", "class_names:=[" + ",".join(f'"{c}"' for c in class_names) + "]"]
+    for p in args.node_param:
+        cmd += ["-p", p]
+    if args.engine_set:
+        import yaml
+
+        eng: dict = {}
+        for item in args.engine_set:
+            key, _, val = item.partition("=")
+            sec, _, name = key.partition(".")
+            eng.setdefault(sec, {})[name] = yaml.safe_load(val)
+        eng_path = Path(args.out).with_suffix(".engine.yaml")
+        eng_path.write_text(yaml.safe_dump(eng))
+        cmd += ["-p", f"engine_config:={eng_path.resolve()}"]
     for name, topic in TOPICS.items():
         cmd += ["-r", f"{name}:={topic}"]
     log = open(Path(args.out).with_suffix(".node.log"), "w")
@@ -205,6 +223,7 @@ def main(argv=None) -> int:
         "frame_ids_ok": all(r[4] == "camera_color_optical_frame" for r in rec),
         "latency_ms": {"p50": float(np.percentile(lat, 50)), "p90": float(np.percentile(lat, 90)),
                        "max": float(lat.max())},
+        "node_params": args.node_param, "engine_set": args.engine_set,
         "windows": windows, "status": last_status, "shutdown_seconds": shutdown_s, "node_exit_code": node_proc.returncode,
     }
     for w in windows:

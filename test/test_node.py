@@ -253,6 +253,24 @@ def test_outputs_carry_input_stamp_and_frame(harness_factory):
     assert h.wait(lambda: h.node.frames_synced == 8, 2)
     assert h.node.frames_rejected == 0 and h.node.keyframes_added == 4
     assert h.node.sync.stats()["dropped"] == [0, 0, 0]
+    assert h.node.images_published >= 2
+
+
+def test_progress_log_line(harness_factory, capfd):
+    h = harness_factory(log_period=0.0)
+    assert "log_period" not in h.node._periodic          # 0 = off
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        h.publish(frame_msgs(i, 1000.0 + i / 10.0, rng))
+        time.sleep(0.05)
+    assert h.wait(lambda: h.node.frames_synced == 3 and h.node.images_published >= 1, 5)
+    capfd.readouterr()
+    h.node._log_progress()
+    h.node.set_parameters([Parameter("log_period", value=2.5)])
+    assert "log_period" in h.node._periodic
+    err = capfd.readouterr().err
+    line = next(ln for ln in err.splitlines() if "frames synced" in ln)
+    assert "frames synced 3, rejected 0 (none)" in line and "images published" in line
 
 
 def test_invalid_inputs_are_counted_not_fatal(harness_factory):

@@ -151,6 +151,7 @@ class SemNerfNode(Node):
         self.reject_counts: dict[str, int] = {}
         self.frames_synced = 0      # sets the mapper accepted
         self.frames_rejected = 0
+        self.images_published = 0   # render sets published on the image topics
         self.keyframes_added = 0
         self._intake: collections.deque = collections.deque(maxlen=2)
         self._intake_cond = threading.Condition()
@@ -249,7 +250,7 @@ class SemNerfNode(Node):
             if p.name in SPECS:
                 self.values[p.name] = p.value
                 changed.add(p.name)
-        if changed & {"publish_rate", "mesh_period", "status_rate"}:
+        if changed & {"publish_rate", "mesh_period", "status_rate", "log_period"}:
             self._reset_timers()
         if "training_enabled" in changed:
             self._apply_training_enabled()
@@ -578,7 +579,8 @@ class SemNerfNode(Node):
         self._periodic = {}
         specs = (("publish_rate", self._publish_renders, self._render_group, True),
                  ("mesh_period", self._publish_mesh, self._mesh_group, False),
-                 ("status_rate", self._publish_status, self._status_group, True))
+                 ("status_rate", self._publish_status, self._status_group, True),
+                 ("log_period", self._log_progress, self._status_group, False))
         for name, fn, group, is_rate in specs:
             v = float(self.values[name])
             if v <= 0 or (name == "status_rate" and self.pub_status is None):
@@ -628,6 +630,8 @@ class SemNerfNode(Node):
         self.pub_rgb.publish(imgs["rgb"])
         self.pub_depth.publish(imgs["depth"])
         self.pub_uncertainty.publish(imgs["uncertainty"])
+        with self._state_lock:
+            self.images_published += 1
 
     def _extract_mesh(self, resolution: int = 0, density_threshold: float = 0.0):
         res = int(resolution) or int(self.values["mesh_resolution"])
@@ -708,6 +712,29 @@ class SemNerfNode(Node):
             msg.reject_reasons = reasons
             msg.reject_counts = [int(counts[r]) for r in reasons]
         return msg
+
+    def _log_progress(self) -> None:
+        """One INFO line: training, keyframes, frames, lock waits and images since start."""
+        if self._closed:
+            return
+        try:
+            st = dict(self.mapper.stats())
+        except Exception:  # noqa: BLE001
+            return
+        tm = st.get("timing_ms", {})
+
+        def ms(name):
+            t = tm.get(name)
+            return f"{t['p50']:.0f}/{t['max']:.0f}" if t else "-"
+
+        with self._state_lock:
+            rejected = ", ".join(f"{k} {v}" for k, v in sorted(self.reject_counts.items())) or "none"
+            line = (f"step {st.get('step', 0)} ({st.get('iterations_per_second', 0.0):.0f} it/s), keyframes "
+                    f"{st.get('keyframes', 0)}/{st.get('max_keyframes', 0)}; frames synced {self.frames_synced}, "
+                    f"rejected {self.frames_rejected} ({rejected}); images published {self.images_published}; "
+                    f"ms p50/max: step {ms('step')}, add_frame {ms('add_frame')} (wait {ms('add_frame_wait')}), "
+                    f"render {ms('render')} (wait {ms('render_wait')})")
+        self.get_logger().info(line)
 
     def _publish_status(self) -> None:
         if self._closed or self.pub_status is None:
