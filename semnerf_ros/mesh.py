@@ -42,6 +42,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from .mesh_eval import mesh_accuracy, sample_surface  # noqa: F401  (re-exported: the mesh API)
 from .plyio import MeshExportError, PlyError, atomic_output, read_ply, write_ply
 
 __all__ = [
@@ -614,71 +615,6 @@ def marker_chunks(mesh: SemanticMesh, max_triangles: int = 60000, semantic_color
     for start in range(0, mesh.num_faces, max_triangles):
         idx = mesh.faces[start:start + max_triangles].reshape(-1)
         out.append((np.ascontiguousarray(mesh.vertices[idx]), np.ascontiguousarray(rgba[idx])))
-    return out
-
-
-# --------------------------------------------------------------------------- accuracy
-
-def sample_surface(vertices, faces, n: int, rng: np.random.Generator):
-    """``n`` points uniformly on the surface (area-weighted). Returns (points (n,3),
-    face index (n,), barycentric weights (n,3))."""
-    vertices = np.asarray(vertices, np.float64)
-    faces = np.asarray(faces, np.int64)
-    t = vertices[faces]
-    area = 0.5 * np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=1)
-    if faces.shape[0] == 0 or area.sum() <= 0:
-        raise ValueError("cannot sample a surface with no area")
-    fi = rng.choice(faces.shape[0], size=int(n), p=area / area.sum())
-    u, v = rng.random(n), rng.random(n)
-    flip = u + v > 1
-    u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
-    bary = np.stack([1 - u - v, u, v], axis=1)
-    pts = np.einsum("nk,nkd->nd", bary, t[fi])
-    return pts, fi, bary
-
-
-def mesh_accuracy(pred: SemanticMesh, gt_vertices, gt_faces, gt_labels=None, n_samples: int = 200000,
-                  rng: Optional[np.random.Generator] = None, threshold_m: float = 0.05) -> dict:
-    """Geometric and semantic accuracy of a predicted mesh against ground truth (metres).
-
-    accuracy_m: mean distance from points sampled on the prediction to the nearest GT
-    sample; completion_m: GT samples to prediction; chamfer_m: their mean (Chamfer-L1);
-    precision@5cm / recall@5cm: fractions under ``threshold_m``; fscore@5cm.
-    semantic_vertex_accuracy: fraction of predicted vertices whose label equals that of the
-    nearest GT surface point (GT samples take the label of their triangle's nearest corner;
-    GT vertices are included), void (0) GT points excluded; NaN if nothing to compare.
-    """
-    from scipy.spatial import cKDTree
-    rng = np.random.default_rng(0) if rng is None else rng
-    gt_vertices = np.asarray(gt_vertices, np.float64).reshape(-1, 3)
-    gt_faces = np.asarray(gt_faces, np.int64).reshape(-1, 3)
-    if pred.num_faces == 0:
-        raise ValueError("mesh_accuracy: the predicted mesh has no faces")
-    p_pts, _, _ = sample_surface(pred.vertices, pred.faces, n_samples, rng)
-    g_pts, g_fi, g_bary = sample_surface(gt_vertices, gt_faces, n_samples, rng)
-    d_pred = cKDTree(g_pts).query(p_pts, workers=-1)[0]
-    d_gt = cKDTree(p_pts).query(g_pts, workers=-1)[0]
-    acc, comp = float(d_pred.mean()), float(d_gt.mean())
-    prec, rec = float((d_pred < threshold_m).mean()), float((d_gt < threshold_m).mean())
-    cm = int(round(threshold_m * 100))
-    out = {"accuracy_m": acc, "completion_m": comp, "chamfer_m": 0.5 * (acc + comp),
-           f"precision@{cm}cm": prec, f"recall@{cm}cm": rec,
-           f"fscore@{cm}cm": 2 * prec * rec / (prec + rec) if prec + rec > 0 else 0.0,
-           "semantic_vertex_accuracy": float("nan")}
-    if gt_labels is not None:
-        gt_labels = np.asarray(gt_labels).reshape(-1)
-        if gt_labels.shape[0] != gt_vertices.shape[0]:
-            raise ValueError(f"gt_labels has {gt_labels.shape[0]} entries for {gt_vertices.shape[0]} GT vertices")
-        corners = gt_faces[g_fi]                                # (n,3) corners of each sample's triangle
-        dist = np.linalg.norm(gt_vertices[corners] - g_pts[:, None, :], axis=2)
-        sample_labels = gt_labels[corners[np.arange(corners.shape[0]), np.argmin(dist, axis=1)]]
-        ref_pts = np.concatenate([g_pts, gt_vertices])
-        ref_labels = np.concatenate([sample_labels, gt_labels])
-        nearest = cKDTree(ref_pts).query(pred.vertices.astype(np.float64), workers=-1)[1]
-        target = ref_labels[nearest]
-        valid = target != 0
-        if valid.any():
-            out["semantic_vertex_accuracy"] = float((pred.vertex_labels[valid] == target[valid]).mean())
     return out
 
 
