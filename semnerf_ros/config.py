@@ -137,7 +137,10 @@ HASH_PRESET: dict[str, Any] = {
 CPU_HASH_PRESET: dict[str, Any] = {
     "model": {"chunk": 8192, "netchunk": 65536,
               "hash": {"n_levels": 8, "log2_hashmap_size": 16, "finest_resolution": 256,
-                       "hidden_dim": 32, "hidden_dim_color": 32, "hidden_dim_semantic": 32}},
+                       "hidden_dim": 32, "hidden_dim_color": 32, "hidden_dim_semantic": 32,
+                       # every level: a CPU run's ~1000 steps are short of capacity, not memorising
+                       # noise (README demo: mIoU 0.717 with all levels, 0.655 with levels <= 64)
+                       "semantic_max_resolution": 256}},
     "render": {"N_rays": 512, "march_steps": 160, "max_samples_per_ray": 24, "occupancy_resolution": 48},
 }
 
