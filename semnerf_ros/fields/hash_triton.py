@@ -71,17 +71,23 @@ if triton is not None:
         return (bx.to(tl.int64), by.to(tl.int64), bz.to(tl.int64), sx - bx, sy - by, sz - bz)
 
     @triton.jit
-    def _hash_fwd_kernel(x_ptr, table_ptr, out_ptr, res_ptr, hashed_ptr, offs_ptr, N, t_mask,
-                         L: tl.constexpr, F: tl.constexpr, BLOCK: tl.constexpr):
-        pid = tl.program_id(0)
+    def _block_level(x_ptr, res_ptr, hashed_ptr, offs_ptr, N, BLOCK: tl.constexpr):
+        """This program's points (block of rows, mask) and level (program axis 1): the
+        level's grid parameters and each point's cell; forward and backward share it
+        so that the backward walks exactly the vertices the forward read."""
         lvl = tl.program_id(1)
-        rows = (pid * BLOCK + tl.arange(0, BLOCK)).to(tl.int64)
+        rows = (tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)).to(tl.int64)
         m = rows < N
         res = tl.load(res_ptr + lvl)
-        hashed = tl.load(hashed_ptr + lvl)
-        offset = tl.load(offs_ptr + lvl)
-        stride = res + 1
         ix, iy, iz, fx, fy, fz = _cell(x_ptr, rows, m, res)
+        return (rows, m, lvl, res + 1, tl.load(hashed_ptr + lvl), tl.load(offs_ptr + lvl),
+                ix, iy, iz, fx, fy, fz)
+
+    @triton.jit
+    def _hash_fwd_kernel(x_ptr, table_ptr, out_ptr, res_ptr, hashed_ptr, offs_ptr, N, t_mask,
+                         L: tl.constexpr, F: tl.constexpr, BLOCK: tl.constexpr):
+        rows, m, lvl, stride, hashed, offset, ix, iy, iz, fx, fy, fz = _block_level(
+            x_ptr, res_ptr, hashed_ptr, offs_ptr, N, BLOCK)
         fo = tl.arange(0, F)
         acc = tl.zeros((BLOCK, F), dtype=tl.float32)
         for c in tl.static_range(8):
@@ -93,15 +99,8 @@ if triton is not None:
     @triton.jit
     def _hash_bwd_kernel(x_ptr, grad_out_ptr, grad_table_ptr, res_ptr, hashed_ptr, offs_ptr, N, t_mask,
                          L: tl.constexpr, F: tl.constexpr, BLOCK: tl.constexpr):
-        pid = tl.program_id(0)
-        lvl = tl.program_id(1)
-        rows = (pid * BLOCK + tl.arange(0, BLOCK)).to(tl.int64)
-        m = rows < N
-        res = tl.load(res_ptr + lvl)
-        hashed = tl.load(hashed_ptr + lvl)
-        offset = tl.load(offs_ptr + lvl)
-        stride = res + 1
-        ix, iy, iz, fx, fy, fz = _cell(x_ptr, rows, m, res)
+        rows, m, lvl, stride, hashed, offset, ix, iy, iz, fx, fy, fz = _block_level(
+            x_ptr, res_ptr, hashed_ptr, offs_ptr, N, BLOCK)
         fo = tl.arange(0, F)
         g = tl.load(grad_out_ptr + rows[:, None] * (L * F) + lvl * F + fo[None, :], mask=m[:, None],
                     other=0.0).to(tl.float32)
