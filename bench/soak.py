@@ -50,16 +50,6 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
-TINY_ENGINE = """\
-experiment: {device: cpu, seed: 0}
-model:
-  type: hash
-  hash: {n_levels: 6, log2_hashmap_size: 14, base_resolution: 4, finest_resolution: 32,
-         hidden_dim: 32, hidden_dim_color: 32, hidden_dim_semantic: 32}
-render: {scene_bounds: [-2.2, -1.7, -1.45, 2.2, 1.7, 1.45], N_rays: 256, depth_range: [0.05, 6.0],
-         occupancy_resolution: 24, march_steps: 96, max_samples_per_ray: 24, occupancy_warmup_steps: 50}
-train: {lrate: 1.0e-2, lrate_decay: 1.0e6, wgt_sem: 0.1, wgt_depth: 0.1}
-"""
 
 
 def rss_mb() -> float:
@@ -206,6 +196,8 @@ def main(argv=None) -> int:
     work = args.out.parent
     work.mkdir(parents=True, exist_ok=True)
     engine_path = work / "soak_engine.yaml"
+    from boxroom import TINY_ENGINE
+
     engine_path.write_text(TINY_ENGINE)
     frames = scene_frames(args.poses, args.width, args.height, args.depth)
     stream = NodeStream(args, engine_path) if args.path == "node" else MapperStream(args, engine_path)

@@ -16,6 +16,18 @@ CLASS_COLORS = np.array([[0, 0, 0], [200, 60, 60], [60, 200, 60], [60, 60, 200],
                          [200, 200, 60], [200, 60, 200], [60, 200, 200]], dtype=np.float32) / 255.0
 NUM_CLASSES = 7  # void + 6 faces
 
+#: A tiny engine YAML for a node on this room (its engine_config): a CPU hash field, box-room bounds.
+TINY_ENGINE = """\
+experiment: {device: cpu, seed: 0}
+model:
+  type: hash
+  hash: {n_levels: 6, log2_hashmap_size: 14, base_resolution: 4, finest_resolution: 32,
+         hidden_dim: 32, hidden_dim_color: 32, hidden_dim_semantic: 32}
+render: {scene_bounds: [-2.2, -1.7, -1.45, 2.2, 1.7, 1.45], N_rays: 256, depth_range: [0.05, 6.0],
+         occupancy_resolution: 24, march_steps: 96, max_samples_per_ray: 24, occupancy_warmup_steps: 50}
+train: {lrate: 1.0e-2, lrate_decay: 1.0e6, wgt_sem: 0.1, wgt_depth: 0.1}
+"""
+
 
 def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
     """Camera-to-world pose (OpenCV optical axes) at ``eye`` looking at ``target``."""

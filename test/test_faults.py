@@ -41,7 +41,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from boxroom import NUM_CLASSES, box_frames  # noqa: E402
+from boxroom import NUM_CLASSES, TINY_ENGINE, box_frames  # noqa: E402
 from semnerf_ros import plyio  # noqa: E402
 from semnerf_ros.config import load_config  # noqa: E402
 from semnerf_ros.frame import Frame  # noqa: E402
@@ -61,17 +61,6 @@ TOPICS = ("rgb", "labels", "pose", "depth")
 #: steps of the module's map; not a multiple of render.occupancy_update_every (16), so a
 #: skipped step at this count does not fall on an occupancy-grid update
 PREP_STEPS = 40
-#: The tiny engine (the node's engine_config): a hash field, box-room bounds.
-TINY_ENGINE = """\
-experiment: {device: cpu, seed: 0}
-model:
-  type: hash
-  hash: {n_levels: 6, log2_hashmap_size: 14, base_resolution: 4, finest_resolution: 32,
-         hidden_dim: 32, hidden_dim_color: 32, hidden_dim_semantic: 32}
-render: {scene_bounds: [-2.2, -1.7, -1.45, 2.2, 1.7, 1.45], N_rays: 256, depth_range: [0.05, 6.0],
-         occupancy_resolution: 24, march_steps: 96, max_samples_per_ray: 24, occupancy_warmup_steps: 50}
-train: {lrate: 1.0e-2, lrate_decay: 1.0e6, wgt_sem: 0.1, wgt_depth: 0.1}
-"""
 _domains = itertools.count()
 
 
