@@ -124,7 +124,14 @@ def main(argv=None) -> int:
     ap.add_argument("--noise", choices=("pixel", "none"), default="pixel")
     ap.add_argument("--noise-ratio", type=float, default=0.5)
     ap.add_argument("--no-depth", action="store_true", help="do not give depth images to the mapper")
-    ap.add_argument("--times", type=float, nargs="+", default=[5, 10, 20, 30, 60])
+    ap.add_argument("--times", type=float, nargs="+", default=[5, 10, 20, 30, 60],
+                    help="checkpoints (s on the benchmark clock), e.g. 10 30 60 120 300 600 1800 for long horizons")
+    ap.add_argument("--clock", choices=("wall", "steps"), default="wall",
+                    help="wall: the clock is wall time spent training (the protocol); steps: each training step "
+                         "advances it by 1/--steps-per-second, so runs that share a GPU (or run on a CPU) "
+                         "see the same frames at the same step as a standalone run at that rate")
+    ap.add_argument("--steps-per-second", type=float, default=60.0,
+                    help="training rate the steps clock assumes (measure it standalone with --clock wall)")
     ap.add_argument("--max-test-views", type=int, default=60)
     ap.add_argument("--max-train-views", type=int, default=20)
     ap.add_argument("--memory-test", type=int, default=0, help="keyframes to stream after the timeline")
@@ -203,7 +210,10 @@ def main(argv=None) -> int:
         if len(m.buffer):
             m.step()
         now = time.perf_counter()
-        sim += now - t_last
+        if args.clock == "wall" or not len(m.buffer):
+            sim += now - t_last if args.clock == "wall" else 1.0 / args.rate
+        else:
+            sim += 1.0 / args.steps_per_second
         t_last = now
         if sim >= checkpoints[0]:
             st = m.stats()
@@ -221,6 +231,15 @@ def main(argv=None) -> int:
             checkpoints.pop(0)
             t_last = time.perf_counter()  # evaluation time is not on the clock
 
+    curve = [r["test"]["miou"] for r in records]
+    summary = {}
+    if curve:
+        peak = int(np.argmax(curve))
+        summary = {"peak_miou": curve[peak], "peak_t": records[peak]["t"], "final_miou": curve[-1],
+                   "largest_drop": float(max(max(curve[:i + 1]) - c for i, c in enumerate(curve))),
+                   "min_miou_after_first": float(min(curve[1:])) if len(curve) > 1 else curve[0]}
+        print("test mIoU: peak %.3f at %.0f s, final %.3f, largest drop %.3f" %
+              (summary["peak_miou"], summary["peak_t"], summary["final_miou"], summary["largest_drop"]))
     pose = d["test_poses"][0]
     latency = {"320x240" if intr.width == 320 else f"{intr.width}x{intr.height}": render_latency(m, pose, intr),
                f"{intr.width * 2}x{intr.height * 2}": render_latency(m, pose, intr.scaled(2.0))}
@@ -254,7 +273,8 @@ def main(argv=None) -> int:
         "device": torch.cuda.get_device_name() if m.device.type == "cuda" else platform.processor() or "cpu",
         "torch": torch.__version__, "input_labels": input_scores, "noise_info": {k: v for k, v in info.items()
                                                                               if isinstance(v, (int, float))},
-        "warmup_seconds": warmup_s, "checkpoints": records, "render_ms": latency, "peak_gpu_mb": peak_mb, "memory_curve": memory_curve,
+        "clock": args.clock, "steps_per_second": args.steps_per_second if args.clock == "steps" else None,
+        "warmup_seconds": warmup_s, "checkpoints": records, "summary": summary, "render_ms": latency, "peak_gpu_mb": peak_mb, "memory_curve": memory_curve,
         "final_stats": {k: v for k, v in m.stats().items() if isinstance(v, (int, float, str, bool))},
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -62,7 +62,12 @@ DEFAULTS: dict[str, Any] = {
             "geo_feat_dim": 15,
             "hidden_dim_color": 64,
             "hidden_dim_semantic": 64,
-            "semantic_max_resolution": 64,   # finest grid level the semantic head reads (0 = all)
+            "semantic_max_resolution": 64,   # finest grid level the semantic head reads (0 = all; branch shared)
+            "semantic_branch": "shared",     # shared: head on the density grid's coarse levels | grid: own grid
+            "semantic_grid_levels": 4,       # semantic grid (branch grid): dense levels ...
+            "semantic_grid_base": 16,        # ... from this many cells along the scene cube's side ...
+            "semantic_grid_finest": 128,     # ... to this many
+            "semantic_grid_features": 4,     # features per level
             "backend": "auto",           # auto | torch | triton
         },
     },
@@ -96,7 +101,11 @@ DEFAULTS: dict[str, Any] = {
         "N_iters": 200000,
         "wgt_sem": 4e-2,
         "wgt_depth": 0.0,            # depth loss weight (0 = off); used when depth is given
+        "semantic_loss": "ce",       # ce (the paper) | gce (generalized CE) | bootstrap (soft bootstrapping)
+        "semantic_loss_q": 0.7,      # gce exponent q / bootstrap weight of the given label
+        "semantic_geometry_grad": True,  # false: the semantic loss trains the semantic branch only
         "mixed_precision": "auto",   # auto | true | false (bf16 autocast on CUDA for the hash field)
+        "cuda_graph": "auto",        # auto | true | false: replay the training step from a CUDA graph (hash field, CUDA)
         "eps_adam": 1e-15,
     },
     "logging": {
@@ -145,7 +154,8 @@ CPU_HASH_PRESET: dict[str, Any] = {
 }
 
 # Keys whose values may be None or of several types.
-_FREE_KEYS = {("render", "scene_bounds"), ("train", "mixed_precision"), ("experiment", "gpu")}
+_FREE_KEYS = {("render", "scene_bounds"), ("train", "mixed_precision"), ("train", "cuda_graph"),
+              ("experiment", "gpu")}
 
 _PRODUCT = re.compile(r"^\s*[0-9.eE+\-]+(\s*\*\s*[0-9.eE+\-]+)*\s*$")
 
@@ -245,9 +255,15 @@ def validate(cfg: dict) -> dict:
         if not all(vals[i] < vals[i + 3] for i in range(3)):
             raise ConfigError(f"render.scene_bounds min must be below max, got {b!r}")
         cfg["render"]["scene_bounds"] = vals
-    mp = cfg["train"]["mixed_precision"]
-    if mp not in ("auto", True, False, "true", "false"):
-        raise ConfigError(f"train.mixed_precision must be auto, true or false, got {mp!r}")
+    for key in ("mixed_precision", "cuda_graph"):
+        value = cfg["train"][key]
+        if value not in ("auto", True, False, "true", "false"):
+            raise ConfigError(f"train.{key} must be auto, true or false, got {value!r}")
+    if cfg["train"]["semantic_loss"] not in ("ce", "gce", "bootstrap"):
+        raise ConfigError(f"train.semantic_loss must be ce, gce or bootstrap, got {cfg['train']['semantic_loss']!r}")
+    if cfg["model"]["hash"]["semantic_branch"] not in ("shared", "grid"):
+        raise ConfigError("model.hash.semantic_branch must be 'shared' or 'grid', got "
+                          f"{cfg['model']['hash']['semantic_branch']!r}")
     return cfg
 
 

@@ -9,9 +9,11 @@ Offline training is the same Mapper with ``mapper.keyframe_policy: all`` and
 every training frame added before the first step.
 
 Thread safety: one re-entrant lock guards the model, optimiser and buffer; a
-training step, a render or a state snapshot holds it for its duration (tens of
-milliseconds on a GPU).  Mesh extraction and saving work on snapshots taken
-under the lock, so training continues while they run.
+training step holds it while it is launched (on a GPU, one CUDA-graph replay:
+see :mod:`semnerf_ros.trainer`), and a frame's intake while it is stored.  Views
+(:mod:`semnerf_ros.view_renderer`), meshes and saved maps are made from
+snapshots of the weights taken under the lock, so training goes on while they
+are rendered, extracted or written.
 """
 from __future__ import annotations
 
@@ -34,8 +36,10 @@ import torch.nn.functional as F
 from .config import make_config
 from .frame import Frame
 from .geometry import Intrinsics, camera_rays, validate_pose
-from .keyframes import KeyframePolicy, ReplayBuffer
-from .models import SemanticModel, build_model
+from .keyframes import KeyframePolicy, RayBatch, ReplayBuffer
+from .models import SemanticModel, build_model, losses_to_floats
+from .trainer import WARMUP_STEPS, Trainer
+from .view_renderer import ViewRenderer
 from .render import semantic_entropy, semantic_probabilities
 
 log = logging.getLogger("semnerf_ros.mapper")
@@ -137,6 +141,8 @@ class Mapper:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self._lock = threading.RLock()
+        # views render from a snapshot of the weights, outside the map lock
+        self._view_renderer = ViewRenderer(self.device)
         # Readers and writers other than the training thread announce themselves
         # here; the training loop yields the lock to them between steps (Python
         # locks are not fair, and a busy loop re-acquiring it would starve them).
@@ -156,7 +162,7 @@ class Mapper:
             bounds = self.cfg["render"]["scene_bounds"]
         self._explicit_bounds = bounds is not None
         self.model: Optional[SemanticModel] = None
-        self.optimizer: Optional[torch.optim.Optimizer] = None
+        self.trainer: Optional[Trainer] = None
         if bounds is not None:
             self._build_model(np.asarray(bounds, dtype=np.float64).reshape(2, 3))
         self.n_rays = int(self.cfg["render"]["N_rays"])
@@ -201,21 +207,23 @@ class Mapper:
         self.oom_events = 0
         self.step_errors = 0
         self.last_losses: dict = {}
+        self._pending_losses = None
         self.train_seconds = 0.0
         self._step_times: deque = deque(maxlen=200)
 
     def _build_model(self, bounds: np.ndarray) -> None:
         self.model = build_model(self.cfg, self.num_classes, bounds).to(self.device)
+        self.model.amp = self._amp()
+        self.trainer = Trainer(self.model, self.cfg, self.device)
+
+    def _amp(self) -> bool:
         mp = self.cfg["train"]["mixed_precision"]
-        amp = (mp in (True, "true")) or (mp == "auto" and self.device.type == "cuda")
-        if hasattr(self.model, "amp"):
-            self.model.amp = bool(amp) and self.device.type == "cuda"
-        fused = self.device.type == "cuda"
-        if self.cfg["model"]["type"] == "hash":
-            self.optimizer = torch.optim.Adam(self.model.param_groups(), betas=(0.9, 0.99),
-                                              eps=float(self.cfg["train"]["eps_adam"]), fused=fused)
-        else:
-            self.optimizer = torch.optim.Adam(self.model.param_groups(), betas=(0.9, 0.999), fused=fused)
+        return self.device.type == "cuda" and ((mp in (True, "true")) or mp == "auto")
+
+    @property
+    def optimizer(self) -> Optional[torch.optim.Optimizer]:
+        """The model's Adam (None before the first keyframe)."""
+        return None if self.trainer is None else self.trainer.optimizer
 
     def _auto_bounds(self, frame: Frame) -> np.ndarray:
         """Scene box from the first keyframe: a cube of half the far plane around
@@ -239,9 +247,10 @@ class Mapper:
             hi = np.maximum(hi, pw.max(0) + margin)
         return np.stack([lo, hi])
 
-    def warmup(self, steps: int = 2) -> float:
+    def warmup(self, steps: int = 2 + WARMUP_STEPS) -> float:
         """Compile and initialise the GPU code paths (Triton kernels, cuBLAS,
-        fused Adam, autocast) on a throwaway model, so the first real frames
+        fused Adam, autocast, the CUDA-graph capture of the training step) on a
+        throwaway model with the training step itself, so the first real frames
         do not pay for it.  Call before data arrives (the node does at start-up).
         Returns the seconds it took (0 on the CPU, which compiles nothing)."""
         if self.device.type != "cuda":
@@ -249,35 +258,25 @@ class Mapper:
         t0 = time.perf_counter()
         bounds = self.scene_bounds if self.model is not None else np.array([[-1.0] * 3, [1.0] * 3])
         model = build_model(self.cfg, self.num_classes, bounds).to(self.device)
-        model.amp = getattr(self.model, "amp", self.device.type == "cuda" and
-                            self.cfg["train"]["mixed_precision"] in ("auto", True, "true"))
-        opt = torch.optim.Adam(model.param_groups(), fused=self.device.type == "cuda")
-        n = 1024
+        model.amp = self._amp()
+        trainer = Trainer(model, self.cfg, self.device)
+        n = self.n_rays
         g = torch.Generator(device=self.device).manual_seed(0)
-        o = torch.zeros(n, 3, device=self.device)
         d = torch.randn(n, 3, device=self.device, generator=g)
-        d = d / d[:, 2:].abs().clamp_min(0.2)
-        near, far = self.cfg["render"]["depth_range"]
-        nr = torch.full((n,), float(near), device=self.device)
-        fr = torch.full((n,), float(far), device=self.device)
-        from .keyframes import RayBatch
-
-        batch = RayBatch(o, d, torch.rand(n, 3, device=self.device, generator=g),
+        batch = RayBatch(torch.zeros(n, 3, device=self.device), d / d[:, 2:].abs().clamp_min(0.2),
+                         torch.rand(n, 3, device=self.device, generator=g),
                          torch.randint(0, self.num_classes, (n,), device=self.device, generator=g),
                          torch.full((n,), 2.0, device=self.device))
+        lr = model.learning_rate(0)
         for i in range(steps):
             model.before_step(i, g)
-            out = model.render_rays(o, d, nr, fr, training=True, depth=batch.depth, generator=g)
-            loss = model.losses(out, batch)["loss"]
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            trainer.step(batch, lr, g)
         model.eval()
-        model.render_chunked(o, d, near, far, n)
-        del model, opt
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.empty_cache()
+        near, far = self.cfg["render"]["depth_range"]
+        model.render_chunked(batch.origins, batch.dirs, near, far, n)
+        del model, trainer
+        torch.cuda.synchronize(self.device)
+        torch.cuda.empty_cache()
         return time.perf_counter() - t0
 
     @property
@@ -304,16 +303,20 @@ class Mapper:
         return FrameDecision(True, reason, kid, evicted)
 
     # ------------------------------------------------------------------ training
-    def step(self, n: int = 1) -> dict:
-        """Run ``n`` optimisation steps; returns the last step's losses
-        ({} when there is nothing to train on or the step was skipped)."""
+    def step(self, n: int = 1, sync: bool = True) -> dict:
+        """Run ``n`` optimisation steps; returns the last step's losses ({} when
+        there is nothing to train on or the step was skipped, and with
+        ``sync=False``, which lets a GPU run ahead; :meth:`stats` has them)."""
         out: dict = {}
         for _ in range(n):
             with self._lock:
-                out = self._train_step()
+                out = self._train_step(sync)
         return out
 
-    def _train_step(self) -> dict:
+    def _train_step(self, sync: bool = True) -> dict:
+        """One step under the lock.  ``sync``: return the losses as floats (one
+        device sync); else keep them as tensors until :meth:`stats` reads them,
+        so that a GPU step never waits for the GPU."""
         if self.model is None or len(self.buffer) == 0:
             return {}
         t0 = time.perf_counter()
@@ -322,23 +325,14 @@ class Mapper:
         try:
             model.before_step(self.step_count, self.generator)
             lr = model.learning_rate(self.step_count)
-            for g in self.optimizer.param_groups:
-                g["lr"] = lr
             batch = self.buffer.sample(self.n_rays, self.cfg["mapper"]["recent_fraction"], self.generator)
             if batch.origins.device != self.device:
                 batch = type(batch)(*(None if x is None else x.to(self.device) for x in
                                       (batch.origins, batch.dirs, batch.rgb, batch.labels, batch.depth)))
-            near, far = self.cfg["render"]["depth_range"]
-            n_r = len(batch)
-            out = model.render_rays(batch.origins, batch.dirs, torch.full((n_r,), float(near), device=self.device),
-                                    torch.full((n_r,), float(far), device=self.device), training=True,
-                                    depth=batch.depth, generator=self.generator)
-            losses = model.losses(out, batch)
-            self.optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            self.optimizer.step()
+            losses = self.trainer.step(batch, lr, self.generator)
         except torch.cuda.OutOfMemoryError:
-            self.optimizer.zero_grad(set_to_none=True)
+            self.trainer.optimizer.zero_grad(set_to_none=True)
+            self.trainer.invalidate()
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
             self.oom_events += 1
@@ -348,16 +342,24 @@ class Mapper:
                                 "skipped, ray batch %d -> %d", self.oom_events, old, self.n_rays)
             return {}
         self.step_count += 1
-        losses["loss"] = float(losses["loss"].detach())
-        losses["lr"] = lr
-        if "samples_per_ray" in out:
-            losses["samples_per_ray"] = float(out["samples_per_ray"])
-        self.last_losses = losses
+        # a replayed graph rewrites its outputs at the next step: keep a copy
+        self._pending_losses = ({k: v.clone() for k, v in losses.items()} if self.trainer.graph_active
+                                else losses, lr)
+        out = self._read_losses() if sync else {}
         now = time.perf_counter()
         self.train_seconds += now - t0
         self._step_times.append(now)
         self._timings["step"].append(now - t0)
-        return losses
+        return out
+
+    def _read_losses(self) -> dict:
+        """The last step's losses as floats (one device sync), kept in ``last_losses``."""
+        pending = self._pending_losses
+        if pending is not None:
+            losses, lr = pending
+            self.last_losses = {**losses_to_floats(losses), "lr": lr}
+            self._pending_losses = None
+        return dict(self.last_losses)
 
     # background thread -------------------------------------------------
     def start(self) -> None:
@@ -423,7 +425,7 @@ class Mapper:
                 time.sleep(0.0005)  # let a waiting frame, render or save take the lock first
             t0 = time.perf_counter()
             try:
-                self.step()
+                self.step(sync=False)
             except Exception:  # never let one bad step end training
                 self.step_errors += 1
                 self._log_throttled("step_error", logging.ERROR, "training step failed (%d so far); continuing",
@@ -449,14 +451,14 @@ class Mapper:
             raise MapNotReadyError("the map is empty: no keyframe has been added yet")
         near, far = self.cfg["render"]["depth_range"]
         chunk = chunk or (int(self.cfg["model"]["chunk"]) if self.cfg["model"]["type"] == "hash" else 4096 * 4)
-        with self._priority_lock("render"):
+        view = self._view_renderer
+        with view.lock:
+            with self._priority_lock("render"):  # held only to snapshot the weights
+                if self.model is None:
+                    raise MapNotReadyError("the map is empty: no keyframe has been added yet")
+                view.refresh(self.model)
             o, d = camera_rays(T, intr, self.device)
-            was_training = self.model.training
-            self.model.eval()
-            try:
-                out = self.model.render_chunked(o, d, near, far, chunk)
-            finally:
-                self.model.train(was_training)
+            out = view.render(o, d, near, far, chunk)
         h, w = intr.shape
         probs = semantic_probabilities(out["semantic"])
         labels = probs.argmax(-1).to(torch.int32)
@@ -533,7 +535,8 @@ class Mapper:
             "oom_events": self.oom_events,
             "step_errors": self.step_errors,
             "timing_ms": self.timing_summary(),
-            **{k: v for k, v in self.last_losses.items()},
+            "cuda_graph": bool(self.trainer is not None and self.trainer.graph_active),
+            **self._read_losses(),
         }
 
     def timing_summary(self) -> dict:
@@ -560,7 +563,7 @@ class Mapper:
                 "bounds": None if self.model is None else self.model.scene_bounds.cpu().clone(),
                 "model": None if self.model is None else {k: v.detach().cpu().clone()
                                                           for k, v in self.model.state_dict().items()},
-                "optimizer": None if self.optimizer is None else _to_cpu(self.optimizer.state_dict()),
+                "optimizer": None if self.trainer is None else _to_cpu(self.trainer.state_dict()),
                 "buffer": self.buffer.state_dict(),
                 "policy": self.policy.state_dict(),
                 "counters": {"step": self.step_count, "frames_added": self.frames_added,
@@ -608,7 +611,7 @@ class Mapper:
         if state["model"] is not None:
             m.model.load_state_dict(state["model"])
             if state.get("optimizer") is not None:
-                m.optimizer.load_state_dict(state["optimizer"])
+                m.trainer.load_state_dict(state["optimizer"])
             grid = getattr(m.model, "grid", None)
             if grid is not None:
                 grid.updates = int(state.get("grid_updates", 0))
@@ -639,7 +642,7 @@ class Mapper:
         with self._priority_lock():
             if other.num_classes != self.num_classes:
                 raise MapFileError(f"map file {path} has {other.num_classes} classes, this map {self.num_classes}")
-            for name in ("cfg", "class_names", "policy", "buffer", "model", "optimizer", "n_rays", "step_count",
+            for name in ("cfg", "class_names", "policy", "buffer", "model", "trainer", "n_rays", "step_count",
                          "frames_added", "keyframes_added", "_explicit_bounds"):
                 setattr(self, name, getattr(other, name))
             self.last_losses = {}
@@ -652,7 +655,7 @@ class Mapper:
             self.policy.reset()
             bounds = self.scene_bounds if self._explicit_bounds else None
             self.model = None
-            self.optimizer = None
+            self.trainer = None
             if bounds is not None:
                 self._build_model(bounds)
             self.n_rays = int(self.cfg["render"]["N_rays"])

@@ -21,21 +21,56 @@ from torch import nn
 
 from .fields.hash_field import HashSemanticField
 from .fields.semantic_nerf import SemanticNeRFMLP
-from .occupancy import OccupancyGrid, march_rays
-from .render import nerf_deltas, sample_pdf, stratified_samples, volume_render
+from .occupancy import OccupancyGrid, march_rays, march_rays_dense
+from .render import (accumulate, alpha_from_density, nerf_deltas, sample_pdf, stratified_samples,
+                     volume_render, weights_from_alpha)
 
 
-def semantic_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy over the valid classes; label 0 (void) is ignored.
-    Returns 0 when no ray in the batch carries a label."""
-    target = labels.long() - 1  # void -> -1 -> ignored
-    if not bool((target >= 0).any()):
-        return logits.sum() * 0.0
-    return F.cross_entropy(logits.float(), target, ignore_index=-1)
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` where ``mask``; 0 when the mask is empty.  No host sync."""
+    m = mask.to(values.dtype)
+    return (values * m).sum() / m.sum().clamp_min(1.0)
+
+
+def semantic_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str = "ce", q: float = 0.7) -> torch.Tensor:
+    """Semantic loss over the valid classes, averaged over labelled rays; label 0
+    (void) is ignored, and a batch with no labelled ray gives 0.  No host sync.
+
+    ``kind``: ``ce`` cross-entropy (the paper); ``gce`` generalized cross-entropy
+    (Zhang & Sabuncu 2018), ``(1 - p_y^q) / q``, which bounds the pull of a label
+    the field disagrees with (robust to label noise; q -> 0 is CE, q = 1 is MAE);
+    ``bootstrap`` soft bootstrapping (Reed et al. 2015), CE against
+    ``q * one_hot + (1 - q) * p`` with the prediction detached."""
+    target = labels.long() - 1  # void -> -1
+    valid = target >= 0
+    tg = target.clamp_min(0)
+    lg = logits.float()
+    if kind == "ce":
+        per_ray = F.cross_entropy(lg, tg, reduction="none")
+    elif kind == "gce":
+        p_y = torch.softmax(lg, -1).gather(1, tg[:, None]).squeeze(1)
+        per_ray = (1.0 - p_y.clamp_min(1e-6) ** q) / q
+    elif kind == "bootstrap":
+        logp = torch.log_softmax(lg, -1)
+        soft = q * F.one_hot(tg, lg.shape[-1]).float() + (1.0 - q) * logp.detach().exp()
+        per_ray = -(soft * logp).sum(-1)
+    else:
+        raise ValueError(f"unknown semantic loss {kind!r} (expected ce, gce or bootstrap)")
+    return masked_mean(per_ray, valid)
 
 
 def mse_to_psnr(mse: float) -> float:
     return float(-10.0 * math.log10(max(mse, 1e-10)))
+
+
+def losses_to_floats(losses: dict) -> dict:
+    """Tensor losses (:meth:`SemanticModel.losses`, plus ``samples_per_ray``) as
+    floats, with one device sync."""
+    keys = [k for k, v in losses.items() if isinstance(v, torch.Tensor)]
+    vals = torch.stack([losses[k].detach().float().reshape(()) for k in keys]).tolist() if keys else []
+    out = {k: v for k, v in losses.items() if not isinstance(v, torch.Tensor)}
+    out.update(zip(keys, vals))
+    return out
 
 
 class SemanticModel(nn.Module):
@@ -52,7 +87,10 @@ class SemanticModel(nn.Module):
 
     # -- to implement
     def render_rays(self, origins, dirs, near, far, training: bool = False, depth=None,
-                    generator: Optional[torch.Generator] = None) -> dict:
+                    generator: Optional[torch.Generator] = None, jitter: Optional[torch.Tensor] = None) -> dict:
+        """Render rays (R,) from ``origins``/``dirs`` (R, 3) between ``near``/``far`` (R,).
+        ``jitter`` (R, 2) uniform numbers replace the generator's draws for the
+        sample positions where the model supports it (CUDA-graph training)."""
         raise NotImplementedError
 
     def density_fn(self, points: torch.Tensor) -> torch.Tensor:
@@ -76,25 +114,26 @@ class SemanticModel(nn.Module):
 
     # -- shared
     def losses(self, out: dict, batch) -> dict:
-        """Total loss (tensor) and its parts (floats) for a ray batch."""
+        """Total loss and its parts for a ray batch, all tensors (``loss`` with its
+        graph; ``loss_rgb``, ``loss_semantic``, ``loss_depth``, ``psnr`` detached).
+        Nothing is read back to the host, so a training step can be captured in a
+        CUDA graph; :func:`losses_to_floats` converts for logging."""
         t = self.cfg["train"]
         mse = F.mse_loss(out["rgb"], batch.rgb)
         loss_rgb = mse
-        loss_sem = semantic_loss(out["semantic"], batch.labels)
+        kind, q = t["semantic_loss"], float(t["semantic_loss_q"])
+        loss_sem = semantic_loss(out["semantic"], batch.labels, kind, q)
         if "rgb_coarse" in out:
             loss_rgb = loss_rgb + F.mse_loss(out["rgb_coarse"], batch.rgb)
-            loss_sem = loss_sem + semantic_loss(out["semantic_coarse"], batch.labels)
+            loss_sem = loss_sem + semantic_loss(out["semantic_coarse"], batch.labels, kind, q)
         total = loss_rgb + float(t["wgt_sem"]) * loss_sem
         loss_depth = torch.zeros((), device=mse.device)
         if float(t["wgt_depth"]) > 0 and batch.depth is not None:
-            valid = batch.depth > 0
-            if bool(valid.any()):
-                loss_depth = (out["depth"][valid] - batch.depth[valid]).abs().mean()
-                total = total + float(t["wgt_depth"]) * loss_depth
-        # one device sync for all the logged values
-        l_rgb, l_sem, l_dep, l_mse = torch.stack([loss_rgb, loss_sem, loss_depth, mse]).detach().float().tolist()
-        return {"loss": total, "loss_rgb": l_rgb, "loss_semantic": l_sem, "loss_depth": l_dep,
-                "psnr": mse_to_psnr(l_mse)}
+            loss_depth = masked_mean((out["depth"] - batch.depth).abs(), batch.depth > 0)
+            total = total + float(t["wgt_depth"]) * loss_depth
+        psnr = -10.0 * torch.log10(mse.detach().float().clamp_min(1e-10))
+        return {"loss": total, "loss_rgb": loss_rgb.detach(), "loss_semantic": loss_sem.detach(),
+                "loss_depth": loss_depth.detach(), "psnr": psnr}
 
     @torch.no_grad()
     def render_chunked(self, origins, dirs, near: float, far: float, chunk: int) -> dict:
@@ -138,7 +177,8 @@ class NeRFSemanticModel(SemanticModel):
         sem = raw["semantic"].reshape(R, S, -1)
         return volume_render(sigma, nerf_deltas(t, dirs), t, rgb, sem, self.cfg["render"]["white_bkgd"])
 
-    def render_rays(self, origins, dirs, near, far, training: bool = False, depth=None, generator=None) -> dict:
+    def render_rays(self, origins, dirs, near, far, training: bool = False, depth=None, generator=None,
+                    jitter=None) -> dict:
         r = self.cfg["render"]
         perturb = training and bool(r["perturb"])
         t = stratified_samples(near, far, origins.shape[0], r["N_samples"], perturb, origins.device, generator)
@@ -178,7 +218,13 @@ class HashSemanticModel(SemanticModel):
         self.field = HashSemanticField(bounds, self.num_valid, h["n_levels"], h["n_features_per_level"],
                                        h["log2_hashmap_size"], h["base_resolution"], h["finest_resolution"],
                                        h["hidden_dim"], h["geo_feat_dim"], h["hidden_dim_color"],
-                                       h["hidden_dim_semantic"], h["backend"], h["semantic_max_resolution"])
+                                       h["hidden_dim_semantic"], h["backend"], h["semantic_max_resolution"],
+                                       h["semantic_branch"], h["semantic_grid_levels"], h["semantic_grid_base"],
+                                       h["semantic_grid_finest"], h["semantic_grid_features"])
+        # False: the semantic loss trains only the semantic branch (no gradient into
+        # density, the compositing weights or the shared encoding), so the field
+        # cannot bend its geometry per ray to fit a pixel's noisy label.
+        self.semantic_geometry_grad = bool(cfg["train"]["semantic_geometry_grad"])
         self.grid = OccupancyGrid(bounds, r["occupancy_resolution"], r["occupancy_threshold"])
         near, far = r["depth_range"]
         self.step_size = (far - near) / r["march_steps"]
@@ -190,39 +236,45 @@ class HashSemanticModel(SemanticModel):
             self.grid.update(self.field.density, self.step_size,
                              warmup=step < int(r["occupancy_warmup_steps"]), generator=generator)
 
-    def render_rays(self, origins, dirs, near, far, training: bool = False, depth=None, generator=None) -> dict:
+    def render_rays(self, origins, dirs, near, far, training: bool = False, depth=None, generator=None,
+                    jitter=None) -> dict:
+        """Training (or any call with gradients): every marched sample in the
+        fixed layout.  Rendering without gradients: the same samples composited
+        front to back with early termination on the CPU
+        (:meth:`_render_inference`), or all of them at once on a GPU
+        (:meth:`render_dense`, which a CUDA graph can replay)."""
         if not training and not torch.is_grad_enabled():
+            if origins.is_cuda:
+                return self.render_dense(origins, dirs, near, far)
             return self._render_inference(origins, dirs, near, far)
+        if jitter is None and training and bool(self.cfg["render"]["perturb"]):
+            jitter = torch.rand(origins.shape[0], 2, device=origins.device, generator=generator)
+        return self.render_dense(origins, dirs, near, far, jitter)
+
+    def render_dense(self, origins, dirs, near, far, jitter: Optional[torch.Tensor] = None) -> dict:
+        """Render rays from every marched sample in the fixed ``(R, max_samples_per_ray)``
+        layout (:func:`march_rays_dense`): shapes depend on R only and nothing is
+        read back to the host, so training steps and views can be captured in
+        CUDA graphs.  ``jitter`` (R, 2) perturbs the samples (training)."""
         r = self.cfg["render"]
         R = origins.shape[0]
         K = int(r["max_samples_per_ray"])
-        m = march_rays(origins, dirs, near, far, self.grid, int(r["march_steps"]), K,
-                       perturb=training and bool(r["perturb"]), generator=generator)
-        ray, slot = m["ray"], m["slot"]
-        pts = origins[ray] + m["t"][:, None] * dirs[ray]
-        vd = F.normalize(dirs, dim=-1)[ray]
+        m = march_rays_dense(origins, dirs, near, far, self.grid, int(r["march_steps"]), K, jitter)
+        pts = (origins[:, None, :] + m["t"][..., None] * dirs[:, None, :]).reshape(-1, 3)
+        vd = F.normalize(dirs, dim=-1)[:, None, :].expand(R, K, 3).reshape(-1, 3)
+        # cache_enabled=False: autocast's weight-cast cache must not outlive a CUDA graph capture
         with torch.autocast(device_type=origins.device.type, dtype=torch.bfloat16,
-                            enabled=self.amp and origins.is_cuda):
-            chunk = int(self.cfg["model"]["netchunk"])
-            if torch.is_grad_enabled() or pts.shape[0] <= chunk:
-                out = self.field(pts, vd)
-            else:  # rendering: bound the memory of the field's intermediates
-                parts = [self.field(pts[s:s + chunk], vd[s:s + chunk]) for s in range(0, pts.shape[0], chunk)]
-                out = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-        # Weights on a dense (R, K) layout, then packed accumulation.
-        sigma = torch.zeros(R, K, device=origins.device)
-        sigma = sigma.index_put((ray, slot), out["sigma"].float())
-        delta = torch.zeros(R, K, device=origins.device).index_put((ray, slot), m["delta"])
-        alpha = 1.0 - torch.exp(-sigma * delta)
-        trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha + 1e-10], -1), -1)[:, :-1]
-        w = (alpha * trans)[ray, slot]  # (P,)
-        acc = torch.zeros(R, device=origins.device).index_add(0, ray, w)
-        rgb = torch.zeros(R, 3, device=origins.device).index_add(0, ray, w[:, None] * out["rgb"])
-        dep = torch.zeros(R, device=origins.device).index_add(0, ray, w * m["t"])
-        sem = torch.zeros(R, self.num_valid, device=origins.device).index_add(0, ray, w[:, None] * out["semantic"])
+                            enabled=self.amp and origins.is_cuda, cache_enabled=False):
+            out = self.field(pts, vd, not self.semantic_geometry_grad)
+        sigma = torch.where(m["valid"], out["sigma"].float().reshape(R, K), 0.0)
+        w = weights_from_alpha(alpha_from_density(sigma, m["delta"]))
+        w_sem = w if self.semantic_geometry_grad else w.detach()
+        res = {"rgb": accumulate(w, out["rgb"].float().reshape(R, K, 3)), "depth": accumulate(w, m["t"]),
+               "acc": w.sum(-1), "semantic": accumulate(w_sem, out["semantic"].reshape(R, K, -1)),
+               "samples_per_ray": m["valid"].sum(dtype=torch.float32) / max(R, 1)}
         if r["white_bkgd"]:
-            rgb = rgb + (1.0 - acc[:, None])
-        return {"rgb": rgb, "depth": dep, "acc": acc, "semantic": sem, "samples_per_ray": ray.numel() / max(R, 1)}
+            res["rgb"] = res["rgb"] + (1.0 - res["acc"][:, None])
+        return res
 
     # Inference: front-to-back blocks with early ray termination, heads only where visible.
     TERMINATION_TRANSMITTANCE = 1e-4
@@ -282,7 +334,7 @@ class HashSemanticModel(SemanticModel):
             ic = vis[c0:c0 + chunk]
             with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp):
                 col = self.field.color_head(geo_p[ic], vd[ray[ic]])
-                lg = self.field.semantic_head(enc_p[ic].to(geo_p.dtype))
+                lg = self.field.semantic_head(enc_p[ic].to(geo_p.dtype), pts[ic])
             rgb.index_add_(0, ray[ic], w[ic, None] * col)
             sem.index_add_(0, ray[ic], w[ic, None] * lg)
         if r["white_bkgd"]:

@@ -82,14 +82,15 @@ class OccupancyGrid(nn.Module):
         visited = self.density >= 0
         mean = float(self.density[visited].mean()) if bool(visited.any()) else 0.0
         thr = min(sigma_thresh, mean)
-        self.occupied = (self.density > thr) | ~visited
+        # in place: captured CUDA graphs hold this tensor's address
+        self.occupied.copy_((self.density > thr) | ~visited)
         self.updates += 1
 
 
-def march_rays(origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tensor, far: torch.Tensor,
-               grid: OccupancyGrid, n_steps: int, max_samples: int, perturb: bool,
-               generator: Optional[torch.Generator] = None) -> dict:
-    """Sample rays through occupied cells only.
+def march_rays_dense(origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tensor, far: torch.Tensor,
+                     grid: OccupancyGrid, n_steps: int, max_samples: int,
+                     jitter: Optional[torch.Tensor] = None) -> dict:
+    """Sample rays through occupied cells only, into a fixed ``(R, max_samples)`` layout.
 
     Each ray is cut into ``n_steps`` equal z-depth steps over [near, far]
     (per-ray tensors (R,)); steps in empty cells are dropped.  When more than
@@ -98,31 +99,47 @@ def march_rays(origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tensor, fa
     max_samples`` steps (its interval grows accordingly), so early in training,
     when every cell is occupied, samples still span the whole ray.
 
-    Returns packed samples: ``ray`` (P,) ray index, ``slot`` (P,) position
-    along the ray in [0, max_samples), ``t`` (P,) z-depth, ``delta`` (P,)
-    interval length in metres.
+    ``jitter`` (R, 2) uniform [0, 1) numbers perturb the step offset and the
+    subset choice (training); None uses the cell centres (rendering).  Shapes
+    depend on R only and nothing is read back to the host, so the marcher can
+    run inside a captured CUDA graph.
+
+    Returns ``t`` (R, K) z-depths (front to back, kept samples first),
+    ``delta`` (R, K) interval lengths in metres (0 where no sample),
+    ``valid`` (R, K) bool.
     """
     R = origins.shape[0]
     dev = origins.device
+    K = int(max_samples)
+    if jitter is None:
+        jitter = torch.full((R, 2), 0.5, device=dev)
     dt = (far - near) / n_steps  # (R,)
-    off = torch.rand(R, 1, device=dev, generator=generator) if perturb else torch.full((R, 1), 0.5, device=dev)
     steps = torch.arange(n_steps, device=dev, dtype=torch.float32)
-    t = near[:, None] + (steps[None, :] + off) * dt[:, None]  # (R, S)
+    t = near[:, None] + (steps[None, :] + jitter[:, :1]) * dt[:, None]  # (R, S)
     pts = origins[:, None, :] + t[..., None] * dirs[:, None, :]
     occ = grid.query(pts)  # (R, S)
     n_occ = occ.sum(-1, dtype=torch.int32)  # (R,)
     rank = torch.cumsum(occ, -1, dtype=torch.int32) - 1
-    ratio = (n_occ.float() / max_samples).clamp(min=1.0)  # steps per kept sample
-    u = torch.rand(R, 1, device=dev, generator=generator) if perturb else torch.full((R, 1), 0.5, device=dev)
+    ratio = (n_occ.float() / K).clamp(min=1.0)  # steps per kept sample
     r = rank.float()
+    u = jitter[:, 1:]
     keep = occ & (torch.floor((r + 1) / ratio[:, None] + u) > torch.floor(r / ratio[:, None] + u))
     slot = torch.cumsum(keep, -1, dtype=torch.int32) - 1
-    keep &= slot < max_samples  # rounding in n_occ / ratio can add one sample when u is near 1
-    ray, step = keep.nonzero(as_tuple=True)
-    norm = dirs.norm(dim=-1)
-    return {
-        "ray": ray,
-        "slot": slot[ray, step].long(),
-        "t": t[ray, step],
-        "delta": (dt * ratio * norm)[ray],
-    }
+    keep &= slot < K  # rounding in n_occ / ratio can add one sample when u is near 1
+    col = torch.where(keep, slot, K).long()  # dropped steps land in a spare column K
+    t_out = torch.zeros(R, K + 1, device=dev).scatter_(1, col, t)[:, :K]
+    valid = torch.zeros(R, K + 1, device=dev, dtype=torch.bool).scatter_(1, col, keep)[:, :K]
+    delta = (dt * ratio * dirs.norm(dim=-1))[:, None] * valid
+    return {"t": t_out, "delta": delta, "valid": valid}
+
+
+def march_rays(origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tensor, far: torch.Tensor,
+               grid: OccupancyGrid, n_steps: int, max_samples: int, perturb: bool,
+               generator: Optional[torch.Generator] = None) -> dict:
+    """:func:`march_rays_dense` with the samples packed (variable count, host
+    sync): ``ray`` (P,) ray index, ``slot`` (P,) position along the ray in
+    [0, max_samples), ``t`` (P,) z-depth, ``delta`` (P,) interval length in metres."""
+    jitter = torch.rand(origins.shape[0], 2, device=origins.device, generator=generator) if perturb else None
+    m = march_rays_dense(origins, dirs, near, far, grid, n_steps, max_samples, jitter)
+    ray, slot = m["valid"].nonzero(as_tuple=True)
+    return {"ray": ray, "slot": slot, "t": m["t"][ray, slot], "delta": m["delta"][ray, slot]}

@@ -858,16 +858,17 @@ def test_13_gpu_out_of_memory_during_a_step(rig):
     assert "training continues" in r.log.warnings("out of GPU memory")[0]
     assert all(torch.isfinite(p).all() for p in m.model.parameters())
     # out of memory while rendering an output: that output is skipped, later ones are published
-    real_chunked = m.model.render_chunked
+    view = m._view_renderer  # views render from a snapshot of the model (semnerf_ros.view_renderer)
+    real_render = view.render
     once = {"n": 1}
 
     def flaky_render(*a, **kw):
         if once["n"]:
             once["n"] = 0
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated, render)")
-        return real_chunked(*a, **kw)
+        return real_render(*a, **kw)
 
-    m.model.render_chunked = flaky_render
+    view.render = flaky_render
     r.assert_recovers()
     assert once["n"] == 0 and any("rendering failed: OutOfMemoryError" in w for w in r.log.warnings())
 

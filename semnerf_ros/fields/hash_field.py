@@ -10,6 +10,8 @@ are isotropic; density is zero outside ``bounds``.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -60,7 +62,9 @@ class HashSemanticField(nn.Module):
     def __init__(self, bounds, num_valid_classes: int, n_levels: int = 16, n_features_per_level: int = 2,
                  log2_hashmap_size: int = 19, base_resolution: int = 16, finest_resolution: int = 1024,
                  hidden_dim: int = 64, geo_feat_dim: int = 15, hidden_dim_color: int = 64,
-                 hidden_dim_semantic: int = 64, backend: str = "auto", semantic_max_resolution: int = 0):
+                 hidden_dim_semantic: int = 64, backend: str = "auto", semantic_max_resolution: int = 0,
+                 semantic_branch: str = "shared", semantic_grid_levels: int = 4, semantic_grid_base: int = 16,
+                 semantic_grid_finest: int = 128, semantic_grid_features: int = 4):
         super().__init__()
         b = torch.as_tensor(bounds, dtype=torch.float32).reshape(2, 3)
         self.register_buffer("bounds", b.clone())
@@ -79,10 +83,24 @@ class HashSemanticField(nn.Module):
         # but only the levels up to ``semantic_max_resolution``: with the finest
         # levels the head memorises per-pixel label noise within a few thousand
         # steps, which is exactly what multi-view consistency should average out.
-        levels = self.encoding.resolutions
-        n_sem = len(levels) if semantic_max_resolution <= 0 else \
-            max(1, sum(1 for r in levels if r <= semantic_max_resolution))
-        self.semantic_dims = n_sem * self.encoding.n_features
+        if semantic_branch not in ("shared", "grid"):
+            raise ValueError(f"semantic_branch must be 'shared' or 'grid', got {semantic_branch!r}")
+        self.semantic_branch = semantic_branch
+        if semantic_branch == "grid":
+            # A semantic grid of its own: a few dense levels, no hashing (the table holds
+            # every vertex of the finest level), so it cannot alias and has no more
+            # capacity than its cells give it.
+            rows = (int(semantic_grid_finest) + 1) ** 3
+            self.semantic_encoding = HashEncoding(int(semantic_grid_levels), int(semantic_grid_features),
+                                                  max(1, (rows - 1).bit_length()), int(semantic_grid_base),
+                                                  int(semantic_grid_finest), backend=backend)
+            self.semantic_dims = self.semantic_encoding.out_dim
+        else:
+            self.semantic_encoding = None
+            levels = self.encoding.resolutions
+            n_sem = len(levels) if semantic_max_resolution <= 0 else \
+                max(1, sum(1 for r in levels if r <= semantic_max_resolution))
+            self.semantic_dims = n_sem * self.encoding.n_features
         self.semantic_net = _mlp(self.semantic_dims, hidden_dim_semantic, num_valid_classes, 2)
         self.num_valid_classes = num_valid_classes
 
@@ -107,21 +125,34 @@ class HashSemanticField(nn.Module):
     def color_head(self, geo: torch.Tensor, viewdirs: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.color_net(torch.cat([geo, self.dir_encoding(viewdirs).to(geo.dtype)], -1))).float()
 
-    def semantic_head(self, enc: torch.Tensor) -> torch.Tensor:
-        """Logits from the encoding (level-major, so the coarse levels come first)."""
-        return self.semantic_net(enc[..., :self.semantic_dims]).float()
+    def semantic_head(self, enc: torch.Tensor, points: Optional[torch.Tensor] = None,
+                      detach_encoding: bool = False) -> torch.Tensor:
+        """Logits at ``points`` from the semantic features: the coarse levels of the
+        shared encoding ``enc`` (level-major, so they come first), or the
+        semantic grid's own encoding of ``points``.  ``detach_encoding`` stops
+        the semantic loss from moving the shared (density) features."""
+        if self.semantic_encoding is not None:
+            feats = self.semantic_encoding(self.normalize(points)).to(enc.dtype)
+        else:
+            feats = enc[..., :self.semantic_dims]
+            if detach_encoding:
+                feats = feats.detach()
+        return self.semantic_net(feats).float()
 
-    def forward(self, points: torch.Tensor, viewdirs: torch.Tensor) -> dict:
+    def forward(self, points: torch.Tensor, viewdirs: torch.Tensor, detach_semantic_encoding: bool = False) -> dict:
         """points (N, 3) world metres, viewdirs (N, 3) unit vectors ->
         ``sigma`` (N,) 1/m, ``rgb`` (N, 3) in [0, 1], ``semantic`` (N, C-1) logits."""
         enc, sigma, geo = self._features(points)
-        return {"sigma": sigma, "rgb": self.color_head(geo, viewdirs), "semantic": self.semantic_head(enc)}
+        return {"sigma": sigma, "rgb": self.color_head(geo, viewdirs),
+                "semantic": self.semantic_head(enc, points, detach_semantic_encoding)}
 
     def density(self, points: torch.Tensor) -> torch.Tensor:
         return self._features(points)[1]
 
     def semantic_logits(self, points: torch.Tensor) -> torch.Tensor:
-        return self.semantic_head(self.encoding(self.normalize(points)))
+        if self.semantic_encoding is not None:
+            return self.semantic_head(points.new_zeros(points.shape[0], 0), points)
+        return self.semantic_head(self.encoding(self.normalize(points)), points)
 
     def color(self, points: torch.Tensor, viewdirs: torch.Tensor) -> torch.Tensor:
         _, _, geo = self._features(points)

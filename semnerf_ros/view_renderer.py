@@ -1,0 +1,142 @@
+"""Rendering views from a snapshot of the map, so that training never waits for a view.
+
+:class:`ViewRenderer` keeps its own frozen copy of the model.  Before each view
+it refreshes that copy in place from the live model (a device-to-device copy of
+a few tens of megabytes, taken under the map lock: tens of microseconds on a
+GPU), then renders outside the lock while training goes on.  On a GPU it renders
+on its own CUDA stream, and, for the hash field, replays each chunk of rays from
+a CUDA graph captured once per chunk size (the view's ~1000 small kernels
+become one launch); a failed capture falls back to eager rendering with a
+logged reason.  On the CPU it renders eagerly with the model's
+early-terminating renderer.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+from typing import Optional
+
+import torch
+
+from .models import SemanticModel
+
+log = logging.getLogger("semnerf_ros.view_renderer")
+
+_OUTPUTS = ("rgb", "depth", "acc", "semantic")
+
+
+class ViewRenderer:
+    """Renders rays from a snapshot of a live model (see the module docstring).
+
+    Args:
+        device: the model's device.
+        use_graph: replay chunks from CUDA graphs (CUDA and a model with
+            ``render_dense`` only; None = whenever that holds).
+    """
+
+    def __init__(self, device: torch.device, use_graph: Optional[bool] = None):
+        self.device = torch.device(device)
+        self.use_graph = (self.device.type == "cuda") if use_graph is None else bool(use_graph)
+        self.lock = threading.Lock()  # one view at a time: the snapshot and the graphs' buffers are shared
+        self.graph_error: Optional[str] = None
+        self._source: Optional[SemanticModel] = None
+        self._model: Optional[SemanticModel] = None
+        self._pairs: list = []  # (snapshot tensor, live tensor) of parameters and buffers
+        self._graphs: dict = {}  # chunk size -> (graph, static inputs, static outputs)
+        self._stream: Optional[torch.cuda.Stream] = None
+        self._ready: Optional[torch.cuda.Event] = None
+
+    def refresh(self, live: SemanticModel) -> None:
+        """Copy the live model's weights into the snapshot.  Call with ``lock``
+        held and the map lock held (the live model must not change meanwhile)."""
+        if live is not self._source:
+            self._model = copy.deepcopy(live).eval()
+            for p in self._model.parameters():
+                p.requires_grad_(False)
+            self._pairs = list(zip(list(self._model.parameters()) + list(self._model.buffers()),
+                                   list(live.parameters()) + list(live.buffers())))
+            self._source = live
+            self._graphs = {}
+        else:
+            with torch.no_grad():
+                dst = [a for a, b in self._pairs if a.shape == b.shape]
+                src = [b for a, b in self._pairs if a.shape == b.shape]
+                if len(dst) != len(self._pairs):  # a buffer was re-allocated with another shape
+                    self._source = None
+                    return self.refresh(live)
+                torch._foreach_copy_(dst, src)
+            grid = getattr(live, "grid", None)
+            if grid is not None:
+                self._model.grid.updates = grid.updates
+        if self.device.type == "cuda":
+            self._ready = torch.cuda.Event()
+            self._ready.record(torch.cuda.current_stream(self.device))
+
+    @torch.no_grad()
+    def render(self, origins: torch.Tensor, dirs: torch.Tensor, near: float, far: float, chunk: int) -> dict:
+        """Render rays (R, 3) with the snapshot; call with ``lock`` held, after
+        :meth:`refresh`.  Returns ``rgb`` (R, 3), ``depth`` (R,), ``acc`` (R,),
+        ``semantic`` (R, C-1) accumulated logits."""
+        model = self._model
+        if model is None:
+            raise RuntimeError("ViewRenderer.render before refresh")
+        if self.device.type != "cuda":
+            return model.render_chunked(origins, dirs, near, far, chunk)
+        if self._stream is None:
+            self._stream = torch.cuda.Stream(self.device)
+        stream = self._stream
+        stream.wait_event(self._ready)
+        stream.wait_stream(torch.cuda.current_stream(self.device))  # the rays were made there
+        with torch.cuda.stream(stream):
+            if self.use_graph and hasattr(model, "render_dense"):
+                out = self._render_graphed(model, origins, dirs, near, far, chunk)
+            else:
+                out = model.render_chunked(origins, dirs, near, far, chunk)
+        torch.cuda.current_stream(self.device).wait_stream(stream)
+        return out
+
+    def _render_graphed(self, model, origins, dirs, near, far, chunk) -> dict:
+        n = origins.shape[0]
+        chunk = min(int(chunk), n)
+        entry = self._graphs.get(chunk)
+        if entry is None:
+            entry = self._capture(model, origins[:chunk], dirs[:chunk], near, far)
+            if entry is None:
+                return model.render_chunked(origins, dirs, near, far, chunk)
+            self._graphs[chunk] = entry
+        graph, s_in, s_out = entry
+        outs = []
+        for s in range(0, n, chunk):
+            m = min(chunk, n - s)
+            s_in["origins"][:m].copy_(origins[s:s + m])
+            s_in["dirs"][:m].copy_(dirs[s:s + m])
+            if m < chunk:  # pad with the last ray: every slot holds a valid ray
+                s_in["origins"][m:].copy_(origins[s + m - 1].expand(chunk - m, 3))
+                s_in["dirs"][m:].copy_(dirs[s + m - 1].expand(chunk - m, 3))
+            graph.replay()
+            outs.append({k: s_out[k][:m].clone() for k in _OUTPUTS})
+        return {k: torch.cat([o[k] for o in outs]) for k in _OUTPUTS}
+
+    def _capture(self, model, origins, dirs, near, far):
+        c = origins.shape[0]
+        s_in = {"origins": origins.clone(), "dirs": dirs.clone(),
+                "near": torch.full((c,), float(near), device=self.device),
+                "far": torch.full((c,), float(far), device=self.device)}
+
+        def run():
+            r = model.render_dense(s_in["origins"], s_in["dirs"], s_in["near"], s_in["far"])
+            return {k: r[k] for k in _OUTPUTS}
+
+        try:
+            run()  # warm-up: kernels compiled and workspaces allocated outside the capture
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, stream=self._stream, capture_error_mode="thread_local"):
+                s_out = run()
+        except Exception as exc:  # render eagerly instead: same images, slower
+            self.use_graph = False
+            self.graph_error = f"{type(exc).__name__}: {exc}"
+            log.warning("CUDA graph capture of the view renderer failed (%s); rendering without it",
+                        self.graph_error)
+            return None
+        return graph, s_in, s_out
