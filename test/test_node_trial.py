@@ -685,3 +685,50 @@ def test_bug7_sigint_during_export_cancels_it_and_exits_fast(tmp_path):
         ex.shutdown(timeout_sec=2)
         io.destroy_node()
         rclpy.shutdown(context=ctx)
+
+
+# =========================================================================== CPU profile
+def test_cpu_profile_taken_on_a_cpu_and_logged(capfd):
+    """No engine_config on a CPU: the node takes config/engine_cpu.yaml and says so;
+    engine_config may name a file of the package's config/ folder by its bare name."""
+    import yaml
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=next_domain())
+    try:
+        for given, expect in (("", "CPU profile"), ("engine_cpu.yaml", "(parameter engine_config)")):
+            node = SemNerfNode(context=ctx, parameter_overrides=[
+                Parameter("num_classes", value=5), Parameter("device", value="cpu"),
+                Parameter("engine_config", value=given), Parameter("training_enabled", value=False)])
+            try:
+                err = capfd.readouterr().err
+                line = next(ln for ln in err.splitlines() if "engine profile:" in ln)
+                assert expect in line and str(ROOT / "config" / "engine_cpu.yaml") in line, line
+                cfg = yaml.safe_load((ROOT / "config" / "engine_cpu.yaml").read_text())
+                assert node.mapper.cfg["model"]["hash"]["log2_hashmap_size"] == \
+                    cfg["model"]["hash"]["log2_hashmap_size"] == 14
+                assert node.mapper.cfg["render"]["N_rays"] == cfg["render"]["N_rays"]
+            finally:
+                node.close()
+                node.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)
+
+
+def test_cpu_params_file_is_valid_and_differs_only_where_it_should():
+    import yaml
+
+    from semnerf_ros.ros.params import PARAMS, SPECS, check_value, check_values, find_config_file
+
+    gpu = yaml.safe_load((ROOT / "config" / "semnerf.yaml").read_text())["/**"]["ros__parameters"]
+    cpu = yaml.safe_load((ROOT / "config" / "semnerf_cpu.yaml").read_text())["/**"]["ros__parameters"]
+    assert set(cpu) == set(gpu) == {p.name for p in PARAMS}, set(SPECS) ^ set(cpu)
+    for name, value in cpu.items():
+        assert not (SPECS[name].kind == "double" and isinstance(value, int)), name
+        assert check_value(SPECS[name], value) is None, check_value(SPECS[name], value)
+    assert check_values(cpu) == []
+    changed = {k for k in cpu if cpu[k] != gpu[k]}
+    assert changed == {"engine_config", "device", "publish_rate", "render_scale", "mesh_period",
+                       "mesh_resolution", "mesh_max_faces"}, changed
+    assert find_config_file(cpu["engine_config"]) == ROOT / "config" / "engine_cpu.yaml"
+    assert cpu["mesh_resolution"] < gpu["mesh_resolution"] and cpu["render_scale"] < gpu["render_scale"]

@@ -529,8 +529,9 @@ class SemNerfNode(Node):
             if n_pub == 0:
                 problems.append(f"no publisher on {name} ({self._input_hint(t)})")
             elif received[t] == 0:
-                problems.append(f"{name} has {n_pub} publisher(s) but nothing arrived (incompatible QoS? "
-                                f"this node subscribes with qos '{self.values['qos']}')")
+                problems.append(f"{name} has {n_pub} publisher(s) but nothing arrived (not publishing yet, "
+                                f"or a QoS that does not match: this node subscribes with qos "
+                                f"'{self.values['qos']}')")
             elif now - last_rx.get(t, now) >= timeout:
                 stopped.append(t)
         if not problems and all(t in stamps for t in self._synced_topics):
