@@ -1,8 +1,10 @@
 """``semnerf_node``: the ROS 2 adapter around :class:`semnerf_ros.mapper.Mapper`.
 
-Run: ``ros2 run semnerf_ros semnerf_node --ros-args --params-file config/semnerf.yaml
--r rgb:=/camera/color/image_raw -r labels:=/segmentation/labels -r pose:=/camera/pose
--r camera_info:=/camera/color/camera_info`` (or ``python -m semnerf_ros.ros.node ...``).
+Run (docs/node.md; README "Using it"): ``semnerf_node --ros-args --params-file config/semnerf.yaml
+-r rgb:=/camera/color/image_raw -r camera_info:=/camera/color/camera_info -r pose:=/camera/pose
+-r labels:=/segmentation/labels -r depth:=/camera/depth/image_raw`` (``ros2 run semnerf_ros
+semnerf_node ...`` in a workspace, or ``python -m semnerf_ros.ros.node ...``).  On a CPU with no
+``engine_config`` the node takes the CPU profile's engine (config/engine_cpu.yaml) and logs it.
 
 Inputs (relative names, remap them): ``rgb`` (sensor_msgs/Image: rgb8, bgr8, rgba8,
 bgra8, mono8), ``labels`` (Image: mono8, 8UC1, mono16, 16UC1, 32SC1 class ids),
@@ -10,18 +12,24 @@ bgra8, mono8), ``labels`` (Image: mono8, 8UC1, mono16, 16UC1, 32SC1 class ids),
 odometry``; camera-to-world in ``world_frame``), optional ``depth`` (16UC1 mm or
 32FC1 m, ``use_depth``), ``camera_info`` (or intrinsics from parameters).
 RGB, labels, pose (and depth) are paired by an approximate-time synchronizer
-(:mod:`semnerf_ros.ros.sync`); camera_info is the latest one received.
+(:mod:`semnerf_ros.ros.sync`); camera_info is the latest one received.  When no
+set synchronizes for ``input_timeout`` s the node names the inputs without
+publisher (and what to set), those that send nothing, and the stamp skew of
+inputs that never pair.
 
-Outputs, rendered at ``publish_rate`` from the latest synced pose, each with
-that input's header stamp and frame_id: ``~/semantic`` (mono8, mono16 above
-256 classes), ``~/semantic_color`` (rgb8), ``~/rgb`` (rgb8), ``~/depth``
-(32FC1 m), ``~/uncertainty`` (32FC1 entropy, nats); ``~/mesh``
-(visualization_msgs/MarkerArray in ``world_frame``, every ``mesh_period`` s);
-``~/status`` (semnerf_ros/MapStatus).
+Outputs, rendered (at most ``publish_rate``, once per new input stamp) from the
+latest synced pose, each with that input's header stamp and frame_id:
+``~/semantic`` (mono8, mono16 above 256 classes), ``~/semantic_color`` (rgb8),
+``~/rgb`` (rgb8), ``~/depth`` (32FC1 m), ``~/uncertainty`` (32FC1 entropy, nats),
+``~/camera_info`` (their intrinsics); transient local, so a late subscriber gets
+the last set.  ``~/mesh`` (visualization_msgs/MarkerArray in ``world_frame``,
+every ``mesh_period`` s); ``~/status`` (semnerf_ros/MapStatus).  Every timer runs
+on the steady clock (they go on when /clock stops under ``use_sim_time``).
 
 Services: ``~/export_mesh``, ``~/save_map``, ``~/load_map``, ``~/render_view``,
 ``~/get_status`` (package interfaces), ``~/reset_map``, ``~/export_mesh_default``
-(std_srvs/Trigger).  Failures answer ``success=false`` with the reason.
+(std_srvs/Trigger).  Failures answer ``success=false`` with the reason; an
+export's target is checked before the extraction starts.
 
 Threads: the Mapper trains in its own thread; a MultiThreadedExecutor runs
 subscriptions, rendering, meshing, status and the long services in separate
@@ -31,18 +39,23 @@ training step), so no subscription callback ever waits for training (a frame
 pushed out of the full queue is counted as ``mapper_busy``).
 
 Every rejected input is counted by reason (MapStatus ``reject_reasons`` /
-``reject_counts``) with a warning at most every ``warn_period`` s per reason:
+``reject_counts``) with a warning at most every ``warn_period`` s per reason,
+topic and kind of problem (:func:`warning_kind`):
 unsupported_encoding, bad_image, size_mismatch, label_out_of_range,
 invalid_pose, pose_frame_mismatch, invalid_frame, out_of_order,
 duplicate_stamp, stale_stamp, future_stamp, no_camera_info,
-invalid_camera_info, mapper_busy, mapper_error, internal_error.  Warnings are
-throttled per reason and topic and say how many were suppressed in between.
+invalid_camera_info, mapper_busy, mapper_error, internal_error.  Warnings say
+how many like them were suppressed in between.  A size mismatch is counted on
+the input whose size disagrees with the others (:func:`size_mismatch`).
 A stream whose stamps go back for ``STAMP_REBASE_SETS`` consecutive sets (a
 restarted source, a looped bag, or one bogus far-future stamp accepted earlier)
 is taken as a new time base, with a warning, instead of being rejected forever.
 Training faults of the engine (``oom_events`` / ``step_errors`` of
 ``Mapper.stats()``) are logged and reported in ``reject_reasons`` as
 ``training_oom`` / ``training_error`` (counted in steps, not frames).
+Shutdown (SIGINT / SIGTERM, :class:`ShutdownSignals`, :func:`main`): running mesh
+extractions are cancelled within about a second, then training stops and
+``save_on_shutdown`` saves; a second signal cuts it short (docs/node.md).
 See docs/reliability.md for the behaviour under each fault.
 """
 from __future__ import annotations
