@@ -492,12 +492,12 @@ class SemNerfNode(Node):
             waiting = self.sync.queue_lengths()
             silent = [t for i, t in enumerate(self._synced_topics) if i != index and waiting[i] == 0]
             no_pub = [t for t in silent if self._publisher_count(t) == 0]
-            if no_pub:
-                why = "nothing is waiting on " + "; ".join(
-                    f"{self._subs[t].topic_name}, which has no publisher ({self._input_hint(t)})" for t in no_pub)
-            elif silent:
+            if silent:
                 why = (f"nothing is waiting on {', '.join(self._subs[t].topic_name for t in silent)} "
                        f"(has it stopped?)")
+                if no_pub:
+                    why += "; " + "; ".join(f"no publisher on {self._subs[t].topic_name} ({self._input_hint(t)})"
+                                            for t in no_pub)
             else:
                 why = (f"no partner within slop={slop} s on the other inputs ("
                        + ", ".join(self._subs[t].topic_name for t in self._synced_topics if t != topic) + ")")
