@@ -188,7 +188,9 @@ class SemNerfNode(Node):
     from the parameters when None).  Raises :class:`ParameterValueError` naming
     the parameter when a parameter value cannot be used."""
 
-    def __init__(self, mapper: Any = None, node_name: str = NODE_NAME, **node_kwargs):
+    def __init__(self, mapper: Any = None, node_name: str = NODE_NAME, on_ready=None, **node_kwargs):
+        """``on_ready``: called once everything is set up, just before the "ready" line
+        (``main`` uses it to switch signals from "abort the start" to "shut down")."""
         super().__init__(node_name, **node_kwargs)
         self._closed = False
         self._state_lock = threading.Lock()
@@ -276,6 +278,8 @@ class SemNerfNode(Node):
 
         self._training_started = False
         self._apply_training_enabled()
+        if on_ready is not None:
+            on_ready()
         self.get_logger().info(
             f"semnerf_node ready: {self.num_classes} classes, model {self.values['model_type']}, "
             f"device {getattr(self.mapper, 'device', '?')}, inputs "
@@ -1383,7 +1387,7 @@ def main(argv: Optional[list] = None, fast_exit: bool = True) -> int:
     signals = ShutdownSignals()
     signals.install()
     try:
-        node = SemNerfNode()
+        node = SemNerfNode(on_ready=lambda: setattr(signals, "running", True))
     except ParameterValueError as exc:
         rclpy.logging.get_logger(NODE_NAME).error(f"invalid parameters: {exc}")
         rclpy.try_shutdown()
@@ -1394,7 +1398,6 @@ def main(argv: Optional[list] = None, fast_exit: bool = True) -> int:
         return _finish(0, fast_exit)
     executor = MultiThreadedExecutor(num_threads=6)
     executor.add_node(node)
-    signals.running = True
     code = 0
     try:
         # spin in short slices so that the Python signal handler runs promptly
