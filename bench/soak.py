@@ -26,8 +26,17 @@ thread (the executor, intake and training threads all allocate), RSS climbs some
 of MB over the first thousands of frames and then plateaus: freed memory kept in the
 arenas, not a leak; ``MALLOC_ARENA_MAX=2`` removes most of it (docs/reliability.md).
 
+Mesh extraction (issue 19, bug 12: RSS grew over a run with repeated extractions):
+``--export-every N`` writes the mesh (``SemNerfNode.export_mesh``, or ``Mapper.extract_mesh``
++ ``write_mesh`` on the mapper path) every N frames at ``--mesh-resolution``; on the node
+path ``--mesh-period S`` also turns on the ``~/mesh`` markers (a subscriber in the process
+makes the node extract, decimate and publish them every S seconds).  The meshes made are
+counted in the JSON and in the curve.
+
     OMP_NUM_THREADS=1 python bench/soak.py --frames 10000 --out runs/soak.json
     OMP_NUM_THREADS=1 MALLOC_ARENA_MAX=2 python bench/soak.py --out runs/soak_arena2.json
+    OMP_NUM_THREADS=1 python bench/soak.py --frames 4000 --export-every 20 --mesh-period 2 \
+        --out runs/soak_mesh.json
 """
 from __future__ import annotations
 
@@ -88,18 +97,32 @@ class NodeStream:
                       max_keyframes=args.max_keyframes, keyframe_min_translation=0.05,
                       keyframe_min_rotation_deg=5.0, max_steps_per_second=args.max_steps_per_second,
                       training_enabled=not args.no_training,
-                      publish_rate=args.publish_rate, render_scale=1.0, status_rate=1.0, mesh_period=0.0,
-                      warn_period=30.0, slop=0.01, qos="reliable")
+                      publish_rate=args.publish_rate, render_scale=1.0, status_rate=1.0,
+                      mesh_period=float(args.mesh_period), mesh_resolution=args.mesh_resolution,
+                      warn_period=30.0, slop=0.01, qos="reliable", input_timeout=0.0)
         self.node = SemNerfNode(context=self.ctx, parameter_overrides=[Parameter(k, value=v)
                                                                        for k, v in params.items()])
         self.io = rclpy.create_node("soak_probe", context=self.ctx)
         self.outputs = 0
+        self.marker_sets = 0
+        self.exports = 0
+        self.export_path = engine_path.parent / "soak_mesh.ply"
 
         def count(_msg):
             self.outputs += 1
 
+        def count_markers(_msg):
+            self.marker_sets += 1
+
         self.io.create_subscription(Image, "/semnerf_node/semantic", count,
                                     QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+        if args.mesh_period > 0:
+            from rclpy.qos import DurabilityPolicy
+            from visualization_msgs.msg import MarkerArray
+
+            self.io.create_subscription(MarkerArray, "/semnerf_node/mesh", count_markers,
+                                        QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                                   durability=DurabilityPolicy.TRANSIENT_LOCAL))
         self.ex = MultiThreadedExecutor(num_threads=3, context=self.ctx)
         self.ex.add_node(self.node)
         self.ex.add_node(self.io)
@@ -120,11 +143,20 @@ class NodeStream:
             self.cb["depth"](c.numpy_to_image(frame.depth, "32FC1", c.make_header(stamp, "cam")))
         self.cb["rgb"](c.numpy_to_image(frame.rgb, "rgb8", c.make_header(stamp, "cam")))
 
+    def export(self, resolution: int) -> None:
+        """One mesh export through the node (what ~/export_mesh runs)."""
+        self.node.export_mesh(str(self.export_path), resolution=resolution)
+        self.exports += 1
+
+    def meshes(self) -> int:
+        return self.marker_sets + self.exports
+
     def counters(self) -> dict:
         n = self.node
         return {"frames_accepted": n.frames_synced, "frames_rejected": n.frames_rejected,
                 "keyframes_added": n.keyframes_added, "reject_counts": dict(n.reject_counts),
-                "rendered_outputs": self.outputs}
+                "rendered_outputs": self.outputs, "mesh_marker_sets": self.marker_sets,
+                "mesh_exports": self.exports}
 
     def close(self) -> None:
         self.node.close()
@@ -146,6 +178,8 @@ class MapperStream:
         self.mapper = Mapper(cfg, 7, device="cpu")
         self.steps = args.steps_per_frame
         self.accepted = self.keyframes = 0
+        self.exports = 0
+        self.export_path = engine_path.parent / "soak_mesh.ply"
 
     def feed(self, frame, stamp: float) -> None:
         frame.stamp = stamp
@@ -155,8 +189,18 @@ class MapperStream:
         if self.steps:
             self.mapper.step(self.steps)
 
+    def export(self, resolution: int) -> None:
+        from semnerf_ros.mesh import write_mesh
+
+        write_mesh(self.mapper.extract_mesh(resolution=resolution), self.export_path)
+        self.exports += 1
+
+    def meshes(self) -> int:
+        return self.exports
+
     def counters(self) -> dict:
-        return {"frames_accepted": self.accepted, "keyframes_added": self.keyframes}
+        return {"frames_accepted": self.accepted, "keyframes_added": self.keyframes,
+                "mesh_exports": self.exports}
 
     def close(self) -> None:
         pass
@@ -188,6 +232,11 @@ def main(argv=None) -> int:
     ap.add_argument("--publish-rate", type=float, default=2.0, help="rendered outputs per second (node path)")
     ap.add_argument("--steps-per-frame", type=int, default=1, help="training steps per frame (mapper path)")
     ap.add_argument("--sample-every", type=int, default=100, help="frames between RSS samples")
+    ap.add_argument("--export-every", type=int, default=0,
+                    help="write the mesh every N frames (0 = never; node path: SemNerfNode.export_mesh)")
+    ap.add_argument("--mesh-period", type=float, default=0.0,
+                    help="node path: ~/mesh markers every S seconds, with a subscriber (0 = off)")
+    ap.add_argument("--mesh-resolution", type=int, default=48, help="marching-cubes resolution of the meshes")
     ap.add_argument("--domain", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "0") or 0) or 77)
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "soak.json")
     args = ap.parse_args(argv)
@@ -204,7 +253,8 @@ def main(argv=None) -> int:
     mapper = stream.mapper
     gc.collect()
     start_rss = rss_mb()
-    curve = [[0, round(start_rss, 2), 0, 0]]
+    curve = [[0, round(start_rss, 2), 0, 0, 0]]
+    export_errors: dict = {}
     fill_frame = fill_rss = None
     fill_objects = None
     t0 = time.perf_counter()
@@ -215,6 +265,11 @@ def main(argv=None) -> int:
         frame = frames[(i - 1) % len(frames)]
         stamp = stamp0 + i * max(period, 1e-3)
         stream.feed(frame, stamp)
+        if args.export_every and i % args.export_every == 0 and mapper.stats()["keyframes"] > 0:
+            try:
+                stream.export(args.mesh_resolution)
+            except Exception as exc:  # noqa: BLE001 - e.g. no surface yet in an untrained map
+                export_errors[type(exc).__name__] = export_errors.get(type(exc).__name__, 0) + 1
         if period:
             next_t += period
             delay = next_t - time.perf_counter()
@@ -225,7 +280,7 @@ def main(argv=None) -> int:
         if i % args.sample_every == 0:
             st = mapper.stats()
             rss = rss_mb()
-            curve.append([i, round(rss, 2), int(st["keyframes"]), int(st["step"])])
+            curve.append([i, round(rss, 2), int(st["keyframes"]), int(st["step"]), stream.meshes()])
             if fill_frame is None and st["keyframes"] >= args.max_keyframes:
                 gc.collect()
                 fill_frame, fill_rss = i, rss_mb()
@@ -259,7 +314,10 @@ def main(argv=None) -> int:
         "slope_second_half_mb_per_1000_frames": round(slope_per_1000([p for p in curve if p[0] >= args.frames / 2]), 3),
         "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX", "default"),
         "python_objects": {"after_buffer_fill": fill_objects, "end": end_objects},
-        "curve_columns": ["frame", "rss_mb", "keyframes", "training_steps"],
+        "meshes": {"resolution": args.mesh_resolution, "export_every_frames": args.export_every,
+                   "marker_period_s": args.mesh_period, "made": stream.meshes(),
+                   "export_errors": export_errors},
+        "curve_columns": ["frame", "rss_mb", "keyframes", "training_steps", "meshes"],
         "curve": curve,
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "machine": {"python": platform.python_version(), "torch": torch.__version__,
@@ -269,7 +327,7 @@ def main(argv=None) -> int:
     args.out.write_text(json.dumps(result, indent=1))
     summary = {k: result[k] for k in ("frames_streamed", "frames_accepted", "training_steps", "seconds",
                                       "rss_mb", "growth_after_fill_mb", "slope_after_fill_mb_per_1000_frames",
-                                      "slope_second_half_mb_per_1000_frames", "python_objects")}
+                                      "slope_second_half_mb_per_1000_frames", "python_objects", "meshes")}
     print(json.dumps(summary, indent=1))
     print(f"wrote {args.out}")
     return 0

@@ -7,7 +7,10 @@ Arguments: bag (required), rate, loop, delay (seconds before playing, so the
 node's subscriptions are up), use_sim_time (default true: the player publishes
 /clock and the node follows it), exit_when_done (stop everything when the bag
 ends), params_file, rviz, and the topic arguments of semnerf.launch.py (their
-defaults are the topics the bags of ``semnerf-make-scene --bag`` hold).
+defaults are the topics the bags of ``semnerf-make-scene --bag`` hold).  With
+use_sim_time the node's outputs are stamped with the bag's /clock, while its
+timers (renders, mesh, status, progress) run on the wall clock, so they go on
+after the bag ended and /clock stopped.
 """
 from launch import LaunchDescription
 from launch.actions import (DeclareLaunchArgument, EmitEvent, ExecuteProcess, IncludeLaunchDescription,

@@ -4,6 +4,11 @@
         rgb_topic:=/camera/color/image_raw labels_topic:=/segmentation/labels \
         pose_topic:=/camera/pose camera_info_topic:=/camera/color/camera_info rviz:=true
 
+On a machine without a GPU add ``params_file:=$(ros2 pkg prefix semnerf_ros)/share/semnerf_ros/config/semnerf_cpu.yaml``
+(the CPU profile, docs/node.md; with the default file the node takes the CPU engine by itself and logs it).
+The node handles SIGINT itself and exits within launch's SIGINT -> SIGTERM window (5 s): a running mesh
+export is cancelled, training stops, ``save_on_shutdown`` saves (docs/node.md "Shutdown").
+
 Arguments (``ros2 launch semnerf_ros semnerf.launch.py --show-args``): params_file,
 rgb_topic, camera_info_topic, pose_topic, labels_topic, depth_topic, use_sim_time,
 rviz, rviz_config, log_level.  The defaults of the topic arguments are the

@@ -48,6 +48,8 @@ MAP_FORMAT = "semnerf_ros.map"
 MAP_VERSION = 1
 #: seconds between repeated log lines of one kind (out-of-memory, failed steps)
 LOG_PERIOD_S = 5.0
+#: seconds of recent training steps over which ``stats()["iterations_per_second"]`` is measured
+RATE_WINDOW_S = 3.0
 
 
 class MapNotReadyError(RuntimeError):
@@ -489,7 +491,7 @@ class Mapper:
         """Marching-cubes mesh of the current map with per-vertex colours and
         classes (see :mod:`semnerf_ros.mesh`), from a consistent snapshot.
         ``shading`` passes ``sample_mode``, ``normal_offset``, ``ray_samples``,
-        ``chunk`` or ``allow_empty`` through to :func:`semnerf_ros.mesh.extract_mesh`."""
+        ``chunk``, ``allow_empty`` or ``cancel`` through to :func:`semnerf_ros.mesh.extract_mesh`."""
         from . import mesh as mesh_mod
 
         snap = self.snapshot_model()
@@ -511,10 +513,12 @@ class Mapper:
         """Counters and rates for status displays."""
         times = list(self._step_times)
         rate = 0.0
-        if len(times) >= 2:
-            recent = [t for t in times if t >= times[-1] - 3.0]
-            if len(recent) >= 2 and recent[-1] > recent[0]:
-                rate = (len(recent) - 1) / (recent[-1] - recent[0])
+        # steps in the last RATE_WINDOW_S seconds up to *now*: a paused or stalled
+        # trainer reads 0 within that window instead of keeping its last rate
+        now = time.perf_counter()
+        recent = [t for t in times if t >= now - RATE_WINDOW_S]
+        if len(recent) >= 2 and recent[-1] > recent[0]:
+            rate = (len(recent) - 1) / (recent[-1] - recent[0])
         gpu_mb = 0.0
         if self.device.type == "cuda":
             gpu_mb = torch.cuda.max_memory_allocated(self.device) / 2 ** 20

@@ -46,9 +46,9 @@ from .mesh_eval import mesh_accuracy, sample_surface  # noqa: F401  (re-exported
 from .plyio import MeshExportError, PlyError, atomic_output, read_ply, write_ply
 
 __all__ = [
-    "SemanticMesh", "NoSurfaceError", "MeshExportError", "PlyError",
+    "SemanticMesh", "NoSurfaceError", "ExtractionCancelled", "MeshExportError", "PlyError",
     "extract_mesh", "sigma_from_occupancy", "remove_small_components", "vertex_normals",
-    "write_mesh", "read_mesh", "read_ply", "marker_chunks", "decimate", "mesh_accuracy",
+    "write_mesh", "check_export_target", "read_mesh", "read_ply", "marker_chunks", "decimate", "mesh_accuracy",
     "sample_surface", "main",
 ]
 
@@ -61,6 +61,15 @@ MAX_GRID_POINTS = 2 ** 31
 
 class NoSurfaceError(ValueError):
     """The density grid never crosses the threshold inside the bounds."""
+
+
+class ExtractionCancelled(RuntimeError):
+    """:func:`extract_mesh` stopped because its ``cancel()`` callable returned True."""
+
+
+def _check_cancel(cancel: Optional[Callable[[], bool]], stage: str) -> None:
+    if cancel is not None and cancel():
+        raise ExtractionCancelled(f"mesh extraction cancelled during {stage}")
 
 
 def _palette(n: int) -> np.ndarray:
@@ -183,7 +192,7 @@ def _grid_shape(bounds: np.ndarray, resolution: int):
     return shape, voxel
 
 
-def _query_density_grid(density_fn, lo, voxel, shape, chunk, device, progress):
+def _query_density_grid(density_fn, lo, voxel, shape, chunk, device, progress, cancel=None):
     import torch
     nx, ny, nz = shape
     total = nx * ny * nz
@@ -194,6 +203,7 @@ def _query_density_grid(density_fn, lo, voxel, shape, chunk, device, progress):
         from tqdm import tqdm
         starts = tqdm(starts, desc="density grid", unit="chunk", leave=False)
     for start in starts:
+        _check_cancel(cancel, "the density grid")
         end = min(total, start + chunk)
         idx = torch.arange(start, end, device=device, dtype=torch.int64)
         ijk = torch.stack([idx // (ny * nz), (idx // nz) % ny, idx % nz], dim=1)
@@ -259,7 +269,7 @@ def _eval_heads(points, viewdirs, semantic_fn, color_fn):
 
 
 def _shade_vertices(vertices, normals, density_fn, semantic_fn, color_fn, mode, offset, n_samples,
-                    chunk, device, progress):
+                    chunk, device, progress, cancel=None):
     """Colours (V,3) float [0,1] and logits (V,C) from the field at the mesh vertices."""
     import torch
     n_v = vertices.shape[0]
@@ -274,6 +284,7 @@ def _shade_vertices(vertices, normals, density_fn, semantic_fn, color_fn, mode, 
     ts = offset * (1.0 - 2.0 * (torch.arange(n_samples, device=device, dtype=torch.float32) + 0.5) / n_samples)
     delta = 2.0 * offset / n_samples
     for start in starts:
+        _check_cancel(cancel, "vertex shading")
         end = min(n_v, start + per_chunk)
         v = torch.as_tensor(vertices[start:end], device=device)
         nrm = torch.as_tensor(normals[start:end], device=device)
@@ -332,7 +343,8 @@ def extract_mesh(density_fn: Callable, bounds, resolution: int = 256,
                  chunk: int = 2 ** 18, device=None, min_component_faces: int = 0,
                  class_names: Optional[Sequence[str]] = None, progress: bool = False, *,
                  palette=None, sample_mode: str = "ray", normal_offset: float = 0.2,
-                 ray_samples: int = 32, allow_empty: bool = False) -> SemanticMesh:
+                 ray_samples: int = 32, allow_empty: bool = False,
+                 cancel: Optional[Callable[[], bool]] = None) -> SemanticMesh:
     """Marching-cubes mesh of a density field with rendered colours and classes.
 
     density_fn(points (N,3)) -> (N,) sigma in 1/m; semantic_fn(points) -> (N,C) logits;
@@ -344,7 +356,10 @@ def extract_mesh(density_fn: Callable, bounds, resolution: int = 256,
     min_component_faces: drop connected components with fewer faces (0 = keep all).
     sample_mode: "ray" (the seed's normal rays, ``normal_offset`` m, ``ray_samples``) or
     "point" (heads at the vertex, view direction -normal).  Without ``color_fn`` vertices
-    are grey; without ``semantic_fn`` every label is 0 (void).
+    are grey; without ``semantic_fn`` every label is 0 (void).  ``cancel``: an optional
+    ``() -> bool`` polled before every chunk of field queries (a chunk takes well under a
+    second on a CPU at the default ``chunk``); when it returns True the extraction stops
+    with :class:`ExtractionCancelled` (the ROS node cancels an export this way on shutdown).
 
     Raises :class:`NoSurfaceError` if sigma never crosses the threshold (or returns an
     empty mesh if ``allow_empty``).  ``mesh.stats`` holds seconds per stage and grid facts.
@@ -383,7 +398,7 @@ def extract_mesh(density_fn: Callable, bounds, resolution: int = 256,
 
     with torch.no_grad():
         t0 = time.perf_counter()
-        grid = _query_density_grid(density_fn, bounds[0], voxel, shape, chunk, device, progress)
+        grid = _query_density_grid(density_fn, bounds[0], voxel, shape, chunk, device, progress, cancel)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         stats["seconds_density_grid"] = time.perf_counter() - t0
@@ -409,6 +424,7 @@ def extract_mesh(density_fn: Callable, bounds, resolution: int = 256,
                          f"{bounds.tolist()} spans [{gmin:.4g}, {gmax:.4g}] /m and never crosses the "
                          f"threshold {density_threshold:g} /m (untrained map, wrong bounds or threshold?)")
 
+        _check_cancel(cancel, "marching cubes")
         t0 = time.perf_counter()
         verts, faces, normals, _ = marching_cubes(grid, level=float(density_threshold), spacing=(voxel,) * 3,
                                                   gradient_direction="ascent", allow_degenerate=False)
@@ -436,7 +452,7 @@ def extract_mesh(density_fn: Callable, bounds, resolution: int = 256,
         if semantic_fn is not None or color_fn is not None:
             rgb, logits = _shade_vertices(verts, normals.astype(np.float32), density_fn, semantic_fn, color_fn,
                                           sample_mode, float(normal_offset), int(ray_samples), chunk, device,
-                                          progress)
+                                          progress, cancel)
         stats["seconds_shading"] = time.perf_counter() - t0
 
     if logits is not None:
@@ -474,6 +490,41 @@ def _resolve_format(path: Path, fmt: Optional[str]) -> tuple[Path, str]:
         raise ValueError(f"unknown mesh format {fmt!r} for {path}; use one of {', '.join(_FORMATS)}")
     if not path.suffix:
         path = path.with_suffix("." + fmt)
+    return path, fmt
+
+
+def _glb_writer_available() -> bool:
+    try:
+        import trimesh  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def check_export_target(path, fmt: Optional[str] = None) -> tuple[Path, str]:
+    """Check, before any work, that :func:`write_mesh` can write ``path``: a known
+    format (``fmt`` or the extension), its writer installed (``glb`` needs
+    ``trimesh``), an existing directory in which a file can really be created
+    (probed with a hidden temporary file, removed at once: this also catches
+    read-only mounts and permissions that ``os.access`` misreads for root).
+    Returns ``(absolute path with extension, format)``; raises ``ValueError``
+    for the format and :class:`MeshExportError` for the rest, naming the problem."""
+    import os
+    import tempfile
+
+    from .plyio import _check_directory
+
+    path, fmt = _resolve_format(Path(path).expanduser().absolute(), fmt)
+    if fmt == "glb" and not _glb_writer_available():
+        raise MeshExportError(f"cannot write {path}: glb export needs the 'trimesh' package, which is "
+                              f"not installed (pip install trimesh), or write .ply / .obj")
+    _check_directory(path)
+    try:
+        fd, probe = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=".probe")
+    except OSError as exc:
+        raise MeshExportError(f"cannot write {path}: cannot create a file in {path.parent}: {exc}") from exc
+    os.close(fd)
+    os.unlink(probe)
     return path, fmt
 
 

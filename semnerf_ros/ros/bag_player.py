@@ -94,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delay", type=float, default=0.0, metavar="S",
                    help="wait S seconds before playing (lets subscribers connect)")
     p.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="S",
-                   help="before playing, wait up to S seconds until every topic has a subscriber")
+                   help="before playing, wait up to S seconds until every topic has a subscriber, or "
+                        "until the subscribed topics stayed the same for 2 s (topics nobody reads do "
+                        "not hold playback back)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     return p
 
@@ -160,12 +162,20 @@ class BagPlayer:
     def close(self) -> None:
         self.reader.close()
 
-    def wait_for_subscribers(self, timeout: float, ok=lambda: True) -> bool:
-        """Wait up to ``timeout`` s until every publisher has a subscriber (then
-        0.3 s more, so that the subscribers have matched the publishers too)."""
+    def wait_for_subscribers(self, timeout: float, ok=lambda: True, settle: float = 2.0) -> bool:
+        """Wait up to ``timeout`` s until every publisher has a subscriber, or, once
+        some have, until the set of subscribed topics stayed the same for ``settle``
+        s (a topic nobody reads, e.g. the bag's ground-truth labels, must not hold
+        playback back for the whole timeout); then 0.3 s more, so that the
+        subscribers have matched the publishers too.  True when some topic has a
+        subscriber."""
         end = time.monotonic() + timeout
+        seen, since = frozenset(), time.monotonic()
         while ok() and time.monotonic() < end:
-            if all(p.get_subscription_count() > 0 for p in self.publishers.values()):
+            now = frozenset(t for t, p in self.publishers.items() if p.get_subscription_count() > 0)
+            if now != seen:
+                seen, since = now, time.monotonic()
+            if len(seen) == len(self.publishers) or (seen and time.monotonic() - since >= settle):
                 time.sleep(0.3)
                 return True
             time.sleep(0.02)

@@ -6,7 +6,10 @@ engine configuration, and to document them.  No rclpy import here.
 from __future__ import annotations
 
 import math
+import os
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 
@@ -36,7 +39,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("class_names", "string_array", [], "class names by id (index 0 = void); optional"),
     ParamSpec("world_frame", "string", "map", "frame of the input poses and of the mesh markers"),
     ParamSpec("engine_config", "string", "", "engine YAML (seed layout) merged onto the defaults; "
-              "the parameters below override its keys; empty = defaults"),
+              "the parameters below override its keys; a relative name not found in the working "
+              "directory is looked up in the package's config/ folder; empty = the defaults for the "
+              "device (on a CPU: config/engine_cpu.yaml, the CPU profile)"),
     ParamSpec("model_type", "string", "hash", "field: hash (fast, online) or nerf (the paper's MLPs)",
               choices=("hash", "nerf")),
     ParamSpec("device", "string", "auto", "training device: auto, cpu, cuda or cuda:N"),
@@ -75,11 +80,16 @@ PARAMS: tuple[ParamSpec, ...] = (
               "reject sets whose stamp is older than now minus this (s); 0 = off", 0.0, 1e9),
     ParamSpec("max_future", "double", 0.0,
               "reject sets whose stamp is ahead of now by more than this (s); 0 = off", 0.0, 1e9),
+    ParamSpec("input_timeout", "double", 5.0,
+              "seconds without a synchronized set after which the node names the inputs that have no "
+              "publisher, send nothing, or never synchronize (with the stamp skew seen); 0 = off",
+              0.0, 3600.0, read_only=False),
     # -- outputs (may change at run time)
     ParamSpec("training_enabled", "bool", True, "run the background training thread (false pauses it)",
               read_only=False),
     ParamSpec("publish_rate", "double", 2.0,
-              "rate of the rendered images from the latest synced pose (Hz); 0 = off", 0.0, 100.0,
+              "largest rate (Hz) of the rendered images from the latest synced pose: one set per new "
+              "input stamp, never the same stamp twice; 0 = off", 0.0, 100.0,
               read_only=False),
     ParamSpec("render_scale", "double", 0.5, "resolution of the rendered images relative to the input",
               0.01, 4.0, read_only=False),
@@ -113,6 +123,46 @@ PARAMS: tuple[ParamSpec, ...] = (
 )
 
 SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
+
+#: what to do when the class count is not given (there is no sane default: it is the
+#: number of class ids of the user's segmentation)
+NUM_CLASSES_HINT = (
+    "parameter 'num_classes' is not set (0) and 'class_names' is empty: the node needs the number of "
+    "class ids your segmentation publishes, void (0) included. For example: "
+    "ros2 run semnerf_ros semnerf_node --ros-args -p num_classes:=18 "
+    "(or --params-file config/semnerf.yaml, set for the built-in room and its demo bag; "
+    "config/semnerf_cpu.yaml on a machine without a GPU)")
+
+
+def package_config_dirs() -> list[Path]:
+    """Where the package's config/ folder may be: beside the Python package (source
+    checkout, editable install), in the ament share folder (colcon install), under
+    ``sys.prefix/share`` (pip install)."""
+    dirs = [Path(__file__).resolve().parents[2] / "config"]
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        dirs.append(Path(get_package_share_directory("semnerf_ros")) / "config")
+    except Exception:  # noqa: BLE001 - no ament index (pip path) or the package is not in it
+        pass
+    dirs.append(Path(sys.prefix) / "share" / "semnerf_ros" / "config")
+    return dirs
+
+
+def find_config_file(name: str) -> Optional[Path]:
+    """``name`` as given when it exists (absolute, or relative to the working
+    directory), else the file of that name (or relative path, e.g.
+    ``config/engine_cpu.yaml``) in the package's config folder; None if absent."""
+    p = Path(os.path.expanduser(name))
+    if p.is_file():
+        return p.absolute()
+    if p.is_absolute():
+        return None
+    for d in package_config_dirs():
+        for candidate in (d / p, d / p.name):
+            if candidate.is_file():
+                return candidate
+    return None
 
 
 class ParameterValueError(ValueError):
@@ -155,8 +205,7 @@ def check_values(values: dict) -> list[str]:
     names = list(values.get("class_names") or [])
     n = int(values.get("num_classes", 0))
     if n == 0 and not names:
-        errors.append("parameter 'num_classes' is 0 and 'class_names' is empty: set num_classes "
-                      "(class ids in the map, void included)")
+        errors.append(NUM_CLASSES_HINT)
     elif n and names and len(names) != n:
         errors.append(f"parameter 'class_names' has {len(names)} names but 'num_classes' is {n}")
     elif (n or len(names)) < 2:
