@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import signal
 import sys
 import time
 from pathlib import Path
@@ -90,6 +91,25 @@ def evaluate(m: Mapper, d, num_classes, which: str, labels_gt, max_views: int) -
             "class_average_accuracy": s["class_average_accuracy"], "psnr": float(np.mean(ps)), "views": len(idx)}
 
 
+def curve_summary(records: list) -> dict:
+    """Peak, final value and largest drop (below the best so far) of the test mIoU curve."""
+    curve = [r["test"]["miou"] for r in records]
+    if not curve:
+        return {}
+    peak = int(np.argmax(curve))
+    return {"peak_miou": curve[peak], "peak_t": records[peak]["t"], "final_miou": curve[-1],
+            "final_t": records[-1]["t"],
+            "largest_drop": float(max(max(curve[:i + 1]) - c for i, c in enumerate(curve))),
+            "min_miou_after_first": float(min(curve[1:])) if len(curve) > 1 else curve[0]}
+
+
+def write_result(path, result: dict) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(path)
+
+
 def render_latency(m: Mapper, pose, intr: Intrinsics, repeats: int = 10) -> float:
     """Median milliseconds to render one view (colour, depth, labels, entropy)."""
     for _ in range(3):
@@ -139,6 +159,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="bench_online.json")
+    ap.add_argument("--partial-json", action="store_true",
+                    help="rewrite --out after every checkpoint, and on SIGTERM, so a stopped run keeps its figures")
     args = ap.parse_args(argv)
 
     d, class_names = load_scene(args)
@@ -196,6 +218,18 @@ def main(argv=None) -> int:
 
     checkpoints = sorted(args.times)
     records = []
+    header = {"benchmark": "online", "mode": args.mode, "rate_hz": args.rate, "noise": args.noise,
+              "noise_ratio": args.noise_ratio, "depth_given": "train_depth" in d and not args.no_depth,
+              "model": cfg["model"]["type"], "config": args.config or "defaults", "overrides": args.set,
+              "clock": args.clock, "steps_per_second": args.steps_per_second if args.clock == "steps" else None,
+              "input_labels": input_scores, "warmup_seconds": warmup_s}
+    if args.partial_json:
+        def on_term(signum, frame):
+            write_result(args.out, {**header, "checkpoints": records, "complete": False,
+                                    "summary": curve_summary(records)})
+            sys.exit(0)
+
+        signal.signal(signal.SIGTERM, on_term)
     sim = 0.0
     nxt = 0
     if args.mode == "offline":
@@ -218,7 +252,7 @@ def main(argv=None) -> int:
         if sim >= checkpoints[0]:
             st = m.stats()
             rec = {
-                "t": round(sim, 3), "step": st["step"], "frames_arrived": nxt, "keyframes": st["keyframes"],
+                "t": round(sim, 3), "t_nominal": checkpoints[0], "step": st["step"], "frames_arrived": nxt, "keyframes": st["keyframes"],
                 "iterations_per_second": st["step"] / max(sim, 1e-9),
                 "test": evaluate(m, d, num_classes, "test", d["test_labels"], args.max_test_views),
                 "train_vs_clean": evaluate(m, d, num_classes, "train", clean, args.max_train_views),
@@ -229,15 +263,13 @@ def main(argv=None) -> int:
                   f"acc {rec['test']['total_accuracy']:.3f} PSNR {rec['test']['psnr']:.2f}  "
                   f"train-denoised mIoU {rec['train_vs_clean']['miou']:.3f}", flush=True)
             checkpoints.pop(0)
+            if args.partial_json:
+                write_result(args.out, {**header, "checkpoints": records, "complete": False,
+                                        "summary": curve_summary(records)})
             t_last = time.perf_counter()  # evaluation time is not on the clock
 
-    curve = [r["test"]["miou"] for r in records]
-    summary = {}
-    if curve:
-        peak = int(np.argmax(curve))
-        summary = {"peak_miou": curve[peak], "peak_t": records[peak]["t"], "final_miou": curve[-1],
-                   "largest_drop": float(max(max(curve[:i + 1]) - c for i, c in enumerate(curve))),
-                   "min_miou_after_first": float(min(curve[1:])) if len(curve) > 1 else curve[0]}
+    summary = curve_summary(records)
+    if summary:
         print("test mIoU: peak %.3f at %.0f s, final %.3f, largest drop %.3f" %
               (summary["peak_miou"], summary["peak_t"], summary["final_miou"], summary["largest_drop"]))
     pose = d["test_poses"][0]
@@ -277,8 +309,7 @@ def main(argv=None) -> int:
         "warmup_seconds": warmup_s, "checkpoints": records, "summary": summary, "render_ms": latency, "peak_gpu_mb": peak_mb, "memory_curve": memory_curve,
         "final_stats": {k: v for k, v in m.stats().items() if isinstance(v, (int, float, str, bool))},
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    write_result(args.out, {**result, "complete": True})
     print(f"wrote {args.out}")
     return 0
 

@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Multi-room benchmark: ``bench/online.py`` over many rooms and engine variants, side by side.
+
+Runs one ``bench/online.py`` process per (room, variant), ``--parallel`` at a
+time (on one GPU they share it: use ``--clock steps`` so each run sees frames
+arrive at the same *step* as a standalone run at ``--steps-per-second`` would),
+then reports, per variant and checkpoint, the mean, the worst room and every
+room's test mIoU, plus each run's peak, final value and largest drop.  Writes
+the per-run JSON files and ``summary.json`` into ``--out-dir`` and prints a
+markdown table.
+
+Rooms are scene arrays (``bench/online.py --export-npz``) or generator seeds
+(``--seeds``, generated on the spot where the generator can run).  A variant is
+``NAME=SECTION.KEY=VALUE,SECTION.KEY=VALUE`` (no overrides: ``NAME=``)::
+
+    python bench/scenes.py --scene-npz rooms/*.npz --variants base= grid=model.hash.semantic_branch=grid \\
+        --times 10 30 60 120 300 --clock steps --steps-per-second 200 --parallel 8 --out-dir results/scenes
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_variant(text: str) -> tuple[str, list[str]]:
+    name, _, sets = text.partition("=")
+    if not name:
+        raise SystemExit(f"variant {text!r}: expected NAME=SECTION.KEY=VALUE,...")
+    return name, [s for s in sets.split(",") if s]
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Per variant: per checkpoint mean / worst / per-room test mIoU, and per run summaries."""
+    out: dict = {}
+    for variant in sorted({r["variant"] for r in runs}):
+        rs = [r for r in runs if r["variant"] == variant and r.get("result")]
+        if not rs:
+            continue
+        times = sorted({c["t_nominal"] for r in rs for c in r["result"]["checkpoints"]})
+        table = []
+        for t in times:
+            vals = {r["room"]: c["test"]["miou"] for r in rs for c in r["result"]["checkpoints"]
+                    if c["t_nominal"] == t}
+            if vals:
+                table.append({"t": t, "mean": float(np.mean(list(vals.values()))),
+                              "worst": float(min(vals.values())),
+                              "worst_room": min(vals, key=vals.get), "rooms": vals})
+        out[variant] = {"checkpoints": table,
+                        "runs": {r["room"]: r["result"].get("summary", {}) for r in rs},
+                        "input_miou": float(np.mean([r["result"]["input_labels"]["miou"] for r in rs]))}
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scene-npz", nargs="*", default=[], help="scene arrays, one room each")
+    ap.add_argument("--seeds", type=int, nargs="*", default=[], help="generator seeds to generate and use")
+    ap.add_argument("--variants", nargs="+", default=["default="], metavar="NAME=SETS")
+    ap.add_argument("--config", default=str(ROOT / "config" / "replica_hash.yaml"),
+                    help="engine YAML ('' = the package defaults for the hash field and the device)")
+    ap.add_argument("--set", nargs="*", default=["train.wgt_depth=0.05"], help="overrides for every run")
+    ap.add_argument("--no-depth", action="store_true")
+    ap.add_argument("--times", type=float, nargs="+", default=[5, 10, 20, 30, 60])
+    ap.add_argument("--clock", choices=("wall", "steps"), default="wall")
+    ap.add_argument("--steps-per-second", type=float, default=60.0)
+    ap.add_argument("--max-test-views", type=int, default=60)
+    ap.add_argument("--parallel", type=int, default=1)
+    ap.add_argument("--budget-s", type=float, default=0.0,
+                    help="stop runs still going after this many seconds (0 = none); their checkpoints so far are kept")
+    ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more bench/online.py arguments")
+    ap.add_argument("--out-dir", default="bench_scenes")
+    args = ap.parse_args(argv)
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    rooms = {Path(p).stem: ["--scene-npz", str(p)] for p in args.scene_npz}
+    for seed in args.seeds:
+        npz = out_dir / f"room_s{seed}.npz"
+        if not npz.exists():
+            print(f"generating room seed {seed} ...", flush=True)
+            subprocess.run([sys.executable, str(ROOT / "bench" / "online.py"), "--seed-room", str(seed),
+                            "--export-npz", str(npz)], check=True)
+        rooms[f"s{seed}"] = ["--scene-npz", str(npz)]
+    if not rooms:
+        raise SystemExit("no rooms: give --scene-npz or --seeds")
+    jobs = []
+    for room, room_args in rooms.items():
+        for text in args.variants:
+            name, sets = parse_variant(text)
+            out = out_dir / f"{name}__{room}.json"
+            cmd = [sys.executable, str(ROOT / "bench" / "online.py"), *room_args,
+                   *(["--config", args.config] if args.config else []), "--times", *map(str, args.times), "--clock", args.clock,
+                   "--steps-per-second", str(args.steps_per_second), "--max-test-views", str(args.max_test_views),
+                   "--partial-json", "--out", str(out), "--set", *args.set, *sets]
+            if args.no_depth:
+                cmd.append("--no-depth")
+            cmd += args.extra
+            jobs.append({"variant": name, "room": room, "cmd": cmd, "out": out})
+    print(f"{len(jobs)} runs ({len(rooms)} rooms x {len(args.variants)} variants), {args.parallel} at a time",
+          flush=True)
+    t0 = time.time()
+    pending, running = list(jobs), []
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    while pending or running:
+        while pending and len(running) < args.parallel:
+            j = pending.pop(0)
+            j["log"] = open(out_dir / (j["out"].stem + ".log"), "w")
+            j["proc"] = subprocess.Popen(j["cmd"], stdout=j["log"], stderr=subprocess.STDOUT, env=env)
+            running.append(j)
+        time.sleep(1.0)
+        over = args.budget_s > 0 and time.time() - t0 > args.budget_s
+        for j in list(running):
+            if over and j["proc"].poll() is None:
+                j["proc"].terminate()  # bench/online.py writes its checkpoints so far on SIGTERM
+                try:
+                    j["proc"].wait(30)
+                except subprocess.TimeoutExpired:
+                    j["proc"].kill()
+            if j["proc"].poll() is not None:
+                j["rc"] = j["proc"].returncode
+                j["log"].close()
+                running.remove(j)
+                print(f"[{time.time() - t0:6.0f} s] {j['variant']} / {j['room']}: exit {j['rc']}", flush=True)
+    runs = []
+    for j in jobs:
+        result = json.loads(j["out"].read_text()) if j["out"].exists() else None
+        runs.append({"variant": j["variant"], "room": j["room"], "rc": j.get("rc"), "result": result})
+    summary = {"benchmark": "scenes", "rooms": list(rooms), "variants": args.variants, "set": args.set,
+               "no_depth": args.no_depth, "clock": args.clock, "steps_per_second": args.steps_per_second,
+               "times": args.times, "wall_s": time.time() - t0, "summary": summarise(runs)}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    print("\n| variant | " + " | ".join(f"{t:g} s mean / worst" for t in args.times) + " |")
+    print("|---|" + "---|" * len(args.times))
+    for variant, s in summary["summary"].items():
+        cells = {c["t"]: f"{c['mean']:.3f} / {c['worst']:.3f}" for c in s["checkpoints"]}
+        print(f"| {variant} | " + " | ".join(cells.get(t, "-") for t in args.times) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
