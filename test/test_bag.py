@@ -7,8 +7,6 @@ import cv2
 import numpy as np
 import pytest
 
-pytest.importorskip("rosbags")
-
 from semnerf_ros.ros import bag_writer, convert  # noqa: E402
 from semnerf_ros.ros.bag_writer import (TOPIC_DEPTH, TOPIC_INFO, TOPIC_LABELS,  # noqa: E402
                                         TOPIC_LABELS_GT, TOPIC_POSE, TOPIC_RGB, BagWriteError)
@@ -168,7 +166,7 @@ def test_no_rclpy_import(scene, tmp_path):
 def test_player_publishes_exact_messages_with_timing(scene, tmp_path):
     """semnerf-play in a subprocess; a subscriber here receives the recorded
     messages unchanged, remapped, at the recorded rate scaled by --rate."""
-    rclpy = pytest.importorskip("rclpy")
+    import rclpy
     import os
     import subprocess
     import sys
@@ -226,7 +224,7 @@ def test_player_publishes_exact_messages_with_timing(scene, tmp_path):
 
 def test_player_options_in_process(scene, tmp_path):
     """--start-offset, --topics, --remap, --clock on an in-process node; option errors."""
-    rclpy = pytest.importorskip("rclpy")
+    import rclpy
     import threading
 
     from rclpy.executors import SingleThreadedExecutor

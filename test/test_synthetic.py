@@ -239,9 +239,6 @@ def test_cli_writes_scene_and_passes_bag_options(tmp_path, monkeypatch, capsys):
 
 
 def test_cli_writes_a_real_bag(tmp_path):
-    pytest.importorskip("rosbags")
-    pytest.importorskip("semnerf_ros.ros.bag_writer")
-
     rc = synthetic.main([str(tmp_path / "s"), "--frames", "3", "--width", "32", "--height", "24",
                          "--quiet", "--bag", str(tmp_path / "bag"), "--noise", "pixel",
                          "--noise-ratio", "0.2"])
