@@ -116,10 +116,23 @@ def test_options_and_region_noise(scene, tmp_path):
     np.testing.assert_allclose(np.diff(st), 0.1, atol=1e-6)
     gt = np.stack([convert.labels_from_image_msg(m) for _, _, m in msgs[TOPIC_LABELS_GT]])
     noisy = np.stack([convert.labels_from_image_msg(m) for _, _, m in msgs[TOPIC_LABELS]])
-    # whole instances flipped: each changed frame/instance region changes entirely
+    # whole instances flipped: each flipped (frame, instance) region takes one new class on every one
+    # of its pixels, and nothing outside the flipped regions changes
     flips = info["noise_info"]["flips"]
     assert len(flips) == sum(info["noise_info"]["flipped_frames"]) > 0
-    assert np.any(noisy != gt)
+    inst = np.stack([cv2.imread(str(scene / "semantic_instance" / f"semantic_instance_{i}.png"),
+                                cv2.IMREAD_UNCHANGED) for i in range(N)])
+    flipped = np.zeros(gt.shape, bool)
+    for fl in flips:
+        region = inst[fl["frame"]] == fl["instance"]
+        assert region.sum() == fl["pixels"] > 0 and fl["to"] != fl["from"]
+        assert np.all(gt[fl["frame"]][region] == fl["from"]), fl
+        assert np.all(noisy[fl["frame"]][region] == fl["to"]), fl
+        flipped[fl["frame"]] |= region
+    np.testing.assert_array_equal(noisy[~flipped], gt[~flipped])
+    assert np.array_equal(noisy != gt, flipped)
+    # region noise at ratio 0.5 flips int(0.5 * visible) of the frames of each of the 4 instances
+    assert info["noise_info"]["flipped_frames"] == [v // 2 for v in info["noise_info"]["visible_frames"]]
     same = bag_writer.write_scene_bag(scene, tmp_path / "c", noise="none", progress=False)
     msgs = read_all(tmp_path / "c")
     for (_, _, a), (_, _, b) in zip(msgs[TOPIC_LABELS], msgs[TOPIC_LABELS_GT]):

@@ -33,6 +33,7 @@ from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
+from semnerf_ros.colormap import colorize_labels  # noqa: E402
 from semnerf_ros.geometry import Intrinsics  # noqa: E402
 from semnerf_ros.ros import convert  # noqa: E402
 from semnerf_ros.ros.node import SemNerfNode, _interfaces  # noqa: E402
@@ -252,8 +253,21 @@ def test_outputs_carry_input_stamp_and_frame(harness_factory):
         m = h.got[k][-1]
         assert m.header.frame_id == "cam_optical" and m.encoding == enc
         assert (m.width, m.height) == (W // 2, H // 2)   # render_scale 0.5
+    # The images are the mapper's render of that pose, unchanged: the fake mapper "renders" the
+    # latest frame (i = 7) subsampled to the render scale, so each output has one exact expected
+    # value (labels not remapped, rows not flipped, colours from the palette, floats kept).
+    n_seen = {k: len(v) for k, v in h.got.items()}          # the mapper holds all 8 frames by now
+    assert h.wait(lambda: all(len(v) >= n_seen[k] + 2 for k, v in h.got.items()), 5)
+    want = scene_labels(7)[::2, ::2]
     lab = convert.labels_from_image_msg(h.got["semantic"][-1])
-    assert set(np.unique(lab)) <= {0, 1, 2, 3}
+    np.testing.assert_array_equal(lab, want)
+    np.testing.assert_array_equal(convert.rgb_from_image_msg(h.got["semantic_color"][-1]),
+                                  colorize_labels(want, 4))
+    want_rgb = np.stack([want * 60, 255 - want * 60, np.full_like(want, 90)], -1).astype(np.uint8)
+    np.testing.assert_array_equal(convert.rgb_from_image_msg(h.got["rgb"][-1]), want_rgb)
+    np.testing.assert_array_equal(convert.image_to_numpy(h.got["depth"][-1]), np.full(want.shape, 2.0, np.float32))
+    np.testing.assert_array_equal(convert.image_to_numpy(h.got["uncertainty"][-1]),
+                                  np.full(want.shape, 0.5, np.float32))
     # the frames the mapper got: optical pose, intrinsics from camera_info, labels as int32
     f = h.mapper.frames[-1]
     assert f.intrinsics == INTR and f.labels.dtype == np.int32 and f.stamp == pytest.approx(stamps[-1])
