@@ -450,8 +450,7 @@ class Mapper:
         """Render the map from a camera-to-world ``pose`` (optical axes)."""
         T = validate_pose(pose)
         intr = intrinsics.scaled(scale) if scale != 1.0 else intrinsics
-        if self.model is None:
-            raise MapNotReadyError("the map is empty: no keyframe has been added yet")
+        self._require_content()
         near, far = self.cfg["render"]["depth_range"]
         chunk = chunk or (int(self.cfg["model"]["chunk"]) if self.cfg["model"]["type"] == "hash" else 4096 * 4)
         with self._priority_lock("render"):
@@ -476,10 +475,17 @@ class Mapper:
             intrinsics=intr,
         )
 
+    def _require_content(self) -> None:
+        """Raise :class:`MapNotReadyError` while the map holds nothing learnt: no model yet
+        (automatic bounds), or -- with explicit bounds, where the model exists from the start
+        and after :meth:`reset` -- no keyframe and no training step (its renders would be the
+        initialisation's noise)."""
+        if self.model is None or (len(self.buffer) == 0 and self.step_count == 0):
+            raise MapNotReadyError("the map is empty: no keyframe has been added yet")
+
     def snapshot_model(self) -> SemanticModel:
         """A frozen copy of the model (taken under the lock) for slow readers."""
-        if self.model is None:
-            raise MapNotReadyError("the map is empty: no keyframe has been added yet")
+        self._require_content()
         with self._priority_lock("snapshot"):
             snap = copy.deepcopy(self.model)
         snap.eval()
