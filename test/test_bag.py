@@ -297,3 +297,68 @@ def test_player_options_in_process(scene, tmp_path):
     assert len(poses) == len(expected) and N - 3 <= len(expected) <= N - 1
     ns = [c.clock.sec * 1_000_000_000 + c.clock.nanosec for c in clocks]
     assert ns == sorted(ns) and ns[0] >= start + 200_000_000 and ns[-1] == expected[-1]
+
+
+def test_player_loop_and_delay(scene, tmp_path):
+    """semnerf-play --loop --delay in a subprocess: nothing is published for --delay seconds after
+    the subscribers matched, then the bag plays again and again, each pass the recorded messages
+    in order (stamps unchanged); SIGINT ends it with exit code 0."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    delay = 1.5
+    bag_writer.write_scene_bag(scene, tmp_path / "bag", rate_hz=10.0, progress=False)
+    recorded = [m for _, _, _, m in bag_writer.read_bag_messages(tmp_path / "bag", [TOPIC_LABELS])]
+    domain = 100 + (os.getpid() + 37) % 100
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain),
+               PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=domain)
+    node = rclpy.create_node("loop_check", context=ctx)
+    got = []
+    sub = node.create_subscription(Image, TOPIC_LABELS, lambda m: got.append((time.monotonic(), m)),
+                                   QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    proc = subprocess.Popen([sys.executable, "-m", "semnerf_ros.ros.bag_player", str(tmp_path / "bag"),
+                             "--rate", "4.0", "--loop", "--delay", str(delay), "--wait-for-subscribers", "20",
+                             "--quiet", "--topics", TOPIC_LABELS], env=env, cwd=str(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline, matched = time.monotonic() + 30, None
+        while time.monotonic() < deadline and len(got) < 3 * N + 2:
+            ex.spin_once(timeout_sec=0.02)
+            if matched is None and sub.get_publisher_count() > 0:
+                matched = time.monotonic()
+            assert proc.poll() is None, proc.stdout.read().decode()
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=15)[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        ex.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+    assert proc.returncode == 0, out
+    assert matched is not None and len(got) >= 3 * N + 2, (len(got), out)
+    # --delay: the first message comes delay (+ 0.3 s settling after the match) after the match
+    first = got[0][0] - matched
+    assert delay <= first < delay + 5.0, first
+    # --loop: pass after pass, the recorded messages in their order, bytes and stamps unchanged
+    for k, (_, live) in enumerate(got):
+        rec = recorded[k % N]
+        assert bytes(live.data) == bytes(rec.data.tobytes()), k
+        assert (live.header.stamp.sec, live.header.stamp.nanosec) == (rec.header.stamp.sec, rec.header.stamp.nanosec)
+    # each pass takes the recorded 1.1 s at x4 (about 0.28 s): no --delay between passes
+    starts = [got[k][0] for k in range(0, len(got), N)]
+    gaps = np.diff(starts[:3])
+    assert np.all(gaps > 0.2) and np.all(gaps < 0.28 + 1.0), gaps
