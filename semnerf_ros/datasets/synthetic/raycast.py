@@ -15,6 +15,7 @@ to float32 rounding (tests compare the two).
 """
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import numpy as np
@@ -112,14 +113,23 @@ class TorchRayCaster:
         pad = np.where(is_box[:, None], 0.0, 1e-5)   # curved parts: a hair of slack for the triangle test
         lo, hi = lo - pad, hi + pad
         f32 = dict(dtype=torch.float32, device=self.device)
-        self.R_flat = torch.tensor(R.transpose(1, 0, 2).reshape(3, P * 3), **f32)   # [j, p*3+k] = R[p, j, k]
-        self.c = torch.tensor(np.einsum("pj,pjk->pk", t, R), **f32)                 # t_p in the part frame
-        self.lo = torch.tensor(lo, **f32)
-        self.hi = torch.tensor(hi, **f32)
-        self.R = torch.tensor(R, **f32)
-        self.box_parts = torch.tensor(np.flatnonzero(is_box), dtype=torch.long, device=self.device)
+        # internal order: box parts first, then curved ones (contiguous column blocks)
+        order = np.concatenate([np.flatnonzero(is_box), np.flatnonzero(~is_box)])
+        self.nb = int(is_box.sum())
+        self.order = torch.tensor(order, dtype=torch.long, device=self.device)  # internal -> part id
+        Ro, to = R[order], t[order]
+        # columns [x of all parts | y of all parts | z of all parts]: [j, k*P+p] = R[p, j, k]
+        self.R_flat = torch.tensor(Ro.transpose(1, 2, 0).reshape(3, 3 * P), **f32)
+        self.c = torch.tensor(np.einsum("pj,pjk->kp", to, Ro).reshape(-1), **f32)   # t_p in the part frame
+        self.lo = torch.tensor(lo[order].T.copy(), **f32)                              # (3, P)
+        self.hi = torch.tensor(hi[order].T.copy(), **f32)
+        self.R = torch.tensor(Ro, **f32)
+        # bounding spheres (internal order) for culling parts outside a bundle of rays
+        mid = (lo + hi)[order] / 2
+        self.sphere_c = torch.tensor(np.einsum("pjk,pk->pj", Ro, mid) + to, **f32)
+        self.sphere_r = torch.tensor(np.linalg.norm((hi - lo)[order], axis=1) / 2 + 1e-4, **f32)
         curved = np.flatnonzero(~is_box)
-        self.curved_parts = torch.tensor(curved, dtype=torch.long, device=self.device)
+        self.P = P
         # curved parts' triangles, padded to the largest count (invalid ones degenerate)
         counts = np.bincount(geom.tri_part, minlength=P)
         tmax = int(counts[curved].max()) if len(curved) else 1
@@ -143,7 +153,15 @@ class TorchRayCaster:
         self.ray_chunk = int(ray_chunk)
         self.pair_chunk = max(256, ((1 << 25) if self.device.type == "cuda" else (1 << 20)) // (9 * tmax))
 
-    def cast(self, origins: np.ndarray, dirs: np.ndarray) -> tuple:
+    #: pixels per side of the image tiles the renderer groups rays into (one culling cone each)
+    @property
+    def tile(self) -> int:
+        return 64 if self.device.type == "cuda" else 16
+
+    def cast(self, origins: np.ndarray, dirs: np.ndarray, groups=None) -> tuple:
+        """Hits of rays ``origins`` / ``dirs`` (..., 3).  ``groups``: start indices of runs of
+        rays (flattened order) that share an origin and point in similar directions (image
+        tiles); each run is tested only against the parts inside its cone of directions."""
         torch = self.torch
         o = np.asarray(origins, np.float32).reshape(-1, 3)
         d = np.asarray(dirs, np.float32).reshape(-1, 3)
@@ -151,71 +169,113 @@ class TorchRayCaster:
         t_out = np.empty(n, np.float32)
         part_out = np.empty(n, np.int32)
         nrm_out = np.empty((n, 3), np.float32)
-        tf32 = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = False   # the slab test needs full float32 products
-        try:
-            with torch.no_grad():
-                for a in range(0, n, self.ray_chunk):
-                    b = min(n, a + self.ray_chunk)
-                    ot = torch.from_numpy(o[a:b]).to(self.device)
-                    dt = torch.from_numpy(d[a:b]).to(self.device)
-                    t, p, nr = self._cast_chunk(ot, dt)
-                    t_out[a:b] = t.cpu().numpy()
-                    part_out[a:b] = p.cpu().numpy()
-                    nrm_out[a:b] = nr.cpu().numpy()
-        finally:
-            torch.backends.cuda.matmul.allow_tf32 = tf32
+        starts = [0] if groups is None else [int(g) for g in groups]
+        bounds = []
+        for a, b in zip(starts, starts[1:] + [n]):
+            bounds += [(c, min(b, c + self.ray_chunk)) for c in range(a, b, self.ray_chunk)]
+        with torch.no_grad():
+            for a, b in bounds:
+                ot = torch.from_numpy(o[a:b]).to(self.device)
+                dt = torch.from_numpy(d[a:b]).to(self.device)
+                t, p, nr = self._cast_chunk(ot, dt, self._cull(o[a:b], d[a:b]))
+                t_out[a:b] = t.cpu().numpy()
+                part_out[a:b] = p.cpu().numpy()
+                nrm_out[a:b] = nr.cpu().numpy()
         shape = np.asarray(origins).shape[:-1]
         return t_out.reshape(shape), part_out.reshape(shape), nrm_out.reshape(*shape, 3)
 
-    def _cast_chunk(self, o, d):
+    def _cull(self, o: np.ndarray, d: np.ndarray):
+        """Internal indices of the parts whose bounding sphere meets the cone of the rays
+        (which must share one origin), or None (no culling) when they do not."""
+        if len(o) == 0 or float(np.abs(o - o[0]).max()) > 1e-6:
+            return None
+        torch = self.torch
+        u = d / np.linalg.norm(d, axis=1, keepdims=True)
+        axis = u.mean(0)
+        axis /= np.linalg.norm(axis)
+        cos_half = float(np.clip((u @ axis).min(), -1.0, 1.0))
+        if cos_half <= 0.0:
+            return None
+        half = math.acos(cos_half)
+        v = self.sphere_c - torch.from_numpy(o[0]).to(self.device)
+        dist = v.norm(dim=1)
+        ax = torch.from_numpy(axis.astype(np.float32)).to(self.device)
+        cos_phi = ((v @ ax) / dist.clamp_min(1e-9)).clamp(-1, 1)
+        spread = torch.asin((self.sphere_r / dist.clamp_min(1e-9)).clamp(max=1.0))
+        keep = (dist <= self.sphere_r) | (torch.acos(cos_phi) <= half + spread + 1e-3)
+        return torch.nonzero(keep, as_tuple=True)[0]
+
+    def _cast_chunk(self, o, d, subset=None):
         torch = self.torch
         R = len(o)
-        P = self.lo.shape[0]
         eps = self.EPS
-        o_l = (o @ self.R_flat).view(R, P, 3) - self.c
-        d_l = (d @ self.R_flat).view(R, P, 3)
-        d_l = torch.where(d_l.abs() < 1e-12, torch.full_like(d_l, 1e-12), d_l)
-        inv = 1.0 / d_l
-        t0 = (self.lo - o_l) * inv
-        t1 = (self.hi - o_l) * inv
-        del o_l
-        tmin = torch.minimum(t0, t1)
-        tmax = torch.maximum(t0, t1)
-        del t0, t1
-        tnear, near_axis = tmin.max(dim=2)
-        tfar, far_axis = tmax.min(dim=2)
-        del tmin, tmax
+        if subset is None:
+            P, nb, idx = self.P, self.nb, None
+            Rf, c, lo, hi = self.R_flat, self.c, self.lo, self.hi
+        else:
+            idx = subset
+            P, nb = len(idx), int((idx < self.nb).sum())
+            cols = torch.cat([idx + k * self.P for k in range(3)])
+            Rf, c = self.R_flat[:, cols], self.c[cols]
+            lo, hi = self.lo[:, idx], self.hi[:, idx]
+        inf = float("inf")
+        if P == 0:
+            return (torch.full((R,), inf, device=o.device), torch.full((R,), -1, dtype=torch.int32, device=o.device),
+                    torch.zeros((R, 3), device=o.device))
+        # (R, 3P): rays in every part's frame (elementwise, not a matmul: TF32 must not touch it)
+        o_l = o[:, 0:1] * Rf[0] + o[:, 1:2] * Rf[1] + o[:, 2:3] * Rf[2] - c
+        d_l = d[:, 0:1] * Rf[0] + d[:, 1:2] * Rf[1] + d[:, 2:3] * Rf[2]
+        d_l = torch.where(d_l == 0, torch.full_like(d_l, 1e-30), d_l)
+        inv = torch.reciprocal(d_l)
+        tnear = tfar = None
+        for k in range(3):
+            sl = slice(k * P, (k + 1) * P)
+            t0 = (lo[k] - o_l[:, sl]) * inv[:, sl]
+            t1 = (hi[k] - o_l[:, sl]) * inv[:, sl]
+            lo_t, hi_t = torch.minimum(t0, t1), torch.maximum(t0, t1)
+            tnear = lo_t if tnear is None else torch.maximum(tnear, lo_t)
+            tfar = hi_t if tfar is None else torch.minimum(tfar, hi_t)
         hit = (tnear <= tfar) & (tfar > eps)
-        inf = torch.tensor(float("inf"), device=o.device)
-        # nearest box part
-        tb_near = tnear[:, self.box_parts]
-        tb_far = tfar[:, self.box_parts]
-        tb = torch.where(tb_near > eps, tb_near, tb_far)
-        tb = torch.where(hit[:, self.box_parts], tb, inf)
-        best_t, j = tb.min(dim=1)
-        best_part = self.box_parts[j]
         rows = torch.arange(R, device=o.device)
-        inside = ~(tb_near[rows, j] > eps)
-        axis = torch.where(inside, far_axis[rows, best_part], near_axis[rows, best_part])
-        normal = self.R[best_part, :, axis]                     # the hit face's axis in world
-        best_part = torch.where(torch.isfinite(best_t), best_part, torch.full_like(best_part, -1))
+        if nb:
+            # nearest box part: its slab hit is exact
+            tb = torch.where(tnear[:, :nb] > eps, tnear[:, :nb], tfar[:, :nb])
+            tb = tb.masked_fill(~hit[:, :nb], inf)
+            best_t, j = tb.min(dim=1)
+            # the face hit: the axis whose slab bound equals the hit parameter
+            inside = ~(tnear[rows, j] > eps)
+            ts = []
+            for k in range(3):
+                col = k * P + j
+                ok_, dk = o_l[rows, col], d_l[rows, col]
+                t0, t1 = (lo[k, j] - ok_) / dk, (hi[k, j] - ok_) / dk
+                ts.append(torch.where(inside, torch.maximum(t0, t1), torch.minimum(t0, t1)))
+            ts = torch.stack(ts, 1)
+            axis = torch.where(inside[:, None], -ts, ts).argmax(dim=1)
+            jj = j if idx is None else idx[j]
+            normal = self.R[jj, :, axis]
+            best_part = torch.where(torch.isfinite(best_t), self.order[jj], torch.full_like(jj, -1))
+        else:
+            best_t = torch.full((R,), inf, device=o.device)
+            best_part = torch.full((R,), -1, dtype=torch.long, device=o.device)
+            normal = torch.zeros((R, 3), device=o.device)
         # curved parts whose box is entered before the nearest box hit: test their triangles
-        if len(self.curved_parts):
-            cand = hit[:, self.curved_parts] & (tnear[:, self.curved_parts] < best_t[:, None])
+        if P > nb:
+            cand = hit[:, nb:] & (tnear[:, nb:] < best_t[:, None])
             ray_idx, cpart = torch.nonzero(cand, as_tuple=True)
+            if idx is not None:
+                cpart = idx[nb + cpart] - self.nb
             for a in range(0, len(ray_idx), self.pair_chunk):
                 ri = ray_idx[a:a + self.pair_chunk]
                 ci = cpart[a:a + self.pair_chunk]
                 t_pair, k = self._triangles(o[ri], d[ri], ci)
                 # per ray, keep the nearest pair hit
-                cur = torch.full((R,), float("inf"), device=o.device)
+                cur = torch.full((R,), inf, device=o.device)
                 cur = cur.scatter_reduce(0, ri, t_pair, reduce="amin")
-                better = t_pair < best_t[ri]
-                win = better & (t_pair <= cur[ri])
+                win = (t_pair < best_t[ri]) & (t_pair <= cur[ri])
                 ri_w, ci_w, k_w, t_w = ri[win], ci[win], k[win], t_pair[win]
                 best_t[ri_w] = t_w
-                best_part[ri_w] = self.curved_parts[ci_w]
+                best_part[ri_w] = self.order[self.nb + ci_w]
                 nrm = torch.linalg.cross(self.e1[ci_w, k_w], self.e2[ci_w, k_w], dim=-1)
                 normal[ri_w] = nrm / nrm.norm(dim=-1, keepdim=True).clamp_min(1e-20)
         return best_t, best_part.to(torch.int32), normal

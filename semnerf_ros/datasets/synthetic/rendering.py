@@ -54,9 +54,28 @@ class Renderer:
         rays = self.rays(poses)
         if hasattr(self.caster, "cast_packed"):
             t, part, normals = self.caster.cast_packed(rays)
-        else:
-            t, part, normals = self.caster.cast(rays[..., :3], rays[..., 3:])
+        else:  # torch: rays grouped by image tiles, so each group is culled to its cone
+            perm, starts = self._tiles(self.caster.tile)
+            n, hw = rays.shape[:2]
+            tiled = rays[:, perm].reshape(-1, 6)
+            groups = (np.arange(n)[:, None] * hw + starts[None, :]).reshape(-1)
+            t_, p_, n_ = self.caster.cast(tiled[:, :3], tiled[:, 3:], groups=groups)
+            inv = np.empty_like(perm)
+            inv[perm] = np.arange(len(perm))
+            t = t_.reshape(n, hw)[:, inv]
+            part = p_.reshape(n, hw)[:, inv]
+            normals = n_.reshape(n, hw, 3)[:, inv]
         return {"t": t, "part": part, "normals": normals, "rays": rays, "n": len(poses)}
+
+    def _tiles(self, tile: int) -> tuple:
+        """Pixel order that walks the image tile by tile, and where each tile starts."""
+        h, w = self.intr.shape
+        v, u = np.mgrid[0:h, 0:w]
+        key = (v // tile) * ((w + tile - 1) // tile) + (u // tile)
+        perm = np.argsort(key.reshape(-1), kind="stable")
+        sizes = np.bincount(key.reshape(-1))
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        return perm, starts
 
     def render(self, poses: np.ndarray) -> dict:
         h, w = self.intr.shape
