@@ -60,7 +60,7 @@ def load_dataset(path, kind: str = "auto", width: Optional[int] = 320, height: O
 
 
 def __getattr__(name):
-    # The generator pulls in Open3D; import it only when asked for.
+    # The generator is a subpackage of its own; import it only when asked for.
     if name in ("make_scene", "ensure_scene", "default_scene_dir"):
         from . import synthetic
         return getattr(synthetic, name)

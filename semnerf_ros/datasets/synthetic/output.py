@@ -203,7 +203,6 @@ def make_scene(out_dir, frames: int = 300, width: int = 320, height: int = 240, 
     info["raycaster"] = renderer.raycaster
     info["plan"] = geom.plan.to_dict()
     info["path"] = path_report(poses, geom.plan)
-    info["seconds"] = round(time.perf_counter() - t_start, 2)
     (out / COMPLETION_MARKER).write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
     (out / _IN_PROGRESS_MARKER).unlink()
     if progress:

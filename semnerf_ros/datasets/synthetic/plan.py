@@ -394,7 +394,7 @@ def make_plan(rng: np.random.Generator) -> FloorPlan:
 def _resolve_overlaps(rooms: list, links: list, gap: float) -> tuple:
     """A room attached to one neighbour may overlap another (an L of three rooms, a room
     at a corridor's end): cut the later room back along the axis of the smaller
-    overlap, and drop a room that becomes narrower than 2.5 m (with its links)."""
+    overlap, and drop a room that becomes smaller than 3 m (with its links)."""
     kept: list = []
     index = {}
     for k, r in enumerate(rooms):
@@ -411,7 +411,7 @@ def _resolve_overlaps(rooms: list, links: list, gap: float) -> tuple:
                     r.y1 = q.y0 - gap
                 else:
                     r.y0 = q.y1 + gap
-        if r.width >= 2.5 and r.depth >= 2.5 or (r.kind == "corridor" and min(r.width, r.depth) >= 1.4):
+        if r.width >= 3.0 and r.depth >= 3.0 or (r.kind == "corridor" and min(r.width, r.depth) >= 1.4):
             index[k] = len(kept)
             kept.append(r)
     links = [(index[a], index[b]) for a, b in links if a in index and b in index]
