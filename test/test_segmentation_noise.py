@@ -234,3 +234,16 @@ def test_train_cli_has_the_flags():
     t = tasks.task_args(a)
     assert t["segmentation_denoising"] is True and t["segmentation_noise_strength"] == 0.3
     assert set(MODES) == {"missed", "confused", "boundary", "blobs"}
+
+
+def test_input_miou_table_on_a_synthetic_house(tmp_path):
+    from semnerf_ros import segmentation_noise as sn
+
+    out = tmp_path / "t.json"
+    assert sn.main(["--seeds", "2", "--strengths", "0", "0.5", "--frames", "10", "--width", "32", "--height", "24",
+                    "--out", str(out)]) == 0
+    import json
+
+    t = json.loads(out.read_text())
+    row = t["per_seed"]["2"]["segmentation"]
+    assert row["0.0"] == 1.0 and row["0.5"] < 0.95 and 0 < t["per_seed"]["2"]["pixel_0.5"] < 0.6

@@ -219,3 +219,16 @@ def test_cli_picks_the_ray_caster(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "ray casting: torch" in out and "house:" in out
     assert json.loads((tmp_path / "s" / "scene.json").read_text())["raycaster"] == "torch"
+
+
+def test_cli_bag_with_segmentation_noise(tmp_path):
+    pytest.importorskip("rosbags")
+    from semnerf_ros.ros import bag_writer
+
+    rc = synthetic.main([str(tmp_path / "s"), "--frames", "4", "--width", "32", "--height", "24", "--seed", "9",
+                         "--quiet", "--bag", str(tmp_path / "bag"), "--noise", "segmentation",
+                         "--noise-strength", "0.4"])
+    assert rc == 0
+    noise = json.loads(bag_writer.bag_custom_data(tmp_path / "bag")["semnerf.noise"])
+    assert noise["model"] == "segmentation" and noise["ratio"] == 0.4
+    assert (tmp_path / "bag" / "bag_0.mcap").is_file()

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from .appearance import (M_BOOK, M_CABINET, M_CHECKER, M_DOOR, M_FABRIC, M_LEAF, M_METAL, M_PAINTING,
+from .appearance import (M_BOOK, M_CABINET, M_CHECKER, M_DOOR, M_FABRIC, M_METAL, M_PAINTING,
                          M_PLAIN, M_PLANKS, M_PLASTER, M_SCREEN, M_SHADE, M_WALLPAPER, M_WINDOW, M_WOOD,
                          Lighting)
 from .geometry import WORLD as _WORLD

@@ -10,7 +10,7 @@ every footprint in the floor plan's ``obstacles`` for the camera planner.
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
