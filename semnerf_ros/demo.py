@@ -938,7 +938,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(a segmentation network's errors: missed thin objects, confused classes, bleeding "
                         "edges, blobs, persistent over frames), region (whole objects) or none")
     p.add_argument("--noise-strength", type=float, default=NOISE_RATIO,
-                   help=f"noise ratio / strength in [0, 1] (default {NOISE_RATIO}; segmentation: about 0.25 "
+                   help=f"noise ratio / strength in [0, 1] (default {NOISE_RATIO}; segmentation: about 0.3 "
                         f"gives an input mIoU of 0.6)")
     p.add_argument("--domain-id", type=int, default=None,
                    help="ROS_DOMAIN_ID of the run (default: a random one in 1..100)")

@@ -25,6 +25,11 @@ modes a real segmenter makes:
 Void (0) stays void and no valid pixel becomes void.  Deterministic for a given
 ``numpy.random.Generator``; never modifies its input.  :mod:`semnerf_ros.tasks`
 exposes it as ``corrupt_labels(..., kind="segmentation")``.
+
+Calibration (input mIoU of the 60 training views, 320x240, mean of synthetic houses
+1, 4, 9 and 13; ``python -m semnerf_ros.segmentation_noise --seeds 1 4 9 13 --strengths
+0.2 0.25 0.3 0.5 0.75 1``): strength 0.2 -> 0.68, 0.25 -> 0.64, 0.3 -> 0.60, 0.5 -> 0.49,
+0.75 -> 0.40, 1.0 -> 0.33 (50 % pixel noise: 0.22).
 """
 from __future__ import annotations
 
