@@ -46,6 +46,11 @@ log = logging.getLogger("semnerf_ros.mapper")
 
 MAP_FORMAT = "semnerf_ros.map"
 MAP_VERSION = 1
+#: Config sections a map file brings when loaded into a running mapper (:meth:`Mapper.load_state`):
+#: the field's architecture, its sampling / encoding / occupancy settings and its training schedule
+#: and loss weights.  The running mapper keeps the others: ``mapper`` (buffer bound, keyframe
+#: thresholds, eviction, rates, storage device), ``experiment`` (device, seed) and ``logging``.
+MAP_FILE_SECTIONS = ("model", "render", "train")
 #: seconds between repeated log lines of one kind (out-of-memory, failed steps)
 LOG_PERIOD_S = 5.0
 #: seconds of recent training steps over which ``stats()["iterations_per_second"]`` is measured
@@ -449,8 +454,7 @@ class Mapper:
         """Render the map from a camera-to-world ``pose`` (optical axes)."""
         T = validate_pose(pose)
         intr = intrinsics.scaled(scale) if scale != 1.0 else intrinsics
-        if self.model is None:
-            raise MapNotReadyError("the map is empty: no keyframe has been added yet")
+        self._require_content()
         near, far = self.cfg["render"]["depth_range"]
         chunk = chunk or (int(self.cfg["model"]["chunk"]) if self.cfg["model"]["type"] == "hash" else 4096 * 4)
         view = self._view_renderer
@@ -475,10 +479,17 @@ class Mapper:
             intrinsics=intr,
         )
 
+    def _require_content(self) -> None:
+        """Raise :class:`MapNotReadyError` while the map holds nothing learnt: no model yet
+        (automatic bounds), or -- with explicit bounds, where the model exists from the start
+        and after :meth:`reset` -- no keyframe and no training step (its renders would be the
+        initialisation's noise)."""
+        if self.model is None or (len(self.buffer) == 0 and self.step_count == 0):
+            raise MapNotReadyError("the map is empty: no keyframe has been added yet")
+
     def snapshot_model(self) -> SemanticModel:
         """A frozen copy of the model (taken under the lock) for slow readers."""
-        if self.model is None:
-            raise MapNotReadyError("the map is empty: no keyframe has been added yet")
+        self._require_content()
         with self._priority_lock("snapshot"):
             snap = copy.deepcopy(self.model)
         snap.eval()
@@ -608,8 +619,13 @@ class Mapper:
         return state
 
     @classmethod
-    def from_state(cls, state: dict, device=None) -> "Mapper":
+    def from_state(cls, state: dict, device=None, runtime_cfg: Optional[dict] = None) -> "Mapper":
+        """A Mapper from :meth:`state_dict` output.  ``runtime_cfg``: the config of a
+        running mapper whose run-time settings win over the file's (the load rule,
+        :data:`MAP_FILE_SECTIONS`); None = everything from the file."""
         cfg = make_config(state["config"])
+        if runtime_cfg is not None:
+            cfg = _apply_load_rule(cfg, runtime_cfg)
         m = cls(cfg, int(state["num_classes"]), state["class_names"], device=device,
                 bounds=None if state["bounds"] is None else state["bounds"].numpy())
         if state["model"] is not None:
@@ -619,7 +635,7 @@ class Mapper:
             grid = getattr(m.model, "grid", None)
             if grid is not None:
                 grid.updates = int(state.get("grid_updates", 0))
-        m.buffer.load_state_dict(state["buffer"])
+        m._load_keyframes(state["buffer"])
         m.policy.load_state_dict(state["policy"])
         c = state["counters"]
         m.step_count = int(c["step"])
@@ -628,21 +644,60 @@ class Mapper:
         m.n_rays = int(c.get("n_rays", m.n_rays))
         return m
 
+    def _load_keyframes(self, buf: dict) -> None:
+        """Fill the (empty) replay buffer with a map file's keyframes.  More of them
+        than ``mapper.max_keyframes``: a warning, and the surplus is evicted by the
+        buffer's own rule, as if they had arrived in order with this bound."""
+        n = int(buf.get("count", 0))
+        cap = self.buffer.capacity
+        if n <= cap:
+            self.buffer.load_state_dict(buf)
+            return
+        log.warning("the map file holds %d keyframes but max_keyframes is %d: evicting %d of them "
+                    "(mapper.eviction '%s')", n, cap, n - cap, self.buffer.eviction)
+        intr = Intrinsics.from_dict(buf["intrinsics"])
+        ids = buf["ids"].tolist()
+        for i in range(n):
+            fx, fy, cx, cy = (float(v) for v in buf["K"][i])
+            depth = buf["depth"][i].float().numpy() if bool(buf["has_depth"][i]) else None
+            frame = Frame(rgb=buf["rgb"][i].numpy(), pose=buf["poses"][i].double().numpy(),
+                          intrinsics=Intrinsics(fx, fy, cx, cy, intr.width, intr.height),
+                          labels=buf["labels"][i].numpy().astype(np.int32), depth=depth,
+                          stamp=float(buf["stamps"][i]))
+            self.buffer.add(frame)
+            self.buffer.slot_ids[self.buffer.order[-1]] = int(ids[i])   # keep the file's keyframe ids
+        self.buffer.next_id = int(buf["next_id"])
+        self.buffer.evicted += int(buf["evicted"])
+
     @classmethod
-    def load(cls, path, device=None) -> "Mapper":
-        """A new Mapper from a map file (see :meth:`save`)."""
+    def _read_and_build(cls, path, device=None, runtime_cfg: Optional[dict] = None):
+        """(Mapper, its file's state) -- errors as :class:`MapFileError`."""
         state = cls.read_state(path)
         try:
-            return cls.from_state(state, device=device)
+            return cls.from_state(state, device=device, runtime_cfg=runtime_cfg), state
         except MapFileError:
             raise
         except Exception as exc:
             raise MapFileError(f"map file {path} does not fit this package: {type(exc).__name__}: {exc}") from exc
 
-    def load_state(self, path) -> None:
-        """Replace this map by a saved one, in place.  The file is read and a new
-        map built first; on any error the live map is untouched."""
-        other = Mapper.load(path, device=self.device)
+    @classmethod
+    def load(cls, path, device=None, runtime_cfg: Optional[dict] = None) -> "Mapper":
+        """A new Mapper from a map file (see :meth:`save`); ``runtime_cfg`` as in
+        :meth:`from_state`."""
+        return cls._read_and_build(path, device, runtime_cfg)[0]
+
+    def load_state(self, path) -> dict:
+        """Replace this map by a saved one, in place, following the load rule
+        (docs/architecture.md, "Mapper persistence"): the file brings the field
+        (config sections :data:`MAP_FILE_SECTIONS`, weights, optimiser state), its
+        keyframes and its counters; this mapper keeps its run-time settings (the
+        ``mapper`` section -- buffer bound, keyframe thresholds, rates, storage
+        device -- and ``experiment``: device, seed).  A file with more keyframes
+        than ``mapper.max_keyframes`` loads with a warning, the surplus evicted.
+        The file is read and a new map built first; on any error the live map is
+        untouched.  Returns ``keyframes`` (kept), ``keyframes_in_file``,
+        ``evicted`` (beyond the bound) and ``step``."""
+        other, state = Mapper._read_and_build(path, device=self.device, runtime_cfg=self.cfg)
         with self._priority_lock():
             if other.num_classes != self.num_classes:
                 raise MapFileError(f"map file {path} has {other.num_classes} classes, this map {self.num_classes}")
@@ -651,6 +706,9 @@ class Mapper:
                 setattr(self, name, getattr(other, name))
             self.last_losses = {}
             self._step_times.clear()
+        in_file = int(state["buffer"].get("count", 0))
+        return {"keyframes": len(self.buffer), "keyframes_in_file": in_file,
+                "evicted": in_file - len(self.buffer), "step": self.step_count}
 
     def reset(self) -> None:
         """Forget everything learnt and every keyframe (configuration kept)."""
@@ -664,6 +722,15 @@ class Mapper:
                 self._build_model(bounds)
             self.n_rays = int(self.cfg["render"]["N_rays"])
             self._reset_counters()
+
+
+def _apply_load_rule(file_cfg: dict, runtime_cfg: dict) -> dict:
+    """The config a map file is loaded with into a running mapper: the file's
+    :data:`MAP_FILE_SECTIONS`, the running config's other sections."""
+    cfg = copy.deepcopy(make_config(runtime_cfg))
+    for section in MAP_FILE_SECTIONS:
+        cfg[section] = copy.deepcopy(file_cfg[section])
+    return make_config(cfg)
 
 
 def _to_cpu(obj):

@@ -20,6 +20,12 @@ Tasks:
   (``--region_denoising``)
 * :func:`super_resolution_labels` -- label super-resolution (``--super_resolution``)
 * :func:`label_propagation` -- single clicks / partial regions (``--label_propagation``)
+* :func:`segmentation_noise` -- not a seed task: errors like a segmentation
+  network's (missed thin / small objects, confused similar classes, bleeding
+  boundaries, false blobs, all persistent along the trajectory; one strength in
+  [0, 1]; module :mod:`semnerf_ros.segmentation_noise`), ``--segmentation_denoising``
+* :func:`corrupt_labels` -- one entry point for the label streams of bags, demos
+  and benchmarks: ``kind`` = ``pixel`` | ``region`` | ``segmentation`` | ``none``
 * :func:`apply_task` -- the seed's flag dispatch; :func:`save_corrupted` /
   :func:`load_corrupted` for ``--visualise_save`` / ``--load_saved``.
 """
@@ -35,6 +41,9 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
+
+from .segmentation_noise import SIMILAR_CLASS_GROUPS, class_confusion  # noqa: F401  (re-exported)
+from .segmentation_noise import segmentation_noise as _segmentation_noise
 
 #: The seed's ``train_SSR_main.py`` task flags and their defaults.
 TASK_DEFAULTS: dict[str, Any] = {
@@ -60,7 +69,12 @@ TASK_DEFAULTS: dict[str, Any] = {
 #: Extensions of this package (not seed flags), read from the same args when present.
 EXTRA_DEFAULTS: dict[str, Any] = {
     "propagation_regions": "class",   # class (seed) | instance | component
+    "segmentation_denoising": False,  # labels corrupted like a segmentation network's output
+    "segmentation_noise_strength": 0.0,
 }
+
+#: Label corruptions of :func:`corrupt_labels`.
+NOISE_KINDS = ("pixel", "region", "segmentation", "none")
 
 PROPAGATION_REGIONS = ("class", "instance", "component")
 CORRUPTED_FORMAT = "semnerf_ros.corrupted_labels/1"
@@ -518,6 +532,64 @@ def label_propagation(labels, rng: np.random.Generator, partial_perc: float = 0.
     return out, info
 
 
+# ----------------------------------------------------------------------------- segmentation-like noise
+
+
+def segmentation_noise(labels, strength: float, num_classes: int, rng: np.random.Generator,
+                       class_names: Optional[Sequence[str]] = None, instances=None, frame_mask=None,
+                       correlation_frames: float = 8.0, modes: Optional[Sequence[str]] = None
+                       ) -> tuple[np.ndarray, dict]:
+    """Errors like a segmentation network's, frames in trajectory order (see
+    :func:`semnerf_ros.segmentation_noise.segmentation_noise`); raises :class:`TaskError`
+    for bad arguments.  Returns ``(noisy (N,H,W) int32, info)``."""
+    lab = _check_labels(labels)
+    num_classes = _check_classes(lab, num_classes)
+    strength = _check_ratio(strength, "segmentation noise strength")
+    inst = None if instances is None else _check_labels(instances, "instances")
+    frames = _check_frame_mask(frame_mask, lab.shape[0])
+    try:
+        return _segmentation_noise(lab, strength, num_classes, rng, class_names=class_names, instances=inst,
+                                   frame_mask=frames, correlation_frames=correlation_frames, modes=modes)
+    except ValueError as exc:
+        raise TaskError(str(exc)) from exc
+
+
+def corrupt_labels(labels, kind: str, strength: float, num_classes: int, rng: np.random.Generator,
+                   instances=None, class_names: Optional[Sequence[str]] = None,
+                   frame_mask=None) -> tuple[np.ndarray, dict]:
+    """The label corruption ``kind`` at ``strength`` in [0, 1]; frames in trajectory order.
+
+    * ``pixel``: :func:`pixel_noise` (``strength`` = fraction of the valid pixels of
+      every frame given a random class, the seed's ``--pixel_noise_ratio``);
+    * ``region``: :func:`region_flip` of every instance (``strength`` = fraction of the
+      frames showing an instance, spread over its area-sorted views, where the whole
+      instance gets one wrong class); needs ``instances``;
+    * ``segmentation``: :func:`segmentation_noise` (errors like a segmentation
+      network's; ``class_names`` drive which classes are confused, ``instances``
+      make objects the unit of error);
+    * ``none``: the labels unchanged.
+
+    Returns ``(noisy (N,H,W) int32, info)`` (``info["kind"]``, ``info["strength"]`` and
+    the function's statistics)."""
+    if kind not in NOISE_KINDS:
+        raise TaskError(f"label noise kind must be one of {NOISE_KINDS}, got {kind!r}")
+    strength = _check_ratio(strength, f"{kind} noise strength")
+    if kind == "none":
+        out, info = _check_labels(labels).astype(np.int32, copy=True), {}
+    elif kind == "pixel":
+        out, info = pixel_noise(labels, strength, num_classes, rng, frame_mask=frame_mask)
+    elif kind == "region":
+        if instances is None:
+            raise TaskError("region noise needs instance maps")
+        ids = [int(i) for i in np.unique(np.asarray(instances)) if i != 0]
+        out, info = region_flip(labels, instances, ids, strength, uniform_flip=True, num_classes=num_classes,
+                                rng=rng, frame_mask=frame_mask)
+    else:
+        out, info = segmentation_noise(labels, strength, num_classes, rng, class_names=class_names,
+                                       instances=instances, frame_mask=frame_mask)
+    return out, dict(info, kind=kind, strength=strength)
+
+
 # ----------------------------------------------------------------------------- save / load
 
 
@@ -625,7 +697,8 @@ def task_args(args=None) -> dict:
     return out
 
 
-_TASK_ORDER = ("super_resolution", "label_propagation", "pixel_denoising", "region_denoising", "sparse_views")
+_TASK_ORDER = ("super_resolution", "label_propagation", "pixel_denoising", "segmentation_denoising",
+               "region_denoising", "sparse_views")
 # Flags that decide the corrupted labels (compared on --load_saved).
 _RESULT_KEYS = tuple(k for k in list(TASK_DEFAULTS) + list(EXTRA_DEFAULTS)
                      if k not in ("visualise_save", "load_saved"))
@@ -647,12 +720,15 @@ def _save_visualisation(npz_path: Path, labels: np.ndarray, keep: np.ndarray, nu
 
 def apply_task(args, labels, instances, train_ids: Optional[Sequence[int]], rng: np.random.Generator,
                num_classes: int, saved_path=None, seed: Optional[int] = None,
-               progress: bool = True) -> tuple[np.ndarray, np.ndarray, str]:
+               progress: bool = True, class_names: Optional[Sequence[str]] = None
+               ) -> tuple[np.ndarray, np.ndarray, str]:
     """Corrupt the training labels as the seed's ``train_SSR_main.py`` does.
 
     Precedence (one task runs): ``super_resolution``; else ``label_propagation``
     (then ``sparse_views`` frame dropping if set); else ``pixel_denoising``
-    (on the frames kept by ``sparse_views`` if set); else ``region_denoising``
+    (on the frames kept by ``sparse_views`` if set); else ``segmentation_denoising``
+    (an extension: :func:`segmentation_noise` at ``segmentation_noise_strength``,
+    frames in the given order, likewise); else ``region_denoising``
     (likewise); else ``sparse_views`` (``label_map_ids`` if given, else
     ``sparse_ratio`` / ``random_sample``); else the clean labels.
 
@@ -670,6 +746,8 @@ def apply_task(args, labels, instances, train_ids: Optional[Sequence[int]], rng:
             (read them back instead of corrupting; the stored task flags must
             match ``args``).
         seed: the seed ``rng`` was made from, recorded in the saved metadata.
+        class_names: names of the class ids (``segmentation_denoising`` confuses
+            classes by name; default ``class_<i>``).
 
     Returns:
         ``(labels_train (N,H,W) int32, label_mask_per_frame (N,) bool,
@@ -701,7 +779,8 @@ def apply_task(args, labels, instances, train_ids: Optional[Sequence[int]], rng:
         return saved, masks, f"{meta.get('description', 'saved labels')} [loaded from {saved_path}]"
 
     chosen = next((t for t in _TASK_ORDER if a[t]), None)
-    combines_sparse = chosen in ("label_propagation", "pixel_denoising", "region_denoising")
+    combines_sparse = chosen in ("label_propagation", "pixel_denoising", "segmentation_denoising",
+                                 "region_denoising")
     ignored = [t for t in _TASK_ORDER
                if a[t] and t != chosen and not (t == "sparse_views" and combines_sparse)]
     keep = np.ones(n, dtype=bool)
@@ -730,6 +809,14 @@ def apply_task(args, labels, instances, train_ids: Optional[Sequence[int]], rng:
         desc = (f"pixel_denoising: noise ratio {a['pixel_noise_ratio']:g} "
                 f"(measured: {stats['perturbed_ratio']:.4f} perturbed, "
                 f"{stats['changed_ratio']:.4f} changed)")
+    elif chosen == "segmentation_denoising":
+        if a["sparse_views"]:
+            keep = sparse_keep()
+        out, stats = segmentation_noise(lab, a["segmentation_noise_strength"], num_classes, rng,
+                                        class_names=class_names, instances=instances, frame_mask=keep)
+        stats = {k: v for k, v in stats.items() if k != "confusion"}
+        desc = (f"segmentation_denoising: strength {a['segmentation_noise_strength']:g} "
+                f"(measured: {stats['changed_ratio']:.4f} of valid pixels changed)")
     elif chosen == "region_denoising":
         if instances is None:
             raise TaskError("region_denoising needs instance maps (the dataset has none)")

@@ -107,6 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--pixel_denoising", action="store_true", help="whether to work in pixel-denoising tasks")
     g.add_argument("--pixel_noise_ratio", type=float, default=d["pixel_noise_ratio"],
                    help="the fraction of (valid) pixels perturbed in each labelled frame")
+    g = p.add_argument_group("segmentation-like denoising (semnerf_ros extension)")
+    g.add_argument("--segmentation_denoising", action="store_true",
+                   help="corrupt the training labels like a segmentation network's output: missed thin and "
+                        "small objects, similar classes confused, bleeding boundaries, false blobs, errors "
+                        "that persist over consecutive frames (semnerf_ros.tasks.segmentation_noise)")
+    g.add_argument("--segmentation_noise_strength", type=float,
+                   default=tasks.EXTRA_DEFAULTS["segmentation_noise_strength"],
+                   help="strength of the segmentation-like noise in [0, 1] (about 0.3 gives an input mIoU "
+                        "of 0.6 on the built-in houses)")
     g = p.add_argument_group("region-wise denoising")
     g.add_argument("--region_denoising", action="store_true",
                    help="whether to work in region-denoising tasks by flipping the class labels of instances "
@@ -568,7 +577,7 @@ def train(cfg: Optional[dict] = None, args=None) -> dict:
     rng = np.random.default_rng(seed)
     noisy, keep, task_desc = tasks.apply_task(a, clean, instances, scene.frame_indices[train_ids], rng,
                                               scene.num_classes, saved_path=saved_path, seed=seed,
-                                              progress=progress)
+                                              progress=progress, class_names=scene.class_names)
     say(f"task: {task_desc}")
     digest = labels_digest(noisy, keep)
 

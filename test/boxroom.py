@@ -6,6 +6,9 @@ so tests need neither Open3D nor files.
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 from semnerf_ros.frame import Frame
@@ -79,3 +82,28 @@ def box_frames(n: int = 12, width: int = 32, height: int = 24, radius: float = 0
         frames.append(Frame(rgb=rgb, pose=pose, intrinsics=intr, labels=labels,
                             depth=depth if with_depth else None, stamp=i / 10.0, frame_id="cam", index=i))
     return frames
+
+
+CLASS_NAMES = ["void", "wall -x", "wall +x", "wall -y", "wall +y", "floor", "ceiling"]
+
+
+def write_box_replica(out: Path, n: int = 16, width: int = 48, height: int = 36, instances: bool = False) -> Path:
+    """The room as a Replica-layout folder (rgb, depth in mm, semantic_class, traj_w_c.txt,
+    intrinsics.json); ``instances``: also semantic_instance/ with instance id 10 * class (one
+    instance per face)."""
+    import cv2
+
+    subs = ["rgb", "depth", "semantic_class"] + (["semantic_instance"] if instances else [])
+    for sub in subs:
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    frames = box_frames(n, width, height)
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(out / "rgb" / f"rgb_{i}.png"), f.rgb[:, :, ::-1])
+        cv2.imwrite(str(out / "depth" / f"depth_{i}.png"), np.round(f.depth * 1000).astype(np.uint16))
+        cv2.imwrite(str(out / "semantic_class" / f"semantic_class_{i}.png"), f.labels.astype(np.uint8))
+        if instances:
+            cv2.imwrite(str(out / "semantic_instance" / f"semantic_instance_{i}.png"),
+                        (f.labels * 10).astype(np.uint16))
+    np.savetxt(out / "traj_w_c.txt", np.stack([f.pose.reshape(-1) for f in frames]))
+    (out / "intrinsics.json").write_text(json.dumps({"hfov": 90.0, "class_names": CLASS_NAMES}))
+    return out

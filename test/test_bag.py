@@ -7,8 +7,6 @@ import cv2
 import numpy as np
 import pytest
 
-pytest.importorskip("rosbags")
-
 from semnerf_ros.ros import bag_writer, convert  # noqa: E402
 from semnerf_ros.ros.bag_writer import (TOPIC_DEPTH, TOPIC_INFO, TOPIC_LABELS,  # noqa: E402
                                         TOPIC_LABELS_GT, TOPIC_POSE, TOPIC_RGB, BagWriteError)
@@ -118,10 +116,23 @@ def test_options_and_region_noise(scene, tmp_path):
     np.testing.assert_allclose(np.diff(st), 0.1, atol=1e-6)
     gt = np.stack([convert.labels_from_image_msg(m) for _, _, m in msgs[TOPIC_LABELS_GT]])
     noisy = np.stack([convert.labels_from_image_msg(m) for _, _, m in msgs[TOPIC_LABELS]])
-    # whole instances flipped: each changed frame/instance region changes entirely
+    # whole instances flipped: each flipped (frame, instance) region takes one new class on every one
+    # of its pixels, and nothing outside the flipped regions changes
     flips = info["noise_info"]["flips"]
     assert len(flips) == sum(info["noise_info"]["flipped_frames"]) > 0
-    assert np.any(noisy != gt)
+    inst = np.stack([cv2.imread(str(scene / "semantic_instance" / f"semantic_instance_{i}.png"),
+                                cv2.IMREAD_UNCHANGED) for i in range(N)])
+    flipped = np.zeros(gt.shape, bool)
+    for fl in flips:
+        region = inst[fl["frame"]] == fl["instance"]
+        assert region.sum() == fl["pixels"] > 0 and fl["to"] != fl["from"]
+        assert np.all(gt[fl["frame"]][region] == fl["from"]), fl
+        assert np.all(noisy[fl["frame"]][region] == fl["to"]), fl
+        flipped[fl["frame"]] |= region
+    np.testing.assert_array_equal(noisy[~flipped], gt[~flipped])
+    assert np.array_equal(noisy != gt, flipped)
+    # region noise at ratio 0.5 flips int(0.5 * visible) of the frames of each of the 4 instances
+    assert info["noise_info"]["flipped_frames"] == [v // 2 for v in info["noise_info"]["visible_frames"]]
     same = bag_writer.write_scene_bag(scene, tmp_path / "c", noise="none", progress=False)
     msgs = read_all(tmp_path / "c")
     for (_, _, a), (_, _, b) in zip(msgs[TOPIC_LABELS], msgs[TOPIC_LABELS_GT]):
@@ -168,7 +179,7 @@ def test_no_rclpy_import(scene, tmp_path):
 def test_player_publishes_exact_messages_with_timing(scene, tmp_path):
     """semnerf-play in a subprocess; a subscriber here receives the recorded
     messages unchanged, remapped, at the recorded rate scaled by --rate."""
-    rclpy = pytest.importorskip("rclpy")
+    import rclpy
     import os
     import subprocess
     import sys
@@ -226,7 +237,7 @@ def test_player_publishes_exact_messages_with_timing(scene, tmp_path):
 
 def test_player_options_in_process(scene, tmp_path):
     """--start-offset, --topics, --remap, --clock on an in-process node; option errors."""
-    rclpy = pytest.importorskip("rclpy")
+    import rclpy
     import threading
 
     from rclpy.executors import SingleThreadedExecutor
@@ -286,3 +297,68 @@ def test_player_options_in_process(scene, tmp_path):
     assert len(poses) == len(expected) and N - 3 <= len(expected) <= N - 1
     ns = [c.clock.sec * 1_000_000_000 + c.clock.nanosec for c in clocks]
     assert ns == sorted(ns) and ns[0] >= start + 200_000_000 and ns[-1] == expected[-1]
+
+
+def test_player_loop_and_delay(scene, tmp_path):
+    """semnerf-play --loop --delay in a subprocess: nothing is published for --delay seconds after
+    the subscribers matched, then the bag plays again and again, each pass the recorded messages
+    in order (stamps unchanged); SIGINT ends it with exit code 0."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    delay = 1.5
+    bag_writer.write_scene_bag(scene, tmp_path / "bag", rate_hz=10.0, progress=False)
+    recorded = [m for _, _, _, m in bag_writer.read_bag_messages(tmp_path / "bag", [TOPIC_LABELS])]
+    domain = 100 + (os.getpid() + 37) % 100
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain),
+               PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=domain)
+    node = rclpy.create_node("loop_check", context=ctx)
+    got = []
+    sub = node.create_subscription(Image, TOPIC_LABELS, lambda m: got.append((time.monotonic(), m)),
+                                   QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    proc = subprocess.Popen([sys.executable, "-m", "semnerf_ros.ros.bag_player", str(tmp_path / "bag"),
+                             "--rate", "4.0", "--loop", "--delay", str(delay), "--wait-for-subscribers", "20",
+                             "--quiet", "--topics", TOPIC_LABELS], env=env, cwd=str(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline, matched = time.monotonic() + 30, None
+        while time.monotonic() < deadline and len(got) < 3 * N + 2:
+            ex.spin_once(timeout_sec=0.02)
+            if matched is None and sub.get_publisher_count() > 0:
+                matched = time.monotonic()
+            assert proc.poll() is None, proc.stdout.read().decode()
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=15)[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        ex.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+    assert proc.returncode == 0, out
+    assert matched is not None and len(got) >= 3 * N + 2, (len(got), out)
+    # --delay: the first message comes delay (+ 0.3 s settling after the match) after the match
+    first = got[0][0] - matched
+    assert delay <= first < delay + 5.0, first
+    # --loop: pass after pass, the recorded messages in their order, bytes and stamps unchanged
+    for k, (_, live) in enumerate(got):
+        rec = recorded[k % N]
+        assert bytes(live.data) == bytes(rec.data.tobytes()), k
+        assert (live.header.stamp.sec, live.header.stamp.nanosec) == (rec.header.stamp.sec, rec.header.stamp.nanosec)
+    # each pass takes the recorded 1.1 s at x4 (about 0.28 s): no --delay between passes
+    starts = [got[k][0] for k in range(0, len(got), N)]
+    gaps = np.diff(starts[:3])
+    assert np.all(gaps > 0.2) and np.all(gaps < 0.28 + 1.0), gaps

@@ -5,8 +5,6 @@ import array
 import numpy as np
 import pytest
 
-pytest.importorskip("sensor_msgs.msg")
-
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 from semnerf_ros.geometry import (Intrinsics, IntrinsicsError, PoseError,  # noqa: E402

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("rclpy")
-pytest.importorskip("semnerf_ros.msg", reason="the package's ROS interfaces are not built")
+import rclpy  # noqa: F401  hard dependencies of the demo: test/test_install.py names a missing one
+import semnerf_ros.msg  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 #: generous for a loaded CI machine; the run itself takes about 65 s on two busy cores
@@ -46,7 +46,8 @@ def test_demo_tiny(tmp_path):
     assert sm["passed"] is True and sm["failures"] == []
     fin = sm["final"]
     assert fin["images"] >= 3
-    assert fin["published_miou"] > fin["noisy_miou"]
+    # a margin, as test_node's end-to-end check (measured: 0.495 vs 0.261 on two busy cores)
+    assert fin["published_miou"] > fin["noisy_miou"] + 0.05, (fin["published_miou"], fin["noisy_miou"])
     assert 0.0 < fin["noisy_miou"] < 0.5          # 50 % pixel noise really is in the input
     assert fin["published_accuracy"] > fin["noisy_accuracy"]
     assert len(sm["timeline"]) >= 4 and all("t" in r for r in sm["timeline"])

@@ -66,6 +66,10 @@ def test_launch_arguments_structurally():
                                          bag_writer.TOPIC_LABELS, bag_writer.TOPIC_DEPTH}
 
 
+NOT_INSTALLABLE = ("launch / launch_ros are not installable from PyPI (full ROS 2 installs only); the launch "
+                   "files' topics and parameters are checked without them in this module")
+
+
 def _load(path):
     spec = importlib.util.spec_from_file_location(path.stem.replace(".", "_"), path)
     mod = importlib.util.module_from_spec(spec)
@@ -74,8 +78,8 @@ def _load(path):
 
 
 def test_semnerf_launch_description():
-    launch = pytest.importorskip("launch")
-    launch_ros = pytest.importorskip("launch_ros")
+    launch = pytest.importorskip("launch", reason=NOT_INSTALLABLE)
+    launch_ros = pytest.importorskip("launch_ros", reason=NOT_INSTALLABLE)
     ld = _load(LAUNCH_FILES[0]).generate_launch_description()
     assert isinstance(ld, launch.LaunchDescription)
     args = {a.name for a in ld.get_launch_arguments()}
@@ -86,8 +90,8 @@ def test_semnerf_launch_description():
 
 
 def test_replay_launch_description():
-    launch = pytest.importorskip("launch")
-    pytest.importorskip("launch_ros")
+    launch = pytest.importorskip("launch", reason=NOT_INSTALLABLE)
+    pytest.importorskip("launch_ros", reason=NOT_INSTALLABLE)
     ld = _load(LAUNCH_FILES[1]).generate_launch_description()
     assert isinstance(ld, launch.LaunchDescription)
     args = {a.name: a for a in ld.get_launch_arguments()}

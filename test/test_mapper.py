@@ -245,3 +245,22 @@ def test_explicit_bounds_and_nerf_model_train_on_cpu():
     assert np.isfinite(out["loss"]) and m.step_count == 3
     r = m.render(frames[0].pose, frames[0].intrinsics)
     assert r.labels.shape == (12, 16)
+
+
+def test_explicit_bounds_map_is_empty_until_a_keyframe_and_again_after_reset():
+    """With explicit scene bounds the field exists from the start (and again right after a reset):
+    it still renders nothing until a keyframe arrives, instead of its initialisation's noise."""
+    frames = box_frames(2, 16, 12)
+    m = Mapper(tiny_cfg(), NUM_CLASSES, device="cpu", bounds=np.stack([-HALF, HALF]))
+    assert m.model is not None
+    with pytest.raises(MapNotReadyError, match="empty"):
+        m.render(frames[0].pose, frames[0].intrinsics)
+    with pytest.raises(MapNotReadyError):
+        m.extract_mesh(resolution=8)
+    m.add_frame(frames[0])
+    assert m.render(frames[0].pose, frames[0].intrinsics).labels.shape == (12, 16)
+    m.step(2)
+    m.reset()
+    assert m.model is not None and len(m.buffer) == 0
+    with pytest.raises(MapNotReadyError):
+        m.render(frames[0].pose, frames[0].intrinsics)

@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-rclpy = pytest.importorskip("rclpy")
+import rclpy  # a hard dependency: test/test_install.py names it when missing
 
 from geometry_msgs.msg import PoseStamped  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
@@ -33,6 +33,7 @@ from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
+from semnerf_ros.colormap import colorize_labels  # noqa: E402
 from semnerf_ros.geometry import Intrinsics  # noqa: E402
 from semnerf_ros.ros import convert  # noqa: E402
 from semnerf_ros.ros.node import SemNerfNode, _interfaces  # noqa: E402
@@ -47,6 +48,14 @@ _domains = itertools.count()
 def next_domain() -> int:
     """A ROS_DOMAIN_ID unlikely to be shared with a concurrent run (0..199)."""
     return 20 + (os.getpid() * 7 + next(_domains)) % 180
+
+
+def require_interfaces():
+    """The package's msg/srv classes; a failure (not a skip, not a silent pass) when they are not
+    built: they are part of every install (test/test_install.py)."""
+    iface = _interfaces()
+    assert iface is not None, "semnerf_ros.msg / semnerf_ros.srv do not import: run scripts/build_interfaces.py"
+    return iface
 
 
 def reliable(depth=20):
@@ -244,8 +253,21 @@ def test_outputs_carry_input_stamp_and_frame(harness_factory):
         m = h.got[k][-1]
         assert m.header.frame_id == "cam_optical" and m.encoding == enc
         assert (m.width, m.height) == (W // 2, H // 2)   # render_scale 0.5
+    # The images are the mapper's render of that pose, unchanged: the fake mapper "renders" the
+    # latest frame (i = 7) subsampled to the render scale, so each output has one exact expected
+    # value (labels not remapped, rows not flipped, colours from the palette, floats kept).
+    n_seen = {k: len(v) for k, v in h.got.items()}          # the mapper holds all 8 frames by now
+    assert h.wait(lambda: all(len(v) >= n_seen[k] + 2 for k, v in h.got.items()), 5)
+    want = scene_labels(7)[::2, ::2]
     lab = convert.labels_from_image_msg(h.got["semantic"][-1])
-    assert set(np.unique(lab)) <= {0, 1, 2, 3}
+    np.testing.assert_array_equal(lab, want)
+    np.testing.assert_array_equal(convert.rgb_from_image_msg(h.got["semantic_color"][-1]),
+                                  colorize_labels(want, 4))
+    want_rgb = np.stack([want * 60, 255 - want * 60, np.full_like(want, 90)], -1).astype(np.uint8)
+    np.testing.assert_array_equal(convert.rgb_from_image_msg(h.got["rgb"][-1]), want_rgb)
+    np.testing.assert_array_equal(convert.image_to_numpy(h.got["depth"][-1]), np.full(want.shape, 2.0, np.float32))
+    np.testing.assert_array_equal(convert.image_to_numpy(h.got["uncertainty"][-1]),
+                                  np.full(want.shape, 0.5, np.float32))
     # the frames the mapper got: optical pose, intrinsics from camera_info, labels as int32
     f = h.mapper.frames[-1]
     assert f.intrinsics == INTR and f.labels.dtype == np.int32 and f.stamp == pytest.approx(stamps[-1])
@@ -320,11 +342,11 @@ def test_invalid_inputs_are_counted_not_fatal(harness_factory):
     assert h.node.frames_rejected == 8 and h.node.frames_synced == 2
     send()                      # still alive and accepting
     assert h.wait(lambda: len(h.mapper.frames) == 3, 5)
-    if _interfaces() is not None:
-        st = h.node.status_message()
-        assert dict(zip(st.reject_reasons, st.reject_counts)) == expected
-        assert list(st.topics) == ["/rgb", "/labels", "/pose", "/camera_info"]
-        assert st.received[0] == 11 and st.frames_rejected == 8 and st.step == 7
+    require_interfaces()   # MapStatus is what status_message() builds
+    st = h.node.status_message()
+    assert dict(zip(st.reject_reasons, st.reject_counts)) == expected
+    assert list(st.topics) == ["/rgb", "/labels", "/pose", "/camera_info"]
+    assert st.received[0] == 11 and st.frames_rejected == 8 and st.step == 7
 
 
 def test_unmatched_messages_dropped_and_counted(harness_factory):
@@ -433,31 +455,30 @@ def test_services_and_markers(harness_factory, tmp_path):
     assert h.markers[-1].markers[0].action == Marker.DELETEALL and len(h.markers[-1].markers) == 3
     r = h.call(Trigger, "/semnerf_node/reset_map", Trigger.Request())
     assert r.success and not h.mapper.frames and h.node._latest is None
-    if _interfaces() is not None:
-        i = _interfaces()
-        h.publish(frame_msgs(1, 11.0, np.random.default_rng(5)))
-        assert h.wait(lambda: h.node._latest is not None and h.mapper.frames, 5)
-        req = i["ExportMesh"].Request(path=str(tmp_path / "m.obj"), semantic_colors=True)
-        r = h.call(i["ExportMesh"], "/semnerf_node/export_mesh", req)
-        assert r.success and r.written_path == str(tmp_path / "m.obj") and (r.vertex_count, r.face_count) == (4, 4)
-        assert (tmp_path / "m.obj").read_text().count("\nf ") == 4
-        r = h.call(i["ExportMesh"], "/semnerf_node/export_mesh",
-                   i["ExportMesh"].Request(path=str(tmp_path / "no_dir" / "m.ply")))
-        assert not r.success and "no_dir" in r.message
-        r = h.call(i["SaveMap"], "/semnerf_node/save_map", i["SaveMap"].Request())
-        assert r.success and Path(r.written_path) == tmp_path / "map.pt"
-        r = h.call(i["LoadMap"], "/semnerf_node/load_map", i["LoadMap"].Request(path=str(tmp_path / "none.pt")))
-        assert not r.success and "none.pt" in r.message
-        req = i["RenderView"].Request()
-        req.pose = convert.pose_stamped_from_pose(np.eye(4), "map", 5.0)
-        req.scale = 1.0
-        r = h.call(i["RenderView"], "/semnerf_node/render_view", req)
-        assert r.success and (r.semantic.width, r.semantic.height) == (W, H)
-        req.pose.header.frame_id = "odom"
-        r = h.call(i["RenderView"], "/semnerf_node/render_view", req)
-        assert not r.success and "odom" in r.message
-        r = h.call(i["GetStatus"], "/semnerf_node/get_status", i["GetStatus"].Request())
-        assert r.status.keyframes == 1 and r.status.frames_synced == 2   # counters survive a map reset
+    i = require_interfaces()
+    h.publish(frame_msgs(1, 11.0, np.random.default_rng(5)))
+    assert h.wait(lambda: h.node._latest is not None and h.mapper.frames, 5)
+    req = i["ExportMesh"].Request(path=str(tmp_path / "m.obj"), semantic_colors=True)
+    r = h.call(i["ExportMesh"], "/semnerf_node/export_mesh", req)
+    assert r.success and r.written_path == str(tmp_path / "m.obj") and (r.vertex_count, r.face_count) == (4, 4)
+    assert (tmp_path / "m.obj").read_text().count("\nf ") == 4
+    r = h.call(i["ExportMesh"], "/semnerf_node/export_mesh",
+               i["ExportMesh"].Request(path=str(tmp_path / "no_dir" / "m.ply")))
+    assert not r.success and "no_dir" in r.message
+    r = h.call(i["SaveMap"], "/semnerf_node/save_map", i["SaveMap"].Request())
+    assert r.success and Path(r.written_path) == tmp_path / "map.pt"
+    r = h.call(i["LoadMap"], "/semnerf_node/load_map", i["LoadMap"].Request(path=str(tmp_path / "none.pt")))
+    assert not r.success and "none.pt" in r.message
+    req = i["RenderView"].Request()
+    req.pose = convert.pose_stamped_from_pose(np.eye(4), "map", 5.0)
+    req.scale = 1.0
+    r = h.call(i["RenderView"], "/semnerf_node/render_view", req)
+    assert r.success and (r.semantic.width, r.semantic.height) == (W, H)
+    req.pose.header.frame_id = "odom"
+    r = h.call(i["RenderView"], "/semnerf_node/render_view", req)
+    assert not r.success and "odom" in r.message
+    r = h.call(i["GetStatus"], "/semnerf_node/get_status", i["GetStatus"].Request())
+    assert r.status.keyframes == 1 and r.status.frames_synced == 2   # counters survive a map reset
 
 
 def test_close_saves_on_shutdown(harness_factory, tmp_path):
@@ -667,17 +688,16 @@ def test_node_end_to_end(room, tmp_path):
         assert r.success, r.message
         mesh = read_mesh(tmp_path / "mesh.ply")
         assert mesh.num_faces > 0 and mesh.vertex_labels.max() < nc
-        iface = _interfaces()
-        if iface is not None:
-            req = iface["ExportMesh"].Request(path=str(tmp_path / "sem.ply"), semantic_colors=True, resolution=16)
-            r = call(iface["ExportMesh"], "/semnerf_node/export_mesh", req)
-            assert r.success and r.face_count > 0 and Path(r.written_path) == tmp_path / "sem.ply", r.message
-            assert read_mesh(tmp_path / "sem.ply").num_faces == r.face_count
-            st = call(iface["GetStatus"], "/semnerf_node/get_status", iface["GetStatus"].Request()).status
-            assert st.keyframes > 0 and st.step > 0 and st.frames_synced > 0 and st.header.frame_id == "map"
-            assert list(st.topics) == ["/camera/color/image_raw", "/segmentation/labels", "/camera/pose",
-                                       "/camera/depth/image_raw", "/camera/color/camera_info"]
-            assert st.received[0] >= st.frames_synced and st.device == "cpu"
+        iface = require_interfaces()
+        req = iface["ExportMesh"].Request(path=str(tmp_path / "sem.ply"), semantic_colors=True, resolution=16)
+        r = call(iface["ExportMesh"], "/semnerf_node/export_mesh", req)
+        assert r.success and r.face_count > 0 and Path(r.written_path) == tmp_path / "sem.ply", r.message
+        assert read_mesh(tmp_path / "sem.ply").num_faces == r.face_count
+        st = call(iface["GetStatus"], "/semnerf_node/get_status", iface["GetStatus"].Request()).status
+        assert st.keyframes > 0 and st.step > 0 and st.frames_synced > 0 and st.header.frame_id == "map"
+        assert list(st.topics) == ["/camera/color/image_raw", "/segmentation/labels", "/camera/pose",
+                                   "/camera/depth/image_raw", "/camera/color/camera_info"]
+        assert st.received[0] >= st.frames_synced and st.device == "cpu"
 
         got = call(GetParameters, "/semnerf_node/get_parameters",
                    GetParameters.Request(names=["publish_rate", "num_classes", "class_names", "slop"]))

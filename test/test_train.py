@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from boxroom import HALF, box_frames
+from boxroom import HALF, write_box_replica
 from semnerf_ros import tasks
 from semnerf_ros import train as tr
 from semnerf_ros.config import DEFAULTS, load_config, make_config
@@ -30,21 +30,6 @@ logging: {step_save_ckpt: 1000, step_log_print: 5}
 TINY_NERF_SET = ["model.netdepth=2", "model.netwidth=32", "model.netdepth_fine=2", "model.netwidth_fine=32",
                  "render.N_samples=8", "render.N_importance=8", "render.N_rays=64", "render.multires=4",
                  "render.multires_views=2", "experiment.device=cpu"]
-
-
-def write_box_replica(out: Path, n: int = 16, width: int = 48, height: int = 36) -> Path:
-    """The analytic box room (test/boxroom.py) as a Replica-layout folder."""
-    for sub in ("rgb", "depth", "semantic_class"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    frames = box_frames(n, width, height)
-    for i, f in enumerate(frames):
-        cv2.imwrite(str(out / "rgb" / f"rgb_{i}.png"), f.rgb[:, :, ::-1])
-        cv2.imwrite(str(out / "depth" / f"depth_{i}.png"), np.round(f.depth * 1000).astype(np.uint16))
-        cv2.imwrite(str(out / "semantic_class" / f"semantic_class_{i}.png"), f.labels.astype(np.uint8))
-    np.savetxt(out / "traj_w_c.txt", np.stack([f.pose.reshape(-1) for f in frames]))
-    (out / "intrinsics.json").write_text(json.dumps(
-        {"hfov": 90.0, "class_names": ["void", "wall -x", "wall +x", "wall -y", "wall +y", "floor", "ceiling"]}))
-    return out
 
 
 @pytest.fixture(scope="module")

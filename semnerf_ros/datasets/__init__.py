@@ -14,7 +14,7 @@ from .scene_data import DatasetError, SceneData, remap_classes, select_frames, s
 __all__ = [
     "DatasetError", "SceneData", "load_dataset", "detect_kind", "load_replica", "load_scannet",
     "split_ids", "select_frames", "remap_classes", "NYU40_CLASSES", "NYU13_CLASSES",
-    "make_scene", "ensure_scene", "default_scene_dir",
+    "make_scene", "ensure_scene", "default_scene_dir", "scene_arrays",
 ]
 
 KINDS = ("replica", "scannet")
@@ -60,8 +60,8 @@ def load_dataset(path, kind: str = "auto", width: Optional[int] = 320, height: O
 
 
 def __getattr__(name):
-    # The generator pulls in Open3D; import it only when asked for.
-    if name in ("make_scene", "ensure_scene", "default_scene_dir"):
+    # The generator is a subpackage of its own; import it only when asked for.
+    if name in ("make_scene", "ensure_scene", "default_scene_dir", "scene_arrays"):
         from . import synthetic
         return getattr(synthetic, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

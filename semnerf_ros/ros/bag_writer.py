@@ -21,17 +21,23 @@ The bag's log time of a message is its receive time: stamp plus a per-topic
 latency (:data:`TOPIC_LATENCY_S`) plus up to 1 ms of random delay; messages are
 written in receive-time order.  The bag's ``custom_data`` holds
 ``semnerf.class_names`` (JSON), ``semnerf.num_classes``, the noise model and seed.
+
+The bag is written into a hidden temporary folder beside ``bag_path`` and moved
+into place when complete (:func:`move_bag`), its data file named as ``ros2 bag
+record`` names it: ``<bag folder name>_0.mcap`` (or ``.db3``).
 """
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Iterator, Optional
 
 import numpy as np
 
 STORAGES = ("mcap", "sqlite3")
-NOISE_MODELS = ("pixel", "region", "none")
+NOISE_MODELS = ("pixel", "region", "segmentation", "none")
 
 TOPIC_RGB = "/camera/color/image_raw"
 TOPIC_INFO = "/camera/color/camera_info"
@@ -81,30 +87,69 @@ def _load_scene(scene_dir):
 
 
 def noisy_labels(labels: np.ndarray, instances: Optional[np.ndarray], num_classes: int, noise: str,
-                 noise_ratio: float, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-    """The label stream's corruption, with ``semnerf_ros.tasks``:
+                 noise_ratio: float, rng: np.random.Generator,
+                 class_names: Optional[list] = None) -> tuple[np.ndarray, dict]:
+    """The label stream's corruption, :func:`semnerf_ros.tasks.corrupt_labels` (frames in
+    bag order, i.e. along the trajectory):
 
-    * ``pixel``: :func:`tasks.pixel_noise` (``noise_ratio`` of the non-void
-      pixels of every frame get a random valid class);
-    * ``region``: :func:`tasks.region_flip` on every instance id of the scene
-      (``noise_ratio`` of the frames showing an instance, spread evenly over
-      its area-sorted views, get the whole instance flipped to a wrong class);
+    * ``pixel``: ``noise_ratio`` of the non-void pixels of every frame get a random
+      valid class;
+    * ``region``: every instance of the scene is flipped to a wrong class in
+      ``noise_ratio`` of the frames showing it (spread evenly over its area-sorted views);
+    * ``segmentation``: errors like a segmentation network's at strength
+      ``noise_ratio`` (missed thin objects, confused similar classes by name,
+      bleeding boundaries, false blobs, persistent over consecutive frames);
     * ``none``: the ground truth.
     """
     from .. import tasks
 
-    if noise == "none":
-        return labels.astype(np.int32, copy=True), {}
-    if noise == "pixel":
-        return tasks.pixel_noise(labels, noise_ratio, num_classes, rng)
-    if noise == "region":
-        if instances is None:
-            raise BagWriteError("noise='region' needs instance images (semantic_instance/), "
-                                "which this scene does not have")
-        ids = [int(i) for i in np.unique(instances) if i != 0]
-        return tasks.region_flip(labels, instances, ids, noise_ratio, uniform_flip=True,
-                                 num_classes=num_classes, rng=rng)
-    raise BagWriteError(f"noise must be one of {NOISE_MODELS}, got {noise!r}")
+    if noise not in NOISE_MODELS:
+        raise BagWriteError(f"noise must be one of {NOISE_MODELS}, got {noise!r}")
+    if noise == "region" and instances is None:
+        raise BagWriteError("noise='region' needs instance images (semantic_instance/), "
+                            "which this scene does not have")
+    try:
+        noisy, info = tasks.corrupt_labels(labels, noise, noise_ratio, num_classes, rng, instances=instances,
+                                           class_names=class_names)
+    except tasks.TaskError as exc:
+        raise BagWriteError(str(exc)) from exc
+    info.pop("confusion", None)
+    return noisy, info
+
+
+def move_bag(src, dst) -> Path:
+    """Move the rosbag2 folder ``src`` to ``dst`` (must not exist), renaming its storage
+    files after the new folder as ``ros2 bag record`` does (``<dst name>_<i>.<ext>``)
+    and updating ``metadata.yaml`` to match.  Returns ``dst``."""
+    import yaml
+
+    src, dst = Path(src), Path(dst)
+    if dst.exists():
+        raise BagWriteError(f"bag path already exists: {dst}")
+    meta_path = src / "metadata.yaml"
+    if not meta_path.is_file():
+        raise BagWriteError(f"not a rosbag2 folder (no metadata.yaml): {src}")
+    meta = yaml.safe_load(meta_path.read_text())
+    info = meta["rosbag2_bagfile_information"]
+    renames = {}
+    for i, rel in enumerate(info.get("relative_file_paths") or []):
+        name = Path(rel).name
+        parts = Path(name).suffixes
+        suffix = "".join(parts[-2:]) if parts and parts[-1] == ".zstd" else (parts[-1] if parts else "")
+        new = f"{dst.name}_{i}{suffix}"
+        if new != name:
+            renames[name] = new
+    for old, new in renames.items():
+        os.replace(src / old, src / new)
+    if renames:
+        info["relative_file_paths"] = [renames.get(Path(r).name, r) for r in info["relative_file_paths"]]
+        for f in info.get("files") or []:
+            f["path"] = renames.get(Path(f["path"]).name, f["path"])
+        tmp = meta_path.with_name(".metadata.yaml.tmp")
+        tmp.write_text(yaml.safe_dump(meta, sort_keys=False, default_flow_style=False))
+        os.replace(tmp, meta_path)
+    os.replace(src, dst)
+    return dst
 
 
 def write_scene_bag(scene_dir, bag_path, storage: str = "mcap", rate_hz: float = 30.0,
@@ -113,9 +158,11 @@ def write_scene_bag(scene_dir, bag_path, storage: str = "mcap", rate_hz: float =
                     world_frame: str = "map", include_depth: bool = True, include_gt: bool = True,
                     start_time: float = DEFAULT_START_TIME, progress: bool = True) -> dict:
     """Write the scene in ``scene_dir`` (Replica layout) to a new rosbag2
-    folder ``bag_path`` (must not exist).  Returns a summary dict: ``path``,
-    ``frames``, ``topics`` ({topic: count}), ``num_classes``, ``class_names``,
-    ``noise_info`` (the tasks module's statistics)."""
+    folder ``bag_path`` (must not exist; written aside and moved into place, its data
+    file ``<folder name>_0.<ext>``).  ``noise``: ``pixel``, ``region``, ``segmentation``
+    or ``none`` at ``noise_ratio`` (the strength, see :func:`noisy_labels`).  Returns a
+    summary dict: ``path``, ``frames``, ``topics`` ({topic: count}), ``num_classes``,
+    ``class_names``, ``noise_info`` (the tasks module's statistics)."""
     from rosbags.rosbag2 import StoragePlugin, Writer
     from tqdm import tqdm
 
@@ -125,6 +172,8 @@ def write_scene_bag(scene_dir, bag_path, storage: str = "mcap", rate_hz: float =
         raise BagWriteError(f"noise must be one of {NOISE_MODELS}, got {noise!r}")
     if not rate_hz > 0:
         raise BagWriteError(f"rate_hz must be positive, got {rate_hz}")
+    if not 0.0 <= float(noise_ratio) <= 1.0:
+        raise BagWriteError(f"noise_ratio must lie in [0, 1], got {noise_ratio}")
     if not 0 <= jitter_ms < 500.0 / rate_hz:
         raise BagWriteError(f"jitter_ms must lie in [0, half the frame period = {500.0 / rate_hz:.1f}), "
                             f"got {jitter_ms}")
@@ -136,7 +185,8 @@ def write_scene_bag(scene_dir, bag_path, storage: str = "mcap", rate_hz: float =
     n = len(scene)
     num_classes = scene.num_classes
     rng = np.random.default_rng(seed)
-    noisy, noise_info = noisy_labels(scene.labels, scene.instances, num_classes, noise, noise_ratio, rng)
+    noisy, noise_info = noisy_labels(scene.labels, scene.instances, num_classes, noise, noise_ratio, rng,
+                                     class_names=list(scene.class_names))
     label_enc = "mono8" if num_classes <= 256 else "mono16"
     depth = scene.depth if include_depth else None
     if include_depth and depth is None:
@@ -200,28 +250,36 @@ def write_scene_bag(scene_dir, bag_path, storage: str = "mcap", rate_hz: float =
 
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
     bag_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_path = bag_path.with_name(f".{bag_path.name}.tmp-{os.getpid()}")
+    if tmp_path.exists():
+        shutil.rmtree(tmp_path)
     pending: list = []   # (receive time ns, order, topic, message) not yet written
-    with Writer(bag_path, version=9, storage_plugin=plugin) as writer:
-        conns = {t: writer.add_connection(t, typ, typestore=ts) for t, typ in topics}
-        writer.set_custom_data("semnerf.class_names", json.dumps(list(scene.class_names)))
-        writer.set_custom_data("semnerf.num_classes", str(num_classes))
-        writer.set_custom_data("semnerf.noise", json.dumps({"model": noise, "ratio": noise_ratio,
-                                                            "seed": seed, "jitter_ms": jitter_ms}))
-        order = 0
-        for i in tqdm(range(n), desc=f"writing {bag_path.name}", unit="frame", disable=not progress,
-                      leave=False):
-            base = start_time + i / rate_hz
-            for topic, stamp, msg in frame_messages(i, base):
-                recv = stamp + TOPIC_LATENCY_S[topic] + rng.uniform(0.0, 1e-3)
-                pending.append((int(round(recv * 1e9)), order, topic, msg))
-                order += 1
-            # everything received before the earliest possible receive time of the next frame
-            horizon = int(round((start_time + (i + 1) / rate_hz - jitter_ms * 1e-3) * 1e9))
-            pending.sort(key=lambda e: (e[0], e[1]))
-            while pending and (pending[0][0] < horizon or i == n - 1):
-                recv_ns, _, topic, msg = pending.pop(0)
-                writer.write(conns[topic], recv_ns, ts.serialize_cdr(msg, msg.__msgtype__))
-                counts[topic] += 1
+    try:
+        with Writer(tmp_path, version=9, storage_plugin=plugin) as writer:
+            conns = {t: writer.add_connection(t, typ, typestore=ts) for t, typ in topics}
+            writer.set_custom_data("semnerf.class_names", json.dumps(list(scene.class_names)))
+            writer.set_custom_data("semnerf.num_classes", str(num_classes))
+            writer.set_custom_data("semnerf.noise", json.dumps({"model": noise, "ratio": noise_ratio,
+                                                                "seed": seed, "jitter_ms": jitter_ms}))
+            order = 0
+            for i in tqdm(range(n), desc=f"writing {bag_path.name}", unit="frame", disable=not progress,
+                          leave=False):
+                base = start_time + i / rate_hz
+                for topic, stamp, msg in frame_messages(i, base):
+                    recv = stamp + TOPIC_LATENCY_S[topic] + rng.uniform(0.0, 1e-3)
+                    pending.append((int(round(recv * 1e9)), order, topic, msg))
+                    order += 1
+                # everything received before the earliest possible receive time of the next frame
+                horizon = int(round((start_time + (i + 1) / rate_hz - jitter_ms * 1e-3) * 1e9))
+                pending.sort(key=lambda e: (e[0], e[1]))
+                while pending and (pending[0][0] < horizon or i == n - 1):
+                    recv_ns, _, topic, msg = pending.pop(0)
+                    writer.write(conns[topic], recv_ns, ts.serialize_cdr(msg, msg.__msgtype__))
+                    counts[topic] += 1
+        move_bag(tmp_path, bag_path)
+    finally:
+        if tmp_path.exists():
+            shutil.rmtree(tmp_path, ignore_errors=True)
     return {"path": str(bag_path), "frames": n, "topics": counts, "num_classes": num_classes,
             "class_names": list(scene.class_names), "noise_info": noise_info}
 
