@@ -125,7 +125,7 @@ DEFAULTS: dict[str, Any] = {
         "recent_fraction": 0.25,         # share of each ray batch from the newest keyframes
         "recent_window": 4,              # how many newest keyframes count as recent
         "max_steps_per_second": 0.0,     # background-thread throttle (0 = as fast as possible)
-        "yield_ms": 3.0,                 # pause after each background step so other threads get the GIL
+        "yield_ms": 3.0,                 # pause after each eager background step so other threads get the GIL
         "switch_interval_ms": 0.5,       # sys.setswitchinterval while training on a GPU (0 = leave Python's 5 ms)
         "storage_device": "auto",        # where keyframe pixels live (auto = training device)
     },

@@ -51,6 +51,8 @@ MAP_VERSION = 1
 #: and loss weights.  The running mapper keeps the others: ``mapper`` (buffer bound, keyframe
 #: thresholds, eviction, rates, storage device), ``experiment`` (device, seed) and ``logging``.
 MAP_FILE_SECTIONS = ("model", "render", "train")
+#: GPU training steps the background loop lets run ahead of the GPU
+MAX_STEPS_IN_FLIGHT = 2
 #: seconds between repeated log lines of one kind (out-of-memory, failed steps)
 LOG_PERIOD_S = 5.0
 #: seconds of recent training steps over which ``stats()["iterations_per_second"]`` is measured
@@ -424,6 +426,10 @@ class Mapper:
     def _loop(self) -> None:
         max_rate = float(self.cfg["mapper"]["max_steps_per_second"])
         yield_s = float(self.cfg["mapper"]["yield_ms"]) / 1000.0
+        # GPU steps launched but not finished: the loop waits (without the GIL) for
+        # the oldest before launching more, so the CPU never runs far ahead and a
+        # frame's upload or a view queues behind at most this many steps
+        inflight: deque = deque()
         while not self._stop_evt.is_set():
             if self._pause_evt.is_set() or len(self.buffer) == 0:
                 self._stop_evt.wait(0.02)
@@ -438,13 +444,20 @@ class Mapper:
                 self._log_throttled("step_error", logging.ERROR, "training step failed (%d so far); continuing",
                                     self.step_errors, exc_info=True)
                 self._stop_evt.wait(0.1)
+            if self.device.type == "cuda":
+                ev = torch.cuda.Event()
+                ev.record()
+                inflight.append(ev)
+                if len(inflight) > MAX_STEPS_IN_FLIGHT:
+                    inflight.popleft().synchronize()  # releases the GIL while it waits
             if max_rate > 0:
                 rest = 1.0 / max_rate - (time.perf_counter() - t0)
                 if rest > 0:
                     self._stop_evt.wait(rest)
-            elif yield_s > 0:
-                # A GPU step is mostly Python launching kernels, holding the GIL;
-                # without a pause the ROS executor's threads starve.
+            elif yield_s > 0 and not (self.trainer is not None and self.trainer.graph_active):
+                # An eager GPU step is Python launching hundreds of kernels, holding the
+                # GIL; without a pause the ROS executor's threads starve.  A replayed
+                # step launches a few dozen and then waits above, GIL released.
                 self._stop_evt.wait(yield_s)
             else:
                 time.sleep(0)

@@ -27,9 +27,9 @@ from .render import (accumulate, alpha_from_density, nerf_deltas, sample_pdf, st
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` where ``mask``; 0 when the mask is empty.  No host sync."""
-    m = mask.to(values.dtype)
-    return (values * m).sum() / m.sum().clamp_min(1.0)
+    """Mean of ``values`` where ``mask`` (NaN elsewhere ignored); 0 when the mask is
+    empty.  No host sync."""
+    return torch.where(mask, values, 0.0).sum() / mask.sum().clamp_min(1).to(values.dtype)
 
 
 def semantic_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str = "ce", q: float = 0.7) -> torch.Tensor:
@@ -129,7 +129,7 @@ class SemanticModel(nn.Module):
         total = loss_rgb + float(t["wgt_sem"]) * loss_sem
         loss_depth = torch.zeros((), device=mse.device)
         if float(t["wgt_depth"]) > 0 and batch.depth is not None:
-            loss_depth = masked_mean((out["depth"] - batch.depth).abs(), batch.depth > 0)
+            loss_depth = masked_mean((out["depth"] - batch.depth).abs(), batch.depth > 0)  # NaN > 0 is False
             total = total + float(t["wgt_depth"]) * loss_depth
         psnr = -10.0 * torch.log10(mse.detach().float().clamp_min(1e-10))
         return {"loss": total, "loss_rgb": loss_rgb.detach(), "loss_semantic": loss_sem.detach(),
