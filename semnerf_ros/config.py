@@ -64,10 +64,11 @@ DEFAULTS: dict[str, Any] = {
             "hidden_dim_semantic": 64,
             "semantic_max_resolution": 64,   # finest grid level the semantic head reads (0 = all; branch shared)
             "semantic_branch": "shared",     # shared: head on the density grid's coarse levels | grid: own grid
-            "semantic_grid_levels": 4,       # semantic grid (branch grid): dense levels ...
+            "semantic_grid_levels": 4,       # semantic grid (branch grid): levels ...
             "semantic_grid_base": 16,        # ... from this many cells along the scene cube's side ...
-            "semantic_grid_finest": 128,     # ... to this many
+            "semantic_grid_cell": 0.08,      # ... to cells of this size (m) at the finest level
             "semantic_grid_features": 4,     # features per level
+            "semantic_grid_log2_hashmap_size": 21,  # levels with more vertices than this table are hashed
             "backend": "auto",           # auto | torch | triton
         },
     },
@@ -135,7 +136,8 @@ DEFAULTS: dict[str, Any] = {
 # user's file and overrides: the paper's learning rate and batch suit its MLPs,
 # not a hash grid (measured on an H100: docs/benchmarks.md).
 HASH_PRESET: dict[str, Any] = {
-    "model": {"chunk": 32768, "netchunk": 1048576},
+    # finest 2048 cells: ~1 cm in the 20 m cube that automatic bounds give with the 10 m far plane
+    "model": {"chunk": 32768, "netchunk": 1048576, "hash": {"finest_resolution": 2048}},
     "render": {"N_rays": 4096},
     "train": {"lrate": 1e-2, "lrate_decay": 100e3, "wgt_depth": 0.05},
 }
@@ -145,7 +147,7 @@ HASH_PRESET: dict[str, Any] = {
 # that keeps the node interactive (about 0.1 s per step on one core).
 CPU_HASH_PRESET: dict[str, Any] = {
     "model": {"chunk": 8192, "netchunk": 65536,
-              "hash": {"n_levels": 8, "log2_hashmap_size": 16, "finest_resolution": 256,
+              "hash": {"n_levels": 8, "log2_hashmap_size": 16, "finest_resolution": 512,
                        "hidden_dim": 32, "hidden_dim_color": 32, "hidden_dim_semantic": 32,
                        # every level: a CPU run's ~1000 steps are short of capacity, not memorising
                        # noise (README demo: mIoU 0.717 with all levels, 0.655 with levels <= 64)

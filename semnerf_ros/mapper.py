@@ -235,14 +235,15 @@ class Mapper:
         return None if self.trainer is None else self.trainer.optimizer
 
     def _auto_bounds(self, frame: Frame) -> np.ndarray:
-        """Scene box from the first keyframe: a cube of half the far plane around
-        the camera (room for the robot to explore), grown to hold every measured
-        depth point plus ``render.bounds_margin``.  Set ``render.scene_bounds``
-        for larger or outdoor spaces."""
+        """Scene box from the first keyframe: a cube reaching the far plane in
+        every direction from the camera (room for the robot to explore a house:
+        everything the first view can see, and as far again behind it), grown
+        to hold every measured depth point plus ``render.bounds_margin``.  Set
+        ``render.scene_bounds`` for larger or outdoor spaces."""
         far = float(self.cfg["render"]["depth_range"][1])
         margin = float(self.cfg["render"]["bounds_margin"])
         cam = frame.pose[:3, 3]
-        lo, hi = cam - far / 2, cam + far / 2
+        lo, hi = cam - far, cam + far
         depth = frame.depth_valid()
         if depth is not None and bool((depth > 0).any()):
             intr = frame.intrinsics

@@ -220,7 +220,8 @@ class HashSemanticModel(SemanticModel):
                                        h["hidden_dim"], h["geo_feat_dim"], h["hidden_dim_color"],
                                        h["hidden_dim_semantic"], h["backend"], h["semantic_max_resolution"],
                                        h["semantic_branch"], h["semantic_grid_levels"], h["semantic_grid_base"],
-                                       h["semantic_grid_finest"], h["semantic_grid_features"])
+                                       h["semantic_grid_cell"], h["semantic_grid_features"],
+                                       h["semantic_grid_log2_hashmap_size"])
         # False: the semantic loss trains only the semantic branch (no gradient into
         # density, the compositing weights or the shared encoding), so the field
         # cannot bend its geometry per ray to fit a pixel's noisy label.

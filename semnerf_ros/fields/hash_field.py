@@ -64,7 +64,8 @@ class HashSemanticField(nn.Module):
                  hidden_dim: int = 64, geo_feat_dim: int = 15, hidden_dim_color: int = 64,
                  hidden_dim_semantic: int = 64, backend: str = "auto", semantic_max_resolution: int = 0,
                  semantic_branch: str = "shared", semantic_grid_levels: int = 4, semantic_grid_base: int = 16,
-                 semantic_grid_finest: int = 128, semantic_grid_features: int = 4):
+                 semantic_grid_cell: float = 0.08, semantic_grid_features: int = 4,
+                 semantic_grid_log2_hashmap_size: int = 21):
         super().__init__()
         b = torch.as_tensor(bounds, dtype=torch.float32).reshape(2, 3)
         self.register_buffer("bounds", b.clone())
@@ -87,13 +88,14 @@ class HashSemanticField(nn.Module):
             raise ValueError(f"semantic_branch must be 'shared' or 'grid', got {semantic_branch!r}")
         self.semantic_branch = semantic_branch
         if semantic_branch == "grid":
-            # A semantic grid of its own: a few dense levels, no hashing (the table holds
-            # every vertex of the finest level), so it cannot alias and has no more
-            # capacity than its cells give it.
-            rows = (int(semantic_grid_finest) + 1) ** 3
-            self.semantic_encoding = HashEncoding(int(semantic_grid_levels), int(semantic_grid_features),
-                                                  max(1, (rows - 1).bit_length()), int(semantic_grid_base),
-                                                  int(semantic_grid_finest), backend=backend)
+            # A semantic grid of its own, coarse in metres (its finest cells are
+            # ``semantic_grid_cell`` wide, several pixels' footprints), so it has no
+            # capacity for per-pixel label noise; levels that fit the table are dense.
+            finest = max(int(semantic_grid_base) + 1, int(round(self.cube_size / float(semantic_grid_cell))))
+            rows = (finest + 1) ** 3
+            log2 = min(max(1, (rows - 1).bit_length()), int(semantic_grid_log2_hashmap_size))
+            self.semantic_encoding = HashEncoding(int(semantic_grid_levels), int(semantic_grid_features), log2,
+                                                  int(semantic_grid_base), finest, backend=backend)
             self.semantic_dims = self.semantic_encoding.out_dim
         else:
             self.semantic_encoding = None
