@@ -63,7 +63,8 @@ DEFAULTS: dict[str, Any] = {
             "hidden_dim_color": 64,
             "hidden_dim_semantic": 64,
             "semantic_max_resolution": 64,   # finest grid level the semantic head reads (0 = all; branch shared)
-            "semantic_branch": "shared",     # shared: head on the density grid's coarse levels | grid: own grid
+            "semantic_branch": "grid",       # grid: a coarse semantic grid of its own | shared: head on the
+                                             # density grid's coarse levels (learns per-pixel noise in time)
             "semantic_grid_levels": 4,       # semantic grid (branch grid): levels ...
             "semantic_grid_base": 16,        # ... from this many cells along the scene cube's side ...
             "semantic_grid_cell": 0.08,      # ... to cells of this size (m) at the finest level
@@ -104,7 +105,7 @@ DEFAULTS: dict[str, Any] = {
         "wgt_depth": 0.0,            # depth loss weight (0 = off); used when depth is given
         "semantic_loss": "ce",       # ce (the paper) | gce (generalized CE) | bootstrap (soft bootstrapping)
         "semantic_loss_q": 0.7,      # gce exponent q / bootstrap weight of the given label
-        "semantic_geometry_grad": True,  # false: the semantic loss trains the semantic branch only
+        "semantic_geometry_grad": False,  # false: the semantic loss trains the semantic branch only (hash field)
         "mixed_precision": "auto",   # auto | true | false (bf16 autocast on CUDA for the hash field)
         "cuda_graph": "auto",        # auto | true | false: replay the training step from a CUDA graph (hash field, CUDA)
         "eps_adam": 1e-15,
@@ -149,9 +150,11 @@ CPU_HASH_PRESET: dict[str, Any] = {
     "model": {"chunk": 8192, "netchunk": 65536,
               "hash": {"n_levels": 8, "log2_hashmap_size": 16, "finest_resolution": 512,
                        "hidden_dim": 32, "hidden_dim_color": 32, "hidden_dim_semantic": 32,
-                       # every level: a CPU run's ~1000 steps are short of capacity, not memorising
-                       # noise (README demo: mIoU 0.717 with all levels, 0.655 with levels <= 64)
-                       "semantic_max_resolution": 256}},
+                       # the shared head on every level: a CPU run's ~1000 steps are short of
+                       # capacity, not memorising noise (README demo: mIoU 0.717 with all levels,
+                       # 0.655 with levels <= 64); the semantic loss may shape geometry
+                       "semantic_branch": "shared", "semantic_max_resolution": 256}},
+    "train": {"semantic_geometry_grad": True},
     "render": {"N_rays": 512, "march_steps": 160, "max_samples_per_ray": 24, "occupancy_resolution": 48},
 }
 

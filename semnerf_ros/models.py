@@ -22,8 +22,8 @@ from torch import nn
 from .fields.hash_field import HashSemanticField
 from .fields.semantic_nerf import SemanticNeRFMLP
 from .occupancy import OccupancyGrid, march_rays, march_rays_dense
-from .render import (accumulate, alpha_from_density, nerf_deltas, sample_pdf, stratified_samples,
-                     volume_render, weights_from_alpha)
+from .render import (accumulate, nerf_deltas, sample_pdf, stratified_samples, volume_render,
+                     weights_from_density)
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -268,7 +268,7 @@ class HashSemanticModel(SemanticModel):
                             enabled=self.amp and origins.is_cuda, cache_enabled=False):
             out = self.field(pts, vd, not self.semantic_geometry_grad)
         sigma = torch.where(m["valid"], out["sigma"].float().reshape(R, K), 0.0)
-        w = weights_from_alpha(alpha_from_density(sigma, m["delta"]))
+        w = weights_from_density(sigma, m["delta"])
         w_sem = w if self.semantic_geometry_grad else w.detach()
         res = {"rgb": accumulate(w, out["rgb"].float().reshape(R, K, 3)), "depth": accumulate(w, m["t"]),
                "acc": w.sum(-1), "semantic": accumulate(w_sem, out["semantic"].reshape(R, K, -1)),

@@ -65,6 +65,18 @@ def weights_from_alpha(alpha: torch.Tensor) -> torch.Tensor:
     return alpha * trans
 
 
+def weights_from_density(sigma: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
+    """w_i = (1 - exp(-tau_i)) exp(-sum_{j<i} tau_j), tau = sigma * delta, along the
+    last axis: :func:`weights_from_alpha` of the same opacities with the
+    transmittance summed in log space (nerfacc's form).  No cumulative product, whose
+    backward reads a value back to the host (``cumprod`` checks for zeros), so a
+    training step built on it can be captured in a CUDA graph."""
+    tau = sigma * deltas
+    # exclusive sum by shifting (not cumsum - tau: an infinite tau would give inf - inf)
+    before = torch.cumsum(torch.cat([torch.zeros_like(tau[..., :1]), tau[..., :-1]], -1), -1)
+    return (1.0 - torch.exp(-tau)) * torch.exp(-before)
+
+
 def accumulate(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """sum_i w_i v_i for weights (R, S) and values (R, S) or (R, S, K)."""
     if values.dim() == weights.dim():

@@ -76,13 +76,14 @@ def test_super_resolution_beats_nearest_neighbour_upsampling(room, tmp_path):
     """x8 sparse labels (one labelled pixel per 8x8 block, the seed's default SR mode): the field
     beats both its input and what the same samples give without a field (nearest-neighbour
     up-sampling, the seed's dense SR labels).  With 24 labelled pixels per view, about 7 rays of a
-    512-ray batch carry a label: the field needs ~300 steps to pull clearly ahead of the
-    up-sampling (measured with this seed 0.651 -> 0.698; at 200 steps about equal; other seeds of
+    512-ray batch carry a label: the field needs 300-400 steps to pull clearly ahead of the
+    up-sampling (measured with this seed at 300 steps 0.651 -> 0.698, and 0.670 after a change of
+    rounding in the compositing, so the test runs 400; at 200 steps about equal; other seeds of
     the same setup +0.02 to +0.05).  Dense SR (the up-sampled labels as input) is not asserted: its
     blocks are shifted down-right by half a block in every view alike, a bias multi-view fusion
     cannot average out (the field reproduces it: 0.627 vs 0.651)."""
     factor = 8
-    res = run(room, tmp_path, 300, "--super_resolution", "--sr_factor", str(factor))
+    res = run(room, tmp_path, 400, "--super_resolution", "--sr_factor", str(factor))
     inp = res["input_labels"]
     from semnerf_ros.datasets import load_dataset
 
