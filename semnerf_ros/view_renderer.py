@@ -98,7 +98,10 @@ class ViewRenderer:
 
     def _render_graphed(self, model, origins, dirs, near, far, chunk) -> dict:
         n = origins.shape[0]
-        chunk = min(int(chunk), n)
+        # equal chunks (a 320x240 view at most 32768 rays a chunk: 3 of 25600, not 32768 + 32768
+        # + 11264 padded to 32768, which rendered a third more rays than the view has)
+        pieces = -(-n // max(int(chunk), 1))
+        chunk = -(-n // pieces)
         entry = self._graphs.get(chunk)
         if entry is None:
             entry = self._capture(model, origins[:chunk], dirs[:chunk], near, far)
