@@ -54,16 +54,22 @@ def main(argv=None) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
 
     import rclpy
+    from geometry_msgs.msg import PoseStamped
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import qos_profile_sensor_data
-    from geometry_msgs.msg import PoseStamped
     from sensor_msgs.msg import CameraInfo, Image
 
     from semnerf_ros import tasks
     from semnerf_ros.geometry import Intrinsics
     from semnerf_ros.metrics import SegmentationEvaluator
-    from semnerf_ros.ros.convert import (camera_info_from_intrinsics, image_to_numpy, numpy_to_image,
-                                         pose_stamped_from_pose, sec_to_stamp, stamp_to_sec)
+    from semnerf_ros.ros.convert import (
+        camera_info_from_intrinsics,
+        image_to_numpy,
+        numpy_to_image,
+        pose_stamped_from_pose,
+        sec_to_stamp,
+        stamp_to_sec,
+    )
 
     z = np.load(args.scene_npz)
     k = z["intrinsics"]

@@ -698,7 +698,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _load_map(path: str, device):
-    from .mapper import Mapper   # deferred: the mapper pulls in the model code
+    from .mapper import Mapper  # deferred: the mapper pulls in the model code
     return Mapper.load(path, device=device)
 
 

@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 
 from semnerf_ros.ros import bag_writer, convert  # noqa: E402
-from semnerf_ros.ros.bag_writer import (TOPIC_DEPTH, TOPIC_INFO, TOPIC_LABELS,  # noqa: E402
-                                        TOPIC_LABELS_GT, TOPIC_POSE, TOPIC_RGB, BagWriteError)
+from semnerf_ros.ros.bag_writer import (  # noqa: E402
+    TOPIC_DEPTH,
+    TOPIC_INFO,
+    TOPIC_LABELS,
+    TOPIC_LABELS_GT,
+    TOPIC_POSE,
+    TOPIC_RGB,
+    BagWriteError,
+)
 
 N, W, H = 12, 32, 24
 
@@ -179,17 +186,17 @@ def test_no_rclpy_import(scene, tmp_path):
 def test_player_publishes_exact_messages_with_timing(scene, tmp_path):
     """semnerf-play in a subprocess; a subscriber here receives the recorded
     messages unchanged, remapped, at the recorded rate scaled by --rate."""
-    import rclpy
     import os
     import subprocess
     import sys
     import time
     from pathlib import Path
 
+    import rclpy
+    from geometry_msgs.msg import PoseStamped
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
-    from geometry_msgs.msg import PoseStamped
 
     bag_writer.write_scene_bag(scene, tmp_path / "bag", rate_hz=10.0, progress=False)
     domain = 100 + os.getpid() % 100
@@ -237,13 +244,13 @@ def test_player_publishes_exact_messages_with_timing(scene, tmp_path):
 
 def test_player_options_in_process(scene, tmp_path):
     """--start-offset, --topics, --remap, --clock on an in-process node; option errors."""
-    import rclpy
     import threading
 
+    import rclpy
+    from geometry_msgs.msg import PoseStamped
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from rosgraph_msgs.msg import Clock
-    from geometry_msgs.msg import PoseStamped
 
     from semnerf_ros.ros import bag_player
 

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 import rclpy  # noqa: F401  hard dependencies of the demo: test/test_install.py names a missing one
+
 import semnerf_ros.msg  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -31,17 +31,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-
 import rclpy  # a hard dependency: test/test_install.py names it when missing
-
+import torch
+from boxroom import NUM_CLASSES, TINY_ENGINE, box_frames  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from boxroom import NUM_CLASSES, TINY_ENGINE, box_frames  # noqa: E402
 from semnerf_ros import plyio  # noqa: E402
 from semnerf_ros.config import load_config  # noqa: E402
 from semnerf_ros.frame import Frame  # noqa: E402

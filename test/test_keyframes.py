@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 import torch
-
 from boxroom import box_frames, look_at
+
 from semnerf_ros.frame import Frame
 from semnerf_ros.geometry import Intrinsics
 from semnerf_ros.keyframes import KeyframePolicy, ReplayBuffer

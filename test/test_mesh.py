@@ -8,8 +8,17 @@ import pytest
 import torch
 
 from semnerf_ros import mesh as mesh_mod
-from semnerf_ros.mesh import (MeshExportError, NoSurfaceError, SemanticMesh, extract_mesh, marker_chunks,
-                              mesh_accuracy, read_mesh, sigma_from_occupancy, write_mesh)
+from semnerf_ros.mesh import (
+    MeshExportError,
+    NoSurfaceError,
+    SemanticMesh,
+    extract_mesh,
+    marker_chunks,
+    mesh_accuracy,
+    read_mesh,
+    sigma_from_occupancy,
+    write_mesh,
+)
 
 R = 0.5
 BOX = np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])

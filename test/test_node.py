@@ -22,9 +22,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 import rclpy  # a hard dependency: test/test_install.py names it when missing
-
 from geometry_msgs.msg import PoseStamped  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402

@@ -16,6 +16,7 @@ import time
 import numpy as np
 import pytest
 import rclpy
+from boxroom import NUM_CLASSES, TINY_ENGINE, box_frames
 from builtin_interfaces.msg import Time
 from nav_msgs.msg import Odometry
 from rclpy.executors import MultiThreadedExecutor
@@ -23,7 +24,6 @@ from rclpy.parameter import Parameter
 from rosgraph_msgs.msg import Clock
 from std_srvs.srv import Trigger
 
-from boxroom import NUM_CLASSES, TINY_ENGINE, box_frames
 from semnerf_ros.config import load_config
 from semnerf_ros.mapper import Mapper
 from semnerf_ros.ros import convert

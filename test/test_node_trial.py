@@ -287,9 +287,8 @@ def test_bug1_quiet_when_frames_synchronize(make, capfd):
 def test_bug3_training_rate_reads_zero_once_paused(monkeypatch):
     """Mapper.stats(): the rate is measured up to now, so a paused trainer reads 0."""
     sys.path.insert(0, str(Path(__file__).parent))
-    from boxroom import NUM_CLASSES, TINY_ENGINE, box_frames
-
     import yaml
+    from boxroom import NUM_CLASSES, TINY_ENGINE, box_frames
 
     from semnerf_ros import mapper as mapper_mod
     from semnerf_ros.config import make_config

@@ -7,9 +7,21 @@ import pytest
 from scipy import ndimage
 
 from semnerf_ros import tasks
-from semnerf_ros.tasks import (TaskError, apply_task, evenly_spaced, label_propagation, load_corrupted,
-                               pixel_noise, ratio_count, region_flip, save_corrupted, select_label_frames,
-                               sparse_views, sr_sampling_grid, super_resolution_labels)
+from semnerf_ros.tasks import (
+    TaskError,
+    apply_task,
+    evenly_spaced,
+    label_propagation,
+    load_corrupted,
+    pixel_noise,
+    ratio_count,
+    region_flip,
+    save_corrupted,
+    select_label_frames,
+    sparse_views,
+    sr_sampling_grid,
+    super_resolution_labels,
+)
 
 C = 6  # void + wall, floor, chair, table, lamp
 

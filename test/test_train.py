@@ -7,8 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from boxroom import HALF, write_box_replica
+
 from semnerf_ros import tasks
 from semnerf_ros import train as tr
 from semnerf_ros.config import DEFAULTS, load_config, make_config

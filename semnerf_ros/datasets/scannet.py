@@ -36,9 +36,20 @@ import numpy as np
 from tqdm import tqdm
 
 from ..geometry import Intrinsics
-from .scene_data import (DatasetError, SceneData, default_class_names, numbered_files,
-                         read_image, read_label_image, read_rgb, remap_classes, resize_depth,
-                         resize_nearest, resize_rgb, select_frames)
+from .scene_data import (
+    DatasetError,
+    SceneData,
+    default_class_names,
+    numbered_files,
+    read_image,
+    read_label_image,
+    read_rgb,
+    remap_classes,
+    resize_depth,
+    resize_nearest,
+    resize_rgb,
+    select_frames,
+)
 
 NYU40_CLASSES = [
     "void", "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window",

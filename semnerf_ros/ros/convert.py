@@ -20,8 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from ..geometry import (Intrinsics, IntrinsicsError, body_from_optical_pose, optical_from_body_pose,
-                        pose_from_position_quaternion, position_quaternion_from_pose, validate_pose)
+from ..geometry import (
+    Intrinsics,
+    IntrinsicsError,
+    body_from_optical_pose,
+    optical_from_body_pose,
+    pose_from_position_quaternion,
+    position_quaternion_from_pose,
+    validate_pose,
+)
 
 
 class UnsupportedEncodingError(ValueError):

@@ -76,16 +76,14 @@ from typing import Any, Optional
 
 import numpy as np
 import rclpy
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                SetParametersResult)
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
-                       qos_profile_sensor_data)
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
@@ -95,8 +93,16 @@ from visualization_msgs.msg import Marker, MarkerArray
 from ..frame import Frame, FrameError
 from ..geometry import Intrinsics, IntrinsicsError, PoseError
 from . import convert
-from .params import PARAMS, SPECS, ParameterValueError, check_value, check_values, engine_overrides
-from .params import find_config_file, num_classes_of
+from .params import (
+    PARAMS,
+    SPECS,
+    ParameterValueError,
+    check_value,
+    check_values,
+    engine_overrides,
+    find_config_file,
+    num_classes_of,
+)
 from .sync import ApproximateTimeSynchronizer
 
 NODE_NAME = "semnerf_node"

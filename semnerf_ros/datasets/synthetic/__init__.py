@@ -23,8 +23,17 @@ from .arrays import scene_arrays
 from .cli import main
 from .geometry import CLASS_ID, CLASS_NAMES, SceneGeometry
 from .layout import build_room
-from .output import (COMPLETION_MARKER, DEPTH_SCALE, FPS, GENERATOR_VERSION, HFOV_DEG, default_scene_dir,
-                     ensure_scene, make_scene, scene_is_complete)
+from .output import (
+                     COMPLETION_MARKER,
+                     DEPTH_SCALE,
+                     FPS,
+                     GENERATOR_VERSION,
+                     HFOV_DEG,
+                     default_scene_dir,
+                     ensure_scene,
+                     make_scene,
+                     scene_is_complete,
+)
 from .raycast import RAYCASTERS, TorchRayCaster, make_raycaster, open3d_available
 from .rendering import Renderer
 from .trajectory import camera_path, look_rotation, path_report

@@ -10,6 +10,7 @@ with only numpy, OpenCV and torch makes the rooms itself.
 from __future__ import annotations
 
 import time
+
 import numpy as np
 from tqdm import tqdm
 

@@ -14,8 +14,20 @@ from typing import Optional
 
 import numpy as np
 
-from .appearance import (M_BOOK, M_CABINET, M_CARPET, M_CHECKER, M_FABRIC, M_LEAF, M_METAL, M_PAINTING,
-                         M_PLAIN, M_SCREEN, M_SHADE, M_WOOD)
+from .appearance import (
+    M_BOOK,
+    M_CABINET,
+    M_CARPET,
+    M_CHECKER,
+    M_FABRIC,
+    M_LEAF,
+    M_METAL,
+    M_PAINTING,
+    M_PLAIN,
+    M_SCREEN,
+    M_SHADE,
+    M_WOOD,
+)
 from .geometry import Placement, SceneGeometry
 from .plan import FloorPlan
 

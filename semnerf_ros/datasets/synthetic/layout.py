@@ -15,8 +15,19 @@ import math
 
 import numpy as np
 
-from .appearance import (M_BRICK, M_CARPET, M_DOOR, M_METAL, M_PLAIN, M_PLANKS, M_PLASTER, M_TILES, M_WALLPAPER,
-                         M_WOOD, Lighting)
+from .appearance import (
+    M_BRICK,
+    M_CARPET,
+    M_DOOR,
+    M_METAL,
+    M_PLAIN,
+    M_PLANKS,
+    M_PLASTER,
+    M_TILES,
+    M_WALLPAPER,
+    M_WOOD,
+    Lighting,
+)
 from .classic import classic_room
 from .furniture import WHITE_PAINT, WOOD_DARK, WOOD_LIGHT, WOOD_RED, Builder, furnish_room, pick, vary
 from .geometry import WORLD, Placement, SceneGeometry
