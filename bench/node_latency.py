@@ -86,7 +86,8 @@ def main(argv=None) -> int:
     cmd = [sys.executable, "-m", "semnerf_ros.ros.node", "--ros-args",
            "--params-file", str(ROOT / "config" / "semnerf.yaml"),
            "-p", f"num_classes:={nc}", "-p", f"publish_rate:={args.publish_rate}",
-           "-p", f"render_scale:={args.render_scale}", "-p", f"device:={args.device}", "-p", "mesh_period:=0.0", "-p", "log_period:=5.0",
+           "-p", f"render_scale:={args.render_scale}", "-p", f"device:={args.device}",
+           "-p", "mesh_period:=0.0", "-p", "log_period:=5.0",
            "-p", "slop:=0.02"]
     cmd += ["-p", "class_names:=[" + ",".join(f'"{c}"' for c in class_names) + "]"]
     for p in args.node_param:
@@ -167,7 +168,7 @@ def main(argv=None) -> int:
         now = time.time()
         base = now
         jit = rng.uniform(-0.004, 0.004, size=4)
-        hdr = lambda dt: (sec_to_stamp(base + dt), "camera_color_optical_frame")  # noqa: E731
+        hdr = lambda dt, base=base: (sec_to_stamp(base + dt), "camera_color_optical_frame")  # noqa: E731
         st, fid = hdr(0.0)
         with lock:
             sent[st.sec * 10 ** 9 + st.nanosec] = i
@@ -230,7 +231,8 @@ def main(argv=None) -> int:
         "latency_ms": {"p50": float(np.percentile(lat, 50)), "p90": float(np.percentile(lat, 90)),
                        "max": float(lat.max())},
         "node_params": args.node_param, "engine_set": args.engine_set,
-        "windows": windows, "status": last_status, "shutdown_seconds": shutdown_s, "node_exit_code": node_proc.returncode,
+        "windows": windows, "status": last_status, "shutdown_seconds": shutdown_s,
+        "node_exit_code": node_proc.returncode,
     }
     for w in windows:
         print(f"{w['t0']:5.0f}-{w['t1']:3.0f} s: {w['images']:3d} images  published mIoU {w['published_miou']:.3f} "

@@ -145,7 +145,8 @@ def engine_config_text(device: str, bounds: list) -> str:
     """The engine YAML the node gets (``-p engine_config:=``): on a CPU a small hash
     field (8 levels, 2^14 entries, 512 rays a step, learning rate 0.02) that beats the
     label noise within about a minute on two cores; with CUDA the full hash field
-    (16 levels, 2^19 entries, 4096 rays, learning rate 0.01).  ``bounds``: the room box [xmin, ymin, zmin, xmax, ymax, zmax] in metres."""
+    (16 levels, 2^19 entries, 4096 rays, learning rate 0.01).  ``bounds``: the room box
+    [xmin, ymin, zmin, xmax, ymax, zmax] in metres."""
     b = ", ".join(f"{v:.2f}" for v in bounds)
     if device == "cpu":
         model = ("model:\n  type: hash\n  hash: {n_levels: 8, log2_hashmap_size: 14, finest_resolution: 128,\n"

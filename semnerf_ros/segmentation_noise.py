@@ -156,7 +156,8 @@ class _Fields:
         out = np.empty((len(self.state), h, w), np.float32)
         for c, s in enumerate(self.state):
             up = self._cv2.resize(s, (int(gw * self.cell), int(gh * self.cell)), interpolation=self._cv2.INTER_CUBIC)
-            out[c] = up[self.cell_offset():self.cell_offset() + h, self.cell_offset():self.cell_offset() + w] * self.gain
+            o = self.cell_offset()
+            out[c] = up[o:o + h, o:o + w] * self.gain
         return out
 
     def cell_offset(self) -> int:

@@ -75,7 +75,7 @@ def test_round_trip(scene, tmp_path, storage):
     # receive-time order over the whole bag, and receive time after the stamp
     all_times = [t for _, _, t, _ in bag_writer.read_bag_messages(tmp_path / "bag")]
     assert all_times == sorted(all_times)
-    for topic, lst in msgs.items():
+    for lst in msgs.values():
         for t, _, m in lst:
             assert t / 1e9 - convert.stamp_to_sec(m.header.stamp) >= 0.002 - 1e-9
     # stamps: frame i at start + i/30 with per-topic jitter within +-3 ms
@@ -213,7 +213,8 @@ def test_player_publishes_exact_messages_with_timing(scene, tmp_path):
     ex = SingleThreadedExecutor(context=ctx)
     ex.add_node(node)
     proc = subprocess.Popen([sys.executable, "-m", "semnerf_ros.ros.bag_player", str(tmp_path / "bag"),
-                             "--rate", "2.0", "--wait-for-subscribers", "20", "--quiet", "--topics", TOPIC_LABELS, TOPIC_POSE,
+                             "--rate", "2.0", "--wait-for-subscribers", "20", "--quiet",
+                             "--topics", TOPIC_LABELS, TOPIC_POSE,
                              "--remap", f"{TOPIC_LABELS}:=/labels"], env=env, cwd=str(tmp_path),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:

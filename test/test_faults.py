@@ -300,7 +300,7 @@ def run_faults(r, faults):
         assert reasons.get(reason, 0) - reasons0.get(reason, 0) == n, (reason, reasons)
     for topic, n in drop.items():
         assert dropped[topic] - dropped0[topic] == n, (topic, dropped)
-    for _m, reason, topic, text in faults:
+    for _m, reason, _topic, text in faults:
         assert any(text in w and f"({reason})" in w for w in r.log.warnings()), \
             (reason, text, r.log.warnings())
     return reasons
@@ -480,7 +480,7 @@ def test_06_stamps_out_of_order_duplicate_future_stale(rig):
         (None, now - 100.0, "stale_stamp", "s old (max_stamp_age 30.0 s)"),
         (None, now + 100.0, "future_stamp", "s ahead of now (max_future 2.0 s)"),
     ]
-    for _m, stamp, reason, text in faults:
+    for _m, stamp, _reason, _text in faults:
         r.send(stamp=stamp)
     good = r.send()
     r.send(stamp=good - 0.5)               # out of order

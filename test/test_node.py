@@ -646,7 +646,7 @@ def test_node_end_to_end(room, tmp_path):
         while time.monotonic() < deadline:
             i = k % len(room)
             stamp = t0 + k / 10.0
-            jit = lambda: stamp + rng.uniform(-0.003, 0.003)  # noqa: E731
+            jit = lambda stamp=stamp: stamp + rng.uniform(-0.003, 0.003)  # noqa: E731
             frame = "camera_color_optical_frame"
             hdr = convert.make_header(stamp, frame)
             pubs["info"].publish(convert.camera_info_from_intrinsics(room.intrinsics, hdr))

@@ -258,7 +258,8 @@ def test_refuses_foreign_non_empty_folder(tmp_path):
 def test_cli_writes_scene_and_passes_bag_options(tmp_path, monkeypatch, capsys):
     calls = []
     fake = types.ModuleType("semnerf_ros.ros.bag_writer")
-    fake.write_scene_bag = lambda scene_dir, bag_path, **opts: calls.append((scene_dir, bag_path, opts)) or {"frames": 2}
+    fake.write_scene_bag = lambda scene_dir, bag_path, **opts: (calls.append((scene_dir, bag_path, opts))
+                                                                or {"frames": 2})
     monkeypatch.setitem(sys.modules, "semnerf_ros.ros.bag_writer", fake)
     rc = synthetic.main([str(tmp_path / "s"), "--frames", "2", "--width", "32", "--height", "24",
                          "--quiet", "--bag", str(tmp_path / "b.mcap"), "--noise", "region",

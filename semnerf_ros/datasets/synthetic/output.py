@@ -178,7 +178,8 @@ def make_scene(out_dir, frames: int = 300, width: int = 320, height: int = 240, 
         for ids, r in iter_batches(renderer, poses, range(frames), batch, render_threads):
             for j, i in enumerate(ids):
                 pending += [
-                    pool.submit(_write_png, out / "rgb" / f"rgb_{i}.png", np.ascontiguousarray(r["rgb"][j][:, :, ::-1])),
+                    pool.submit(_write_png, out / "rgb" / f"rgb_{i}.png",
+                                np.ascontiguousarray(r["rgb"][j][:, :, ::-1])),
                     pool.submit(_write_png, out / "depth" / f"depth_{i}.png", depth_to_mm(r["depth"][j])),
                     pool.submit(_write_png, out / "semantic_class" / f"semantic_class_{i}.png", r["labels"][j]),
                     pool.submit(_write_png, out / "semantic_instance" / f"semantic_instance_{i}.png",
