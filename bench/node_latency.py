@@ -60,9 +60,7 @@ def main(argv=None) -> int:
     from sensor_msgs.msg import CameraInfo, Image
 
     from semnerf_ros import tasks
-    from semnerf_ros.geometry import Intrinsics
-    from semnerf_ros.metrics import SegmentationEvaluator
-    from semnerf_ros.ros.convert import (
+    from semnerf_ros.bridge.convert import (
         camera_info_from_intrinsics,
         image_to_numpy,
         numpy_to_image,
@@ -70,6 +68,8 @@ def main(argv=None) -> int:
         sec_to_stamp,
         stamp_to_sec,
     )
+    from semnerf_ros.engine.geometry import Intrinsics
+    from semnerf_ros.metrics import SegmentationEvaluator
 
     z = np.load(args.scene_npz)
     k = z["intrinsics"]

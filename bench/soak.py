@@ -86,7 +86,7 @@ class NodeStream:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
 
-        from semnerf_ros.ros import convert
+        from semnerf_ros.bridge import convert
         from semnerf_ros.ros.node import SemNerfNode
 
         self.convert = convert
@@ -170,8 +170,8 @@ class MapperStream:
     """The engine alone: ``add_frame`` then ``--steps-per-frame`` steps."""
 
     def __init__(self, args, engine_path: Path):
-        from semnerf_ros.config import load_config
-        from semnerf_ros.mapper import Mapper
+        from semnerf_ros.engine.config import load_config
+        from semnerf_ros.engine.mapper import Mapper
 
         cfg = load_config(engine_path, {"mapper": {"max_keyframes": args.max_keyframes, "min_translation": 0.05,
                                                    "min_rotation_deg": 5.0}})
@@ -190,7 +190,7 @@ class MapperStream:
             self.mapper.step(self.steps)
 
     def export(self, resolution: int) -> None:
-        from semnerf_ros.mesh import write_mesh
+        from semnerf_ros.engine.mesh import write_mesh
 
         write_mesh(self.mapper.extract_mesh(resolution=resolution), self.export_path)
         self.exports += 1

@@ -8,7 +8,7 @@ Stages (each prints its progress):
 1. **scene** -- the built-in synthetic room (:func:`datasets.synthetic.ensure_scene`,
    cached in ``~/.cache/semnerf_ros``): 160x120 px, 150 frames on a CPU; the paper's
    320x240 px, 300 frames with CUDA.
-2. **bag** -- the scene as a rosbag2 (:func:`ros.bag_writer.write_scene_bag`) with 50 %
+2. **bag** -- the scene as a rosbag2 (:func:`bags.writer.write_scene_bag`) with 50 %
    pixel label noise (``--noise segmentation --noise-strength S``: a segmentation
    network's errors instead) on ``/segmentation/labels`` and the clean labels on
    ``/segmentation/labels_gt``; written once into the output folder and reused.
@@ -209,7 +209,7 @@ def _stage(i: int, text: str) -> None:
 def ensure_bag(scene_dir: Path, s: Settings) -> tuple[Path, dict]:
     """The scene's bag in the output folder, written unless one with the same
     arguments is there (marker ``demo_bag.json`` beside ``metadata.yaml``)."""
-    from .ros.bag_writer import write_scene_bag
+    from .bags.writer import write_scene_bag
 
     want = {"scene": str(scene_dir), "width": s.width, "height": s.height, "frames": s.frames,
             "rate_hz": BAG_RATE_HZ, "noise": s.noise, "noise_ratio": s.noise_strength, "seed": 0,
@@ -460,7 +460,7 @@ class Monitor:
         import cv2
 
         from . import metrics
-        from .ros import convert
+        from .bridge import convert
 
         now = time.monotonic()
         with self._lock:
@@ -603,8 +603,8 @@ def _finite(v):
 
 # ============================================================================ the run
 def run(s: Settings) -> int:
+    from .bags.writer import bag_custom_data
     from .datasets.synthetic import CLASS_NAMES, ensure_scene, scene_is_complete
-    from .ros.bag_writer import bag_custom_data
 
     t_start = time.monotonic()
     s.out.mkdir(parents=True, exist_ok=True)

@@ -129,7 +129,7 @@ def visible_mask(points, poses: Sequence[np.ndarray], intrinsics, depths: Sequen
                  tol: float = 0.03, min_depth: float = 0.05) -> np.ndarray:
     """True for the points seen by at least one view: in front of the camera, projecting
     inside the image, and within ``tol`` m of the view's depth at that pixel (nearest pixel).
-    ``intrinsics``: one :class:`~semnerf_ros.geometry.Intrinsics` or one per view."""
+    ``intrinsics``: one :class:`~semnerf_ros.engine.geometry.Intrinsics` or one per view."""
     points = np.asarray(points, np.float64).reshape(-1, 3)
     seen = np.zeros(points.shape[0], bool)
     many = isinstance(intrinsics, (list, tuple))
@@ -157,7 +157,7 @@ def visible_mask(points, poses: Sequence[np.ndarray], intrinsics, depths: Sequen
 def mesh_accuracy(pred, gt_vertices, gt_faces, gt_labels=None, n_samples: int = 200000,
                   rng: Optional[np.random.Generator] = None, threshold_m: float = 0.05,
                   gt_visible=None, distance: str = "surface") -> dict:
-    """Geometric and semantic accuracy of a predicted :class:`~semnerf_ros.mesh.SemanticMesh`.
+    """Geometric and semantic accuracy of a predicted :class:`~semnerf_ros.engine.mesh.SemanticMesh`.
 
     ``n_samples`` points are drawn on each mesh (area-weighted).
     accuracy_m: mean distance from the prediction's points to the GT surface;

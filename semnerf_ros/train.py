@@ -1,6 +1,6 @@
 """Offline trainer ``semnerf-train``: the paper's ``train_SSR_main.py`` on this package's engine.
 
-Offline training is the online :class:`~semnerf_ros.mapper.Mapper` fed every
+Offline training is the online :class:`~semnerf_ros.engine.mapper.Mapper` fed every
 training frame up front (``mapper.keyframe_policy: all``, ``max_keyframes`` >=
 the number of training frames), then stepped in a loop.  Flags and their
 meaning follow the seed (``--config_file``, ``--dataset_type``, the task
@@ -58,7 +58,7 @@ from tqdm import tqdm
 
 from . import tasks
 from .colormap import label_palette, legend_image
-from .config import ConfigError, load_config, merge, save_config, validate
+from .engine.config import ConfigError, load_config, merge, save_config, validate
 from .metrics import SegmentationEvaluator, depth_errors, ssim
 from .visualize import make_comparison_strip, save_render_images, write_image
 
@@ -276,8 +276,8 @@ def _json_clean(obj):
 
 
 def write_json_atomic(path, data) -> Path:
-    """Write ``data`` as JSON atomically (:func:`semnerf_ros.plyio.atomic_output`)."""
-    from .plyio import atomic_output
+    """Write ``data`` as JSON atomically (:func:`semnerf_ros.io.ply.atomic_output`)."""
+    from .io.ply import atomic_output
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -556,7 +556,7 @@ def train(cfg: Optional[dict] = None, args=None) -> dict:
     progress = not a.quiet
     say = (lambda msg: tqdm.write(msg)) if progress else (lambda msg: log.info(msg))
 
-    from .mapper import Mapper, resolve_device
+    from .engine.mapper import Mapper, resolve_device
 
     try:
         device = resolve_device(cfg["experiment"]["device"])
@@ -770,7 +770,7 @@ def train(cfg: Optional[dict] = None, args=None) -> dict:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """CLI entry point (``semnerf-train``); returns the exit status."""
     from .datasets import DatasetError
-    from .mapper import MapFileError
+    from .engine.mapper import MapFileError
 
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING if not args.quiet else logging.ERROR,

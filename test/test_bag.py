@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from semnerf_ros.ros import bag_writer, convert  # noqa: E402
-from semnerf_ros.ros.bag_writer import (  # noqa: E402
+from semnerf_ros.bags import writer as bag_writer  # noqa: E402
+from semnerf_ros.bags.writer import (  # noqa: E402
     TOPIC_DEPTH,
     TOPIC_INFO,
     TOPIC_LABELS,
@@ -17,6 +17,7 @@ from semnerf_ros.ros.bag_writer import (  # noqa: E402
     TOPIC_RGB,
     BagWriteError,
 )
+from semnerf_ros.bridge import convert  # noqa: E402
 
 N, W, H = 12, 32, 24
 
@@ -172,7 +173,7 @@ def test_no_rclpy_import(scene, tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys; from semnerf_ros.ros import bag_writer; "
+    code = ("import sys; from semnerf_ros.bags import writer as bag_writer; "
             f"bag_writer.write_scene_bag({str(scene)!r}, {str(tmp_path / 'q')!r}, progress=False); "
             "assert 'rclpy' not in sys.modules, 'rclpy imported'")
     import os

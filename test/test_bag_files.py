@@ -11,8 +11,8 @@ import pytest
 
 pytest.importorskip("rosbags")
 
+from semnerf_ros.bags import writer as bag_writer  # noqa: E402
 from semnerf_ros.datasets import synthetic  # noqa: E402
-from semnerf_ros.ros import bag_writer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_demo_cli_noise_flags():
 
 
 def test_bag_with_segmentation_noise(scene, tmp_path):
-    from semnerf_ros.ros import convert
+    from semnerf_ros.bridge import convert
 
     info = bag_writer.write_scene_bag(scene, tmp_path / "bag", noise="segmentation", noise_ratio=0.6, seed=3,
                                       progress=False)

@@ -22,7 +22,7 @@ TIMEOUT_S = float(os.environ.get("SEMNERF_DEMO_TEST_TIMEOUT", "300"))
 
 
 def test_demo_tiny(tmp_path):
-    from semnerf_ros.plyio import read_ply
+    from semnerf_ros.io.ply import read_ply
 
     out = tmp_path / "demo"
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1",

@@ -11,10 +11,10 @@ import pytest
 import torch
 from boxroom import NUM_CLASSES, box_frames
 
-from semnerf_ros.config import make_config
-from semnerf_ros.mapper import Mapper
-from semnerf_ros.models import NeRFSemanticModel, build_model, semantic_loss
-from semnerf_ros.occupancy import OccupancyGrid
+from semnerf_ros.engine.config import make_config
+from semnerf_ros.engine.mapper import Mapper
+from semnerf_ros.engine.models import NeRFSemanticModel, build_model, semantic_loss
+from semnerf_ros.engine.occupancy import OccupancyGrid
 
 BOX = [[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]
 

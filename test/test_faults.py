@@ -40,15 +40,15 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from semnerf_ros import plyio  # noqa: E402
-from semnerf_ros.config import load_config  # noqa: E402
-from semnerf_ros.frame import Frame  # noqa: E402
-from semnerf_ros.geometry import PoseError  # noqa: E402
-from semnerf_ros.mapper import Mapper  # noqa: E402
-from semnerf_ros.mesh import read_mesh, write_mesh  # noqa: E402
-from semnerf_ros.ros import convert  # noqa: E402
+from semnerf_ros.bridge import convert  # noqa: E402
+from semnerf_ros.bridge.params import ParameterValueError  # noqa: E402
+from semnerf_ros.engine.config import load_config  # noqa: E402
+from semnerf_ros.engine.frame import Frame  # noqa: E402
+from semnerf_ros.engine.geometry import PoseError  # noqa: E402
+from semnerf_ros.engine.mapper import Mapper  # noqa: E402
+from semnerf_ros.engine.mesh import read_mesh, write_mesh  # noqa: E402
+from semnerf_ros.io import ply as plyio  # noqa: E402
 from semnerf_ros.ros.node import STAMP_REBASE_SETS, SemNerfNode, _interfaces  # noqa: E402
-from semnerf_ros.ros.params import ParameterValueError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 IFACE = _interfaces()
@@ -714,7 +714,7 @@ def test_11_export_and_save_while_training(rig, tmp_path):
 
 SLOW_WRITE_NODE = """\
 import sys, time
-from semnerf_ros import plyio
+from semnerf_ros.io import ply as plyio
 real = plyio._open_temp_file
 class Slow:
     def __init__(self, f): self.f = f

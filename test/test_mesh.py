@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from semnerf_ros import mesh as mesh_mod
-from semnerf_ros.mesh import (
+from semnerf_ros.engine import mesh as mesh_mod
+from semnerf_ros.engine.mesh import (
     MeshExportError,
     NoSurfaceError,
     SemanticMesh,
@@ -322,7 +322,7 @@ def test_mesh_accuracy_self_and_shifted():
 
 
 class FakeMapper:
-    """Stands in for semnerf_ros.mapper.Mapper: the CLI only needs load + extract_mesh."""
+    """Stands in for semnerf_ros.engine.mapper.Mapper: the CLI only needs load + extract_mesh."""
 
     calls = []
 

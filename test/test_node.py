@@ -31,11 +31,11 @@ from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
+from semnerf_ros.bridge import convert  # noqa: E402
+from semnerf_ros.bridge.params import ParameterValueError  # noqa: E402
 from semnerf_ros.colormap import colorize_labels  # noqa: E402
-from semnerf_ros.geometry import Intrinsics  # noqa: E402
-from semnerf_ros.ros import convert  # noqa: E402
+from semnerf_ros.engine.geometry import Intrinsics  # noqa: E402
 from semnerf_ros.ros.node import SemNerfNode, _interfaces  # noqa: E402
-from semnerf_ros.ros.params import ParameterValueError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 W, H = 64, 48
@@ -99,7 +99,7 @@ class FakeMapper:
             time.sleep(0.005)
 
     def extract_mesh(self, resolution=128, density_threshold=None):
-        from semnerf_ros.mesh import SemanticMesh
+        from semnerf_ros.engine.mesh import SemanticMesh
 
         self.calls.append(("extract_mesh", resolution, density_threshold))
         v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32)
@@ -446,7 +446,7 @@ def test_services_and_markers(harness_factory, tmp_path):
     assert h.wait(lambda: h.node._latest is not None, 5)
     r = h.call(Trigger, "/semnerf_node/export_mesh_default", Trigger.Request())
     assert r.success, r.message
-    from semnerf_ros.mesh import read_mesh
+    from semnerf_ros.engine.mesh import read_mesh
 
     m = read_mesh(tmp_path / "mesh.ply")
     assert m.num_faces == 4 and m.num_vertices == 4
@@ -580,7 +580,7 @@ def test_node_end_to_end(room, tmp_path):
     from rcl_interfaces.srv import GetParameters, SetParameters
 
     from semnerf_ros import metrics, tasks
-    from semnerf_ros.mesh import read_mesh
+    from semnerf_ros.engine.mesh import read_mesh
 
     (tmp_path / "tiny.yaml").write_text(TINY_ENGINE)
     domain = next_domain()

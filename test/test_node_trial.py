@@ -33,8 +33,8 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from semnerf_ros.geometry import Intrinsics  # noqa: E402
-from semnerf_ros.ros import convert  # noqa: E402
+from semnerf_ros.bridge import convert  # noqa: E402
+from semnerf_ros.engine.geometry import Intrinsics  # noqa: E402
 from semnerf_ros.ros.node import SemNerfNode, ShutdownSignals, _interfaces, size_mismatch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,7 +94,7 @@ class FakeMapper:
                                entropy=np.full(lab.shape, 0.5, np.float32), intrinsics=it)
 
     def extract_mesh(self, resolution=128, density_threshold=None, cancel=None, chunk=None):
-        from semnerf_ros.mesh import ExtractionCancelled, SemanticMesh
+        from semnerf_ros.engine.mesh import ExtractionCancelled, SemanticMesh
 
         self.calls.append(("extract_mesh", resolution))
         end = time.monotonic() + self.extract_seconds
@@ -290,8 +290,8 @@ def test_bug3_training_rate_reads_zero_once_paused(monkeypatch):
     import yaml
     from boxroom import NUM_CLASSES, TINY_ENGINE, box_frames
 
-    from semnerf_ros import mapper as mapper_mod
-    from semnerf_ros.config import make_config
+    from semnerf_ros.engine import mapper as mapper_mod
+    from semnerf_ros.engine.config import make_config
 
     monkeypatch.setattr(mapper_mod, "RATE_WINDOW_S", 0.5)
     m = mapper_mod.Mapper(make_config(yaml.safe_load(TINY_ENGINE)), NUM_CLASSES, device="cpu")
@@ -365,7 +365,7 @@ def test_bug5_export_target_checked_before_extraction(make, tmp_path, monkeypatc
         r = h.call(srv, "/semnerf_node/export_mesh", srv.Request(path=path, format=fmt))
         assert not r.success and why in r.message, (path, r.message)
     # glb without its writer: refused before the work too
-    from semnerf_ros import mesh as mesh_mod
+    from semnerf_ros.engine import mesh as mesh_mod
 
     monkeypatch.setattr(mesh_mod, "_glb_writer_available", lambda: False)
     r = h.call(srv, "/semnerf_node/export_mesh", srv.Request(path=str(tmp_path / "m.glb")))
@@ -381,7 +381,7 @@ def test_bug5_glb_export_writes_a_readable_file(tmp_path):
     trimesh = pytest.importorskip(
         "trimesh", reason="trimesh (requirements.txt) is not installed in this environment: "
                           "run scripts/setup.sh to install it")
-    from semnerf_ros.mesh import SemanticMesh, check_export_target, write_mesh
+    from semnerf_ros.engine.mesh import SemanticMesh, check_export_target, write_mesh
 
     v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32)
     f = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]], np.int32)
@@ -718,7 +718,7 @@ def test_cpu_profile_taken_on_a_cpu_and_logged(capfd):
 def test_cpu_params_file_is_valid_and_differs_only_where_it_should():
     import yaml
 
-    from semnerf_ros.ros.params import PARAMS, SPECS, check_value, check_values, find_config_file
+    from semnerf_ros.bridge.params import PARAMS, SPECS, check_value, check_values, find_config_file
 
     gpu = yaml.safe_load((ROOT / "config" / "semnerf.yaml").read_text())["/**"]["ros__parameters"]
     cpu = yaml.safe_load((ROOT / "config" / "semnerf_cpu.yaml").read_text())["/**"]["ros__parameters"]

@@ -4,8 +4,8 @@ import os
 import numpy as np
 import pytest
 
-from semnerf_ros import plyio
-from semnerf_ros.plyio import MeshExportError, PlyError, read_ply, write_ply
+from semnerf_ros.io import ply as plyio
+from semnerf_ros.io.ply import MeshExportError, PlyError, read_ply, write_ply
 
 
 def _tetra():

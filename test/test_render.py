@@ -4,8 +4,8 @@ import math
 import numpy as np
 import torch
 
-from semnerf_ros.occupancy import OccupancyGrid, march_rays
-from semnerf_ros.render import (
+from semnerf_ros.engine.occupancy import OccupancyGrid, march_rays
+from semnerf_ros.engine.render import (
     nerf_deltas,
     sample_pdf,
     semantic_entropy,

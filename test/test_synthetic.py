@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from semnerf_ros.datasets import synthetic
-from semnerf_ros.geometry import Intrinsics, project_points
-from semnerf_ros.plyio import read_ply
+from semnerf_ros.engine.geometry import Intrinsics, project_points
+from semnerf_ros.io.ply import read_ply
 
 FRAMES, W, H = 8, 64, 48
 
@@ -257,10 +257,10 @@ def test_refuses_foreign_non_empty_folder(tmp_path):
 
 def test_cli_writes_scene_and_passes_bag_options(tmp_path, monkeypatch, capsys):
     calls = []
-    fake = types.ModuleType("semnerf_ros.ros.bag_writer")
+    fake = types.ModuleType("semnerf_ros.bags.writer")
     fake.write_scene_bag = lambda scene_dir, bag_path, **opts: (calls.append((scene_dir, bag_path, opts))
                                                                 or {"frames": 2})
-    monkeypatch.setitem(sys.modules, "semnerf_ros.ros.bag_writer", fake)
+    monkeypatch.setitem(sys.modules, "semnerf_ros.bags.writer", fake)
     rc = synthetic.main([str(tmp_path / "s"), "--frames", "2", "--width", "32", "--height", "24",
                          "--quiet", "--bag", str(tmp_path / "b.mcap"), "--noise", "region",
                          "--noise-ratio", "0.3", "--rate", "15", "--bag-format", "sqlite3"])
@@ -281,7 +281,7 @@ def test_cli_writes_a_real_bag(tmp_path):
 
 
 def test_cli_bag_without_writer_fails_clearly(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "semnerf_ros.ros.bag_writer", None)  # import raises ImportError
+    monkeypatch.setitem(sys.modules, "semnerf_ros.bags.writer", None)  # import raises ImportError
     rc = synthetic.main([str(tmp_path / "s"), "--frames", "1", "--width", "16", "--height", "12",
                          "--quiet", "--bag", str(tmp_path / "b.mcap")])
     assert rc == 2

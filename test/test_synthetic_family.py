@@ -12,7 +12,7 @@ import pytest
 from semnerf_ros.datasets import synthetic
 from semnerf_ros.datasets.synthetic import plan as plan_mod
 from semnerf_ros.datasets.synthetic.trajectory import CLEARANCE, FreeSpace
-from semnerf_ros.geometry import Intrinsics
+from semnerf_ros.engine.geometry import Intrinsics
 
 SEEDS = [1, 2, 4, 9, 13, 30, 46, 92]   # single, two, three rooms and corridors; 30/46/92 once had blocked rooms
 
@@ -200,7 +200,7 @@ def test_scene_arrays_equal_the_files(tmp_path):
     assert arrays["intrinsics"] == data.intrinsics
     assert arrays["class_names"] == list(data.class_names) == synthetic.CLASS_NAMES
     assert arrays["train_labels"].dtype == np.int32 and arrays["train_depth"].dtype == np.float32
-    from semnerf_ros.plyio import read_ply
+    from semnerf_ros.io.ply import read_ply
 
     mesh = read_ply(folder / "mesh_gt.ply")
     assert np.array_equal(arrays["mesh_vertices"], mesh["vertices"])
@@ -223,7 +223,7 @@ def test_cli_picks_the_ray_caster(tmp_path, capsys):
 
 def test_cli_bag_with_segmentation_noise(tmp_path):
     pytest.importorskip("rosbags")
-    from semnerf_ros.ros import bag_writer
+    from semnerf_ros.bags import writer as bag_writer
 
     rc = synthetic.main([str(tmp_path / "s"), "--frames", "4", "--width", "32", "--height", "24", "--seed", "9",
                          "--quiet", "--bag", str(tmp_path / "bag"), "--noise", "segmentation",

@@ -11,7 +11,7 @@ from boxroom import HALF, write_box_replica
 
 from semnerf_ros import tasks
 from semnerf_ros import train as tr
-from semnerf_ros.config import DEFAULTS, load_config, make_config
+from semnerf_ros.engine.config import DEFAULTS, load_config, make_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -196,7 +196,7 @@ def test_pixel_denoising_improves_on_the_noisy_labels_and_resumes(box_dir, tmp_p
 
 def test_builtin_scene_with_the_papers_mlps_and_sparse_views(tmp_path, monkeypatch, capsys):
     from semnerf_ros.datasets import synthetic
-    from semnerf_ros.mapper import Mapper
+    from semnerf_ros.engine.mapper import Mapper
 
     scene_dir = synthetic.make_scene(tmp_path / "scene", frames=10, width=32, height=24, progress=False)
     calls = []

@@ -28,7 +28,7 @@ from typing import Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from ..geometry import Intrinsics
+from ..engine.geometry import Intrinsics
 from .scene_data import (
     DatasetError,
     SceneData,

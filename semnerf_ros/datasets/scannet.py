@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..geometry import Intrinsics
+from ..engine.geometry import Intrinsics
 from .scene_data import (
     DatasetError,
     SceneData,

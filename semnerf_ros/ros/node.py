@@ -1,4 +1,4 @@
-"""``semnerf_node``: the ROS 2 adapter around :class:`semnerf_ros.mapper.Mapper`.
+"""``semnerf_node``: the ROS 2 adapter around :class:`semnerf_ros.engine.mapper.Mapper`.
 
 Run (docs/node.md; README "Using it"): ``semnerf_node --ros-args --params-file config/semnerf.yaml
 -r rgb:=/camera/color/image_raw -r camera_info:=/camera/color/camera_info -r pose:=/camera/pose
@@ -12,7 +12,7 @@ bgra8, mono8), ``labels`` (Image: mono8, 8UC1, mono16, 16UC1, 32SC1 class ids),
 odometry``; camera-to-world in ``world_frame``), optional ``depth`` (16UC1 mm or
 32FC1 m, ``use_depth``), ``camera_info`` (or intrinsics from parameters).
 RGB, labels, pose (and depth) are paired by an approximate-time synchronizer
-(:mod:`semnerf_ros.ros.sync`); camera_info is the latest one received.  When no
+(:mod:`semnerf_ros.bridge.sync`); camera_info is the latest one received.  When no
 set synchronizes for ``input_timeout`` s the node names the inputs without
 publisher (and what to set), those that send nothing, and the stamp skew of
 inputs that never pair.
@@ -90,10 +90,8 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
 
-from ..frame import Frame, FrameError
-from ..geometry import Intrinsics, IntrinsicsError, PoseError
-from . import convert
-from .params import (
+from ..bridge import convert
+from ..bridge.params import (
     PARAMS,
     SPECS,
     ParameterValueError,
@@ -103,7 +101,9 @@ from .params import (
     find_config_file,
     num_classes_of,
 )
-from .sync import ApproximateTimeSynchronizer
+from ..bridge.sync import ApproximateTimeSynchronizer
+from ..engine.frame import Frame, FrameError
+from ..engine.geometry import Intrinsics, IntrinsicsError, PoseError
 
 NODE_NAME = "semnerf_node"
 _PARAM_TYPES = {"bool": Parameter.Type.BOOL, "int": Parameter.Type.INTEGER,
@@ -387,8 +387,8 @@ class SemNerfNode(Node):
 
     # ================================================================ engine
     def _make_mapper(self):
-        from ..config import ConfigError, load_config
-        from ..mapper import Mapper
+        from ..engine.config import ConfigError, load_config
+        from ..engine.mapper import Mapper
 
         path, profile = self._engine_profile()
         try:
@@ -415,7 +415,7 @@ class SemNerfNode(Node):
         found from the working directory is looked up in the package's config/).  Empty:
         on a CPU the CPU profile :data:`CPU_ENGINE_FILE`, else the engine defaults for
         the device (semnerf_ros/config.py)."""
-        from ..mapper import resolve_device
+        from ..engine.mapper import resolve_device
 
         given = self.values["engine_config"]
         if given:
@@ -911,7 +911,7 @@ class SemNerfNode(Node):
             self._last_published_ns = stamp_ns
 
     def _extract_mesh(self, resolution: int = 0, density_threshold: float = 0.0):
-        """The mapper's mesh; cancelled (:class:`~semnerf_ros.mesh.ExtractionCancelled`)
+        """The mapper's mesh; cancelled (:class:`~semnerf_ros.engine.mesh.ExtractionCancelled`)
         at the next chunk once the node shuts down (when the mapper takes ``cancel``)."""
         res = int(resolution) or int(self.values["mesh_resolution"])
         thr = float(density_threshold) or float(self.values["mesh_density_threshold"]) or None
@@ -943,7 +943,7 @@ class SemNerfNode(Node):
 
     def mesh_markers(self, mesh, stamp=None) -> MarkerArray:
         """MarkerArray: DELETEALL, then TRIANGLE_LIST chunks with per-vertex colours."""
-        from ..mesh import marker_chunks
+        from ..engine.mesh import marker_chunks
 
         header = Header(stamp=stamp if stamp is not None else self.get_clock().now().to_msg(),
                         frame_id=self.values["world_frame"])
@@ -969,7 +969,7 @@ class SemNerfNode(Node):
             return
         if not self._mapper_has_keyframes():
             return
-        from ..mesh import ExtractionCancelled
+        from ..engine.mesh import ExtractionCancelled
 
         try:
             with self._long_op("mesh markers", f"resolution {int(self.values['mesh_resolution'])}"):
@@ -1077,9 +1077,9 @@ class SemNerfNode(Node):
         The target is checked first (known format with its writer installed, an
         existing directory where a file can be created), so a bad path fails at
         once instead of after the extraction.  On shutdown the extraction is
-        cancelled (:class:`~semnerf_ros.mesh.ExtractionCancelled`); the write is
+        cancelled (:class:`~semnerf_ros.engine.mesh.ExtractionCancelled`); the write is
         atomic, so no partial file is ever left."""
-        from ..mesh import check_export_target, write_mesh
+        from ..engine.mesh import check_export_target, write_mesh
 
         target, fmt = check_export_target(path or self.values["export_path"], fmt or None)
         if not self._mapper_has_keyframes():
@@ -1090,7 +1090,7 @@ class SemNerfNode(Node):
             self._node_log().info(f"export_mesh: extracting the mesh at resolution {res} for {target}")
             mesh = self._extract_mesh(resolution, density_threshold)
             if self._cancel.is_set():
-                from ..mesh import ExtractionCancelled
+                from ..engine.mesh import ExtractionCancelled
                 raise ExtractionCancelled("the node is shutting down")
             written = write_mesh(mesh, target, fmt=fmt, semantic_colors=semantic_colors)
             self._export_seconds = time.monotonic() - t0
@@ -1102,7 +1102,7 @@ class SemNerfNode(Node):
         fills ``resp``); any exception becomes ``success=false`` with
         ``failure`` and the error, never an exception that reaches rclpy.
         The outcome is logged (info / error) unless ``name`` is empty."""
-        from ..mesh import ExtractionCancelled
+        from ..engine.mesh import ExtractionCancelled
 
         try:
             resp.message = action()

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ...geometry import Intrinsics
+from ...engine.geometry import Intrinsics
 from .geometry import CLASS_NAMES, SceneGeometry
 from .layout import build_room
 from .rendering import Renderer, iter_batches
@@ -160,7 +160,7 @@ def make_scene(out_dir, frames: int = 300, width: int = 320, height: int = 240, 
     ``FileExistsError`` if ``out_dir`` holds unrelated files.
     """
     check_args(frames, width, height)
-    from ...plyio import write_ply
+    from ...io.ply import write_ply
 
     t_start = time.perf_counter()
     out = Path(out_dir).expanduser()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...geometry import Intrinsics
+from ...engine.geometry import Intrinsics
 from .appearance import Shader
 from .geometry import SceneGeometry
 from .raycast import make_raycaster

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..geometry import (
+from ..engine.geometry import (
     Intrinsics,
     IntrinsicsError,
     body_from_optical_pose,

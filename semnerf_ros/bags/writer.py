@@ -200,8 +200,8 @@ def write_scene_bag(scene_dir, bag_path, storage: str = "mcap", rate_hz: float =
     PoseStamped, Pose = T["geometry_msgs/msg/PoseStamped"], T["geometry_msgs/msg/Pose"]
     Point, Quaternion = T["geometry_msgs/msg/Point"], T["geometry_msgs/msg/Quaternion"]
 
-    from ..geometry import position_quaternion_from_pose, validate_pose
-    from .convert import numpy_to_image
+    from ..bridge.convert import numpy_to_image
+    from ..engine.geometry import position_quaternion_from_pose, validate_pose
 
     def header(t: float, frame: str):
         total = int(round(t * 1e9))
@@ -287,7 +287,7 @@ def write_scene_bag(scene_dir, bag_path, storage: str = "mcap", rate_hz: float =
 def read_bag_messages(bag_path, topics: Optional[list] = None) -> Iterator[tuple]:
     """Yield ``(topic, msgtype, log_time_ns, message)`` in log-time order, the
     messages deserialised by rosbags (``.data`` of images is a numpy array;
-    :mod:`semnerf_ros.ros.convert` reads them)."""
+    :mod:`semnerf_ros.bridge.convert` reads them)."""
     from rosbags.rosbag2 import Reader
 
     ts = typestore()

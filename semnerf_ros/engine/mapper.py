@@ -104,7 +104,7 @@ def atomic_write_bytes(path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (:func:`semnerf_ros.plyio.atomic_output`:
     temporary file in the same directory, fsync, ``os.replace``); no partial
     file is left on failure.  Raises :class:`MapFileError` naming the problem."""
-    from .plyio import MeshExportError, atomic_output
+    from ..io.ply import MeshExportError, atomic_output
 
     path = Path(path).expanduser().absolute()
     if not path.parent.is_dir():

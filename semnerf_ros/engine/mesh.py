@@ -42,8 +42,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from .mesh_eval import mesh_accuracy, sample_surface  # noqa: F401  (re-exported: the mesh API)
-from .plyio import MeshExportError, PlyError, atomic_output, read_ply, write_ply
+from ..io.ply import MeshExportError, PlyError, atomic_output, read_ply, write_ply
+from ..mesh_eval import mesh_accuracy, sample_surface  # noqa: F401  (re-exported: the mesh API)
 
 __all__ = [
     "SemanticMesh", "NoSurfaceError", "ExtractionCancelled", "MeshExportError", "PlyError",
@@ -73,7 +73,7 @@ def _check_cancel(cancel: Optional[Callable[[], bool]], stage: str) -> None:
 
 
 def _palette(n: int) -> np.ndarray:
-    from .colormap import label_palette
+    from ..colormap import label_palette
     return label_palette(max(int(n), 1))
 
 
@@ -512,7 +512,7 @@ def check_export_target(path, fmt: Optional[str] = None) -> tuple[Path, str]:
     import os
     import tempfile
 
-    from .plyio import _check_directory
+    from ..io.ply import _check_directory
 
     path, fmt = _resolve_format(Path(path).expanduser().absolute(), fmt)
     if fmt == "glb" and not _glb_writer_available():
