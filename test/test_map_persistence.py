@@ -63,7 +63,7 @@ def test_load_keeps_the_running_mappers_settings_and_takes_the_field_from_the_fi
     live = running(max_keyframes=40, min_translation=0.3, min_rotation_deg=20.0, max_overlap=0.5,
                    max_steps_per_second=7.0, eviction="fifo", recent_window=2, recent_fraction=0.5)
     before = copy.deepcopy(live.cfg)
-    with caplog.at_level(logging.WARNING, logger="semnerf_ros.engine.mapper"):
+    with caplog.at_level(logging.WARNING, logger="semnerf_ros.mapper"):
         info = live.load_state(path)
     assert not [r for r in caplog.records if "max_keyframes" in r.getMessage()]   # 12 fit in 40
     # run-time settings: the running mapper's
@@ -105,9 +105,9 @@ def test_more_keyframes_than_the_bound_warns_and_evicts_as_usual(saved, caplog):
     src, path, frames = saved
     # fifo: the newest 5 survive
     fifo = running(max_keyframes=5, eviction="fifo")
-    with caplog.at_level(logging.WARNING, logger="semnerf_ros.engine.mapper"):
+    with caplog.at_level(logging.WARNING, logger="semnerf_ros.mapper"):
         info = fifo.load_state(path)
-    msgs = [r.getMessage() for r in caplog.records if r.name == "semnerf_ros.engine.mapper"]
+    msgs = [r.getMessage() for r in caplog.records if r.name == "semnerf_ros.mapper"]
     assert any("holds 12 keyframes but max_keyframes is 5" in m and "evicting 7" in m for m in msgs), msgs
     assert info == {"keyframes": 5, "keyframes_in_file": 12, "evicted": 7, "step": 12}
     assert fifo.buffer.capacity == 5 and fifo.buffer.keyframe_ids == src.buffer.keyframe_ids[-5:]

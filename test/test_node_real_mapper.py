@@ -201,7 +201,7 @@ def test_the_load_rule_through_the_node(rig, scene, caplog):
     map file, saved with max_keyframes 200 and every frame a keyframe, holds 12 keyframes)."""
     import logging
 
-    with caplog.at_level(logging.WARNING, logger="semnerf_ros.engine.mapper"):
+    with caplog.at_level(logging.WARNING, logger="semnerf_ros.mapper"):
         r = rig(load_on_start=True, map_path=str(scene["map"]), max_keyframes=5, keyframe_min_translation=0.4,
                 keyframe_min_rotation_deg=25.0, keyframe_max_overlap=0.5, max_steps_per_second=3.0)
     assert any("holds 12 keyframes but max_keyframes is 5" in rec.getMessage() for rec in caplog.records)
