@@ -55,6 +55,8 @@ from typing import Optional
 
 import numpy as np
 
+from .io.jsonio import write_json
+
 NODE_NAME = "semnerf_node"
 TOPIC_SEMANTIC = f"/{NODE_NAME}/semantic"
 TOPIC_STATUS = f"/{NODE_NAME}/status"
@@ -233,9 +235,7 @@ def ensure_bag(scene_dir: Path, s: Settings) -> tuple[Path, dict]:
                               noise_ratio=s.noise_strength, seed=0, progress=True)
     keep = {"frames": summary["frames"], "topics": summary["topics"], "num_classes": summary["num_classes"],
             "changed_ratio": summary["noise_info"].get("changed_ratio")}
-    tmp = bag / f".{BAG_MARKER}.tmp"
-    tmp.write_text(json.dumps({"args": want, "summary": keep}, indent=1) + "\n")
-    os.replace(tmp, marker)
+    write_json(marker, {"args": want, "summary": keep})
     return bag, dict(keep, reused=False)
 
 
@@ -591,12 +591,6 @@ def _percentiles(values: list) -> dict:
             "p99": float(np.percentile(a, 99)), "max": float(a.max()), "mean": float(a.mean())}
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o)) + "\n")
-    os.replace(tmp, path)
-
-
 def _finite(v):
     return float(v) if v is not None and math.isfinite(float(v)) else None
 
@@ -823,7 +817,7 @@ def run(s: Settings) -> int:
     summary["wall_seconds"] = time.monotonic() - t_start
     summary["passed"] = not failures
     summary["failures"] = failures
-    _write_json(s.out / "summary.json", summary)
+    write_json(s.out / "summary.json", summary)
     _print_summary(summary)
     if failures:
         print("\nFAILED:\n  - " + "\n  - ".join(failures), file=sys.stderr, flush=True)

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
@@ -42,6 +41,8 @@ import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
 
+from .io import jsonio
+from .io.atomic import atomic_output, atomic_write_text
 from .segmentation_noise import SIMILAR_CLASS_GROUPS, class_confusion  # noqa: F401  (re-exported)
 from .segmentation_noise import segmentation_noise as _segmentation_noise
 
@@ -593,27 +594,6 @@ def corrupt_labels(labels, kind: str, strength: float, num_classes: int, rng: np
 # ----------------------------------------------------------------------------- save / load
 
 
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"cannot store {type(obj).__name__} in corrupted-label metadata")
-
-
-def _atomic_write_bytes(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def save_corrupted(path, labels, masks, meta: dict) -> Path:
     """Store corrupted training labels for reproducible runs (``--visualise_save``).
 
@@ -628,10 +608,10 @@ def save_corrupted(path, labels, masks, meta: dict) -> Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     lab = np.asarray(labels, dtype=np.int32)
     msk = np.asarray(masks, dtype=bool)
-    meta_text = json.dumps(dict(meta, format=CORRUPTED_FORMAT), default=_json_default, indent=1)
-    _atomic_write_bytes(p, lambda fh: np.savez_compressed(fh, labels=lab, masks=msk,
-                                                          meta=np.array(meta_text)))
-    _atomic_write_bytes(p.with_suffix(".json"), lambda fh: fh.write(meta_text.encode()))
+    meta_text = jsonio.dumps(dict(meta, format=CORRUPTED_FORMAT))
+    with atomic_output(p, "wb") as fh:
+        np.savez_compressed(fh, labels=lab, masks=msk, meta=np.array(meta_text))
+    atomic_write_text(p.with_suffix(".json"), meta_text)
     return p
 
 

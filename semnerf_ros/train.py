@@ -59,6 +59,8 @@ from tqdm import tqdm
 from . import tasks
 from .colormap import label_palette, legend_image
 from .engine.config import ConfigError, load_config, merge, save_config, validate
+from .io.atomic import atomic_link_or_copy
+from .io.jsonio import to_jsonable, write_json
 from .metrics import SegmentationEvaluator, depth_errors, ssim
 from .visualize import make_comparison_strip, save_render_images, write_image
 
@@ -257,36 +259,6 @@ def select_gpus(gpus: str) -> None:
 # ----------------------------------------------------------------------------- small helpers
 
 
-def _json_clean(obj):
-    """NaN / inf -> None, numpy scalars -> Python, recursively (strict JSON)."""
-    if isinstance(obj, dict):
-        return {str(k): _json_clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _json_clean(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
-def write_json_atomic(path, data) -> Path:
-    """Write ``data`` as JSON atomically (:func:`semnerf_ros.io.ply.atomic_output`)."""
-    from .io.ply import atomic_output
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(path, "w") as fh:
-        json.dump(_json_clean(data), fh, indent=1)
-        fh.write("\n")
-    return path
-
-
 def evenly_spaced_subset(ids: Sequence[int], n: int) -> np.ndarray:
     """``n`` items spread evenly over ``ids`` (all when ``n <= 0`` or ``n >= len``)."""
     ids = np.asarray(ids, dtype=np.int64)
@@ -447,11 +419,11 @@ class MetricsLog:
                 old = []
             if isinstance(old, list):
                 self.records = [r for r in old if isinstance(r, dict) and int(r.get("step", -1)) <= resume_step]
-        write_json_atomic(self.path, self.records)
+        write_json(self.path, self.records)
 
     def append(self, record: dict) -> None:
-        self.records.append(_json_clean(record))
-        write_json_atomic(self.path, self.records)
+        self.records.append(to_jsonable(record))
+        write_json(self.path, self.records)
 
 
 # ----------------------------------------------------------------------------- summary
@@ -518,20 +490,8 @@ def _checkpoint(mapper, save_dir: Path, step: int, state: dict, keep: int) -> Pa
     ckpt_dir = save_dir / CHECKPOINT_DIR
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     path = mapper.save(ckpt_dir / f"map_{step:06d}.pt")
-    latest = ckpt_dir / LATEST
-    tmp = ckpt_dir / f".{LATEST}.{os.getpid()}.tmp"
-    try:
-        try:
-            os.link(path, tmp)  # no second copy of a large file where the filesystem allows
-        except OSError:
-            import shutil
-
-            shutil.copyfile(path, tmp)
-        os.replace(tmp, latest)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    write_json_atomic(ckpt_dir / TRAINER_STATE, dict(state, step=step, checkpoint=path.name))
+    atomic_link_or_copy(path, ckpt_dir / LATEST)   # no second copy of a large file where possible
+    write_json(ckpt_dir / TRAINER_STATE, dict(state, step=step, checkpoint=path.name))
     if keep > 0:
         numbered = sorted(ckpt_dir.glob("map_*.pt"))
         for old in numbered[:-keep]:
@@ -638,7 +598,7 @@ def train(cfg: Optional[dict] = None, args=None) -> dict:
                 f.depth = None
             mapper.add_frame(f)
     save_config(cfg, save_dir / "exp_config.yaml")
-    write_json_atomic(save_dir / "run_info.json", {
+    write_json(save_dir / "run_info.json", {
         "args": vars(a), "dataset": scene.summary(), "dataset_dir": str(scene.path),
         "class_names": scene.class_names, "class_ids_original": scene.class_ids_original,
         "train_frames": scene.frame_indices[train_ids], "test_frames": scene.frame_indices[test_ids],

@@ -47,7 +47,7 @@ from semnerf_ros.engine.frame import Frame  # noqa: E402
 from semnerf_ros.engine.geometry import PoseError  # noqa: E402
 from semnerf_ros.engine.mapper import Mapper  # noqa: E402
 from semnerf_ros.engine.mesh import read_mesh, write_mesh  # noqa: E402
-from semnerf_ros.io import ply as plyio  # noqa: E402
+from semnerf_ros.io import atomic as atomic_io  # noqa: E402
 from semnerf_ros.ros.node import STAMP_REBASE_SETS, SemNerfNode, _interfaces  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -646,8 +646,8 @@ def test_10_export_to_bad_places_and_full_disk(rig, tmp_path, monkeypatch):
         resp = export(r, path)
         assert not resp.success and text in resp.message and str(path.parent) in resp.message, resp.message
     # disk full in the middle of the write (binary PLY and text OBJ): no partial file, old file kept
-    real_open = plyio._open_temp_file
-    monkeypatch.setattr(plyio, "_open_temp_file", lambda fd, mode, **kw: FullDisk(real_open(fd, mode, **kw)))
+    real_open = atomic_io._open_temp_file
+    monkeypatch.setattr(atomic_io, "_open_temp_file", lambda fd, mode, **kw: FullDisk(real_open(fd, mode, **kw)))
     for name in ("mesh.ply", "mesh.obj"):
         resp = export(r, tmp_path / name)
         assert not resp.success and "No space left on device" in resp.message, resp.message
@@ -714,8 +714,8 @@ def test_11_export_and_save_while_training(rig, tmp_path):
 
 SLOW_WRITE_NODE = """\
 import sys, time
-from semnerf_ros.io import ply as plyio
-real = plyio._open_temp_file
+from semnerf_ros.io import atomic as atomic_io
+real = atomic_io._open_temp_file
 class Slow:
     def __init__(self, f): self.f = f
     def write(self, data):
@@ -727,7 +727,7 @@ class Slow:
     def __enter__(self): return self
     def __exit__(self, *exc): return self.f.__exit__(*exc)
     def __getattr__(self, name): return getattr(self.f, name)
-plyio._open_temp_file = lambda fd, mode, **kw: Slow(real(fd, mode, **kw))
+atomic_io._open_temp_file = lambda fd, mode, **kw: Slow(real(fd, mode, **kw))
 from semnerf_ros.ros.node import main
 main(sys.argv[1:])
 """
@@ -812,8 +812,8 @@ def test_12b_keyboard_interrupt_inside_a_write_leaves_no_partial_file(scene, tmp
             self.f.write(memoryview(data).cast("B")[: len(data) // 2])
             raise KeyboardInterrupt
 
-    real_open = plyio._open_temp_file
-    monkeypatch.setattr(plyio, "_open_temp_file", lambda fd, mode, **kw: Interrupted(real_open(fd, mode, **kw)))
+    real_open = atomic_io._open_temp_file
+    monkeypatch.setattr(atomic_io, "_open_temp_file", lambda fd, mode, **kw: Interrupted(real_open(fd, mode, **kw)))
     with pytest.raises(KeyboardInterrupt):
         write_mesh(mesh, tmp_path / "mesh.ply")
     real_fdopen = os.fdopen

@@ -31,6 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..io.atomic import AtomicWriteError
+from ..io.atomic import atomic_write_bytes as write_bytes_atomically
 from .config import make_config
 from .frame import Frame
 from .geometry import Intrinsics, camera_rays, validate_pose
@@ -101,20 +103,14 @@ def resolve_device(spec=None) -> torch.device:
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (:func:`semnerf_ros.plyio.atomic_output`:
-    temporary file in the same directory, fsync, ``os.replace``); no partial
-    file is left on failure.  Raises :class:`MapFileError` naming the problem."""
-    from ..io.ply import MeshExportError, atomic_output
-
-    path = Path(path).expanduser().absolute()
-    if not path.parent.is_dir():
-        raise MapFileError(f"cannot write {path}: directory {path.parent} does not exist")
+    """Write ``data`` to ``path`` with the package's atomic writer
+    (:func:`semnerf_ros.io.atomic.atomic_write_bytes`: temporary file in the same
+    directory, fsync, ``os.replace``); no partial file is left on failure.  Raises
+    :class:`MapFileError` naming the problem."""
     try:
-        with atomic_output(path, "wb") as fh:
-            fh.write(data)
-    except MeshExportError as exc:
+        return write_bytes_atomically(path, data)
+    except AtomicWriteError as exc:
         raise MapFileError(str(exc)) from exc
-    return path
 
 
 class Mapper:

@@ -512,13 +512,13 @@ def check_export_target(path, fmt: Optional[str] = None) -> tuple[Path, str]:
     import os
     import tempfile
 
-    from ..io.ply import _check_directory
+    from ..io.atomic import check_directory
 
     path, fmt = _resolve_format(Path(path).expanduser().absolute(), fmt)
     if fmt == "glb" and not _glb_writer_available():
         raise MeshExportError(f"cannot write {path}: glb export needs the 'trimesh' package, which is "
                               f"not installed (pip install trimesh), or write .ply / .obj")
-    _check_directory(path)
+    check_directory(path)
     try:
         fd, probe = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=".probe")
     except OSError as exc:
