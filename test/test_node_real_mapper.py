@@ -300,9 +300,10 @@ def test_reset_map_with_the_real_mapper(rig, scene):
     # the engine config gives explicit scene bounds: a fresh, untrained field over the same box
     assert m.model is not old_model and np.array_equal(m.scene_bounds, old_model.scene_bounds.numpy())
     assert m.optimizer.state_dict()["state"] == {}
-    # ... which is not rendered as if it were a map (it would be the initialisation's noise)
+    # ... which is not rendered as if it were a map (it would be the initialisation's noise): the node
+    # refuses before it asks the engine (the engine's own refusal, MapNotReadyError, is test_mapper's)
     resp = r.render_view(frames[0].pose)
-    assert not resp.success and "the map is empty" in resp.message, resp.message
+    assert not resp.success and "map has no keyframes yet" in resp.message, resp.message
     st = r.call(r.iface["GetStatus"], "get_status", r.iface["GetStatus"].Request()).status
     assert (st.keyframes, st.step, st.frames_synced) == (0, 0, 3)   # the node's input counters survive
     resp = r.call(Trigger, "export_mesh_default", Trigger.Request())
