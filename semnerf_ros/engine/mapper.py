@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from ..io.atomic import AtomicWriteError
 from ..io.atomic import atomic_write_bytes as write_bytes_atomically
+from ..logs import ThrottledLog
 from .config import make_config
 from .frame import Frame
 from .geometry import Intrinsics, camera_rays, validate_pose
@@ -164,8 +165,7 @@ class Mapper:
             self._build_model(np.asarray(bounds, dtype=np.float64).reshape(2, 3))
         self.n_rays = int(self.cfg["render"]["N_rays"])
         self._reset_counters()
-        self._log_times: dict = {}
-        self._log_suppressed: dict = {}
+        self._throttled = ThrottledLog(LOG_PERIOD_S)
         # background thread
         self._thread: Optional[threading.Thread] = None
         self._stop_evt = threading.Event()
@@ -396,20 +396,9 @@ class Mapper:
         return not alive
 
     def _log_throttled(self, key: str, level: int, msg: str, *args, exc_info: bool = False) -> None:
-        """Log at most once per :data:`LOG_PERIOD_S` per ``key``; the next line
-        says how many were suppressed (a fault repeating every step must not
-        flood the log)."""
-        now = time.monotonic()
-        last = self._log_times.get(key)
-        if last is not None and now - last < LOG_PERIOD_S:
-            self._log_suppressed[key] = self._log_suppressed.get(key, 0) + 1
-            return
-        self._log_times[key] = now
-        n = self._log_suppressed.pop(key, 0)
-        if n:
-            msg += " [%d more like this in the last %.0f s]"
-            args = args + (n, now - last)
-        log.log(level, msg, *args, exc_info=exc_info)
+        """Log at most once per :data:`LOG_PERIOD_S` per ``key`` (:class:`semnerf_ros.logs.ThrottledLog`:
+        the next line says how many were suppressed; a fault repeating every step must not flood the log)."""
+        self._throttled(key, msg % args, lambda text: log.log(level, text, exc_info=exc_info))
 
     @property
     def is_training(self) -> bool:
