@@ -145,7 +145,7 @@ class NodeStream:
 
     def export(self, resolution: int) -> None:
         """One mesh export through the node (what ~/export_mesh runs)."""
-        self.node.export_mesh(str(self.export_path), resolution=resolution)
+        self.node.ops.export_mesh(str(self.export_path), resolution=resolution)
         self.exports += 1
 
     def meshes(self) -> int:
@@ -153,8 +153,8 @@ class NodeStream:
 
     def counters(self) -> dict:
         n = self.node
-        return {"frames_accepted": n.frames_synced, "frames_rejected": n.frames_rejected,
-                "keyframes_added": n.keyframes_added, "reject_counts": dict(n.reject_counts),
+        return {"frames_accepted": n.ledger.frames_synced, "frames_rejected": n.ledger.frames_rejected,
+                "keyframes_added": n.ledger.keyframes_added, "reject_counts": dict(n.ledger.reject_counts),
                 "rendered_outputs": self.outputs, "mesh_marker_sets": self.marker_sets,
                 "mesh_exports": self.exports}
 

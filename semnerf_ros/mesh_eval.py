@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 __all__ = ["sample_surface", "closest_point_on_triangles", "point_to_mesh_distance", "visible_mask",
            "mesh_accuracy"]
@@ -87,9 +88,7 @@ class _SurfaceIndex:
     face centroid proposes ``k`` candidate faces per query; the exact distance to each
     candidate is taken and the smallest kept.  The result is exact unless the closest face
     has no sample among the ``k`` nearest, and then off by less than the sample spacing."""
-
     def __init__(self, vertices, faces, n_samples: int, rng: np.random.Generator, k: int = 8):
-        from scipy.spatial import cKDTree
         self.tri = np.asarray(vertices, np.float64)[np.asarray(faces, np.int64)]
         pts, fi, _ = sample_surface(vertices, faces, n_samples, rng)
         self.owner = np.concatenate([fi, np.arange(self.tri.shape[0])])
@@ -174,7 +173,6 @@ def mesh_accuracy(pred, gt_vertices, gt_faces, gt_labels=None, n_samples: int = 
     of the GT surface (a vertex of a phantom surface has no true class), and
     ``semantic_vertex_accuracy_observed`` (with ``gt_visible``) only vertices the views saw.
     """
-    from scipy.spatial import cKDTree
     if distance not in ("surface", "samples"):
         raise ValueError(f"distance must be 'surface' or 'samples', got {distance!r}")
     rng = np.random.default_rng(0) if rng is None else rng

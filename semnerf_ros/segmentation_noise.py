@@ -381,31 +381,3 @@ def input_miou_table(seeds: Sequence[int], strengths: Sequence[float], frames: i
         table[int(seed)] = {"segmentation": row,
                             "pixel_0.5": round(segmentation_scores(confusion_matrix(lab, pix, C))["miou"], 4)}
     return table
-
-
-def main(argv=None) -> int:
-    """``python -m semnerf_ros.segmentation_noise --seeds 1 4 9 --strengths 0.25 0.5 0.75 1``:
-    the input mIoU table of :func:`input_miou_table` as JSON (``--out`` file or stdout)."""
-    import argparse
-    import json
-
-    p = argparse.ArgumentParser(description="Input mIoU of segmentation-like label noise on the synthetic houses.")
-    p.add_argument("--seeds", type=int, nargs="+", default=[1, 4, 9])
-    p.add_argument("--strengths", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0])
-    p.add_argument("--frames", type=int, default=300)
-    p.add_argument("--width", type=int, default=320)
-    p.add_argument("--height", type=int, default=240)
-    p.add_argument("--out", default="", help="write the JSON here (default: print it)")
-    a = p.parse_args(argv)
-    table = input_miou_table(a.seeds, a.strengths, a.frames, a.width, a.height)
-    means = {st: round(float(np.mean([table[s]["segmentation"][st] for s in table])), 4) for st in a.strengths}
-    text = json.dumps({"per_seed": table, "mean": means}, indent=1)
-    if a.out:
-        with open(a.out, "w") as fh:
-            fh.write(text + "\n")
-    print(text)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -47,7 +47,6 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -725,27 +724,3 @@ def train(cfg: Optional[dict] = None, args=None) -> dict:
     if progress:
         print("\n" + text, end="")
     return dict(record, save_dir=str(save_dir), stopped=stopped, task=task_desc)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """CLI entry point (``semnerf-train``); returns the exit status."""
-    from .datasets import DatasetError
-    from .engine.mapper import MapFileError
-
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if not args.quiet else logging.ERROR,
-                        format="%(levelname)s %(name)s: %(message)s")
-    select_gpus(args.gpu)
-    try:
-        train(None, args)
-    except (ConfigError, DatasetError, tasks.TaskError, MapFileError, TrainError, FileNotFoundError) as exc:
-        print(f"semnerf-train: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("semnerf-train: interrupted", file=sys.stderr)
-        return 130
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

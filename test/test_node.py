@@ -35,7 +35,8 @@ from semnerf_ros.bridge import convert  # noqa: E402
 from semnerf_ros.bridge.params import ParameterValueError  # noqa: E402
 from semnerf_ros.colormap import colorize_labels  # noqa: E402
 from semnerf_ros.engine.geometry import Intrinsics  # noqa: E402
-from semnerf_ros.ros.node import SemNerfNode, _interfaces  # noqa: E402
+from semnerf_ros.ros.interfaces import load_interfaces as _interfaces  # noqa: E402
+from semnerf_ros.ros.node import SemNerfNode  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 W, H = 64, 48
@@ -98,7 +99,7 @@ class FakeMapper:
                     return at[-1] if at else self.frames[-1]
             time.sleep(0.005)
 
-    def extract_mesh(self, resolution=128, density_threshold=None):
+    def extract_mesh(self, resolution=128, density_threshold=None, cancel=None, chunk=None):
         from semnerf_ros.engine.mesh import SemanticMesh
 
         self.calls.append(("extract_mesh", resolution, density_threshold))
@@ -279,10 +280,10 @@ def test_outputs_carry_input_stamp_and_frame(harness_factory):
     f = h.mapper.frames[-1]
     assert f.intrinsics == INTR and f.labels.dtype == np.int32 and f.stamp == pytest.approx(stamps[-1])
     np.testing.assert_allclose(f.pose[:3, 3], [1.4, 0, 0], atol=1e-9)
-    assert h.wait(lambda: h.node.frames_synced == 8, 2)
-    assert h.node.frames_rejected == 0 and h.node.keyframes_added == 4
+    assert h.wait(lambda: h.node.ledger.frames_synced == 8, 2)
+    assert h.node.ledger.frames_rejected == 0 and h.node.ledger.keyframes_added == 4
     assert h.node.sync.stats()["dropped"] == [0, 0, 0]
-    assert h.node.images_published >= 2
+    assert h.node.ledger.images_published >= 2
 
 
 def test_progress_log_line(harness_factory, capfd):
@@ -292,7 +293,7 @@ def test_progress_log_line(harness_factory, capfd):
     for i in range(3):
         h.publish(frame_msgs(i, 1000.0 + i / 10.0, rng))
         time.sleep(0.05)
-    assert h.wait(lambda: h.node.frames_synced == 3 and h.node.images_published >= 1, 5)
+    assert h.wait(lambda: h.node.ledger.frames_synced == 3 and h.node.ledger.images_published >= 1, 5)
     capfd.readouterr()
     h.node._log_progress()
     h.node.set_parameters([Parameter("log_period", value=2.5)])
@@ -317,7 +318,8 @@ def test_invalid_inputs_are_counted_not_fatal(harness_factory):
         time.sleep(0.08)
 
     send()
-    assert h.wait(lambda: len(h.mapper.frames) == 1, 5), (h.node.sync.stats(), h.node.reject_counts, h.node._received)
+    assert h.wait(lambda: len(h.mapper.frames) == 1, 5), \
+        (h.node.sync.stats(), h.node.ledger.reject_counts, h.node.ledger.received)
 
     def bad_encoding(m):
         m[1] = convert.numpy_to_image(np.zeros((H, W), np.float32), "32FC1", m[1].header)
@@ -344,9 +346,9 @@ def test_invalid_inputs_are_counted_not_fatal(harness_factory):
     send(stamp=t[0])            # now a duplicate of an accepted frame
     expected = {"unsupported_encoding": 2, "label_out_of_range": 1, "invalid_pose": 1, "size_mismatch": 1,
                 "pose_frame_mismatch": 1, "out_of_order": 1, "duplicate_stamp": 1}
-    assert h.wait(lambda: h.node.reject_counts == expected, 5), h.node.reject_counts
+    assert h.wait(lambda: h.node.ledger.reject_counts == expected, 5), h.node.ledger.reject_counts
     assert len(h.mapper.frames) == 2
-    assert h.node.frames_rejected == 8 and h.node.frames_synced == 2
+    assert h.node.ledger.frames_rejected == 8 and h.node.ledger.frames_synced == 2
     send()                      # still alive and accepting
     assert h.wait(lambda: len(h.mapper.frames) == 3, 5)
     require_interfaces()   # MapStatus is what status_message() builds
@@ -372,7 +374,7 @@ def test_unmatched_messages_dropped_and_counted(harness_factory):
         h.pubs["pose"].publish(pose)
     assert h.wait(lambda: h.node.sync.stats()["received"][2] == 3, 5)
     time.sleep(0.1)
-    assert not h.mapper.frames and h.node.frames_synced == 0 and h.node.frames_rejected == 0
+    assert not h.mapper.frames and h.node.ledger.frames_synced == 0 and h.node.ledger.frames_rejected == 0
 
 
 def test_no_camera_info_and_parameter_intrinsics(harness_factory):
@@ -381,7 +383,7 @@ def test_no_camera_info_and_parameter_intrinsics(harness_factory):
     rgb, lab, pose, _ = frame_msgs(0, 50.0, np.random.default_rng(3), jitter=0.0)
     for p, m in (("labels", lab), ("pose", pose), ("rgb", rgb)):
         h.pubs[p].publish(m)
-    assert h.wait(lambda: h.node.reject_counts.get("no_camera_info") == 1, 5)
+    assert h.wait(lambda: h.node.ledger.reject_counts.get("no_camera_info") == 1, 5)
     h2 = harness_factory(use_camera_info=False, fx=INTR.fx, fy=INTR.fy, cx=INTR.cx, cy=INTR.cy,
                          width=W * 2, height=H * 2)
     for p, m in (("labels", lab), ("pose", pose), ("rgb", rgb)):

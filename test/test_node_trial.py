@@ -34,8 +34,11 @@ from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from semnerf_ros.bridge import convert  # noqa: E402
+from semnerf_ros.bridge.frames import size_mismatch  # noqa: E402
 from semnerf_ros.engine.geometry import Intrinsics  # noqa: E402
-from semnerf_ros.ros.node import SemNerfNode, ShutdownSignals, _interfaces, size_mismatch  # noqa: E402
+from semnerf_ros.ros.interfaces import load_interfaces as _interfaces  # noqa: E402
+from semnerf_ros.ros.node import SemNerfNode  # noqa: E402
+from semnerf_ros.ros.process import ShutdownSignals  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 W, H = 32, 24
@@ -253,7 +256,7 @@ def test_bug1_input_without_publisher_is_named_with_the_fix(make, capfd):
     drops = [ln for ln in err.splitlines() if "queue overflow" in ln]
     assert drops and all("nothing is waiting on /depth (has it stopped?); no publisher on /depth (remap depth:="
                          in ln for ln in drops), drops
-    assert h.node.frames_synced == 0
+    assert h.node.ledger.frames_synced == 0
 
 
 def test_bug1_inputs_that_send_but_never_sync_report_the_stamp_skew(make, capfd):
@@ -279,7 +282,7 @@ def test_bug1_quiet_when_frames_synchronize(make, capfd):
     for i in range(12):
         h.send(frame_msgs(i, 3000.0 + i / 10.0))
         time.sleep(0.1)
-    assert h.node.frames_synced > 0
+    assert h.node.ledger.frames_synced > 0
     assert "no frame synchronized" not in capfd.readouterr().err
 
 
@@ -306,7 +309,7 @@ def test_bug3_training_rate_reads_zero_once_paused(monkeypatch):
 def test_bug3_progress_log_says_paused(make, capfd):
     h = make()
     h.stream(2)
-    assert wait(lambda: h.node.frames_synced == 2)
+    assert wait(lambda: h.node.ledger.frames_synced == 2)
     assert h.node.set_parameters([Parameter("training_enabled", value=False)])[0].successful
     capfd.readouterr()
     h.node._log_progress()
@@ -334,8 +337,8 @@ def test_bug4_size_mismatch_counted_on_the_wrong_topic_over_dds(make):
     big = frame_msgs(0, 4000.0, size=(H + 8, W + 8))
     msgs["rgb"] = big["rgb"]          # rgb of another size than labels and camera_info
     h.send(msgs)
-    assert wait(lambda: h.node.reject_counts.get("size_mismatch") == 1)
-    assert h.node._rejected_by_topic["rgb"] == 1 and h.node._rejected_by_topic["labels"] == 0
+    assert wait(lambda: h.node.ledger.reject_counts.get("size_mismatch") == 1)
+    assert h.node.ledger.rejected_by_topic["rgb"] == 1 and h.node.ledger.rejected_by_topic["labels"] == 0
     if IFACE is not None:
         st = h.node.status_message()
         dropped = dict(zip(st.topics, st.dropped))
@@ -449,7 +452,7 @@ def test_bug8_integer_for_double_parameter_at_runtime(make):
 def test_bug9_different_problems_of_one_reason_are_each_logged(make, capfd):
     h = make(warn_period=60.0)
     h.stream(1)
-    assert wait(lambda: h.node.frames_synced == 1)
+    assert wait(lambda: h.node.ledger.frames_synced == 1)
     capfd.readouterr()
 
     def send_pose(i, mutate):
@@ -466,7 +469,7 @@ def test_bug9_different_problems_of_one_reason_are_each_logged(make, capfd):
     send_pose(1, nan)
     send_pose(2, nan)         # the same problem again: throttled
     send_pose(3, norm2)       # another problem of the same reason: logged at once
-    assert wait(lambda: h.node.reject_counts.get("invalid_pose") == 3)
+    assert wait(lambda: h.node.ledger.reject_counts.get("invalid_pose") == 3)
     err = warnings_in(capfd.readouterr().err)
     assert sum("NaN or Inf" in ln for ln in err) == 1, err
     assert sum("norm 2.0000" in ln for ln in err) == 1, err
@@ -499,7 +502,7 @@ def test_bug11_no_render_published_twice_with_one_stamp(make):
     semantic = h.subscribe("/semnerf_node/semantic")
     infos = h.subscribe("/semnerf_node/camera_info", CameraInfo)
     h.stream(3)
-    assert wait(lambda: h.node.frames_synced == 3)
+    assert wait(lambda: h.node.ledger.frames_synced == 3)
     assert wait(lambda: len(semantic) >= 1)
     time.sleep(1.0)                    # 20 ticks of publish_rate after the input stopped
     stamps = [convert.stamp_to_sec(m.header.stamp) for m in semantic]
@@ -542,7 +545,7 @@ def test_bug7_shutdown_cancels_a_running_export(make, tmp_path, capfd):
     cli = h.io.create_client(Trigger, "/semnerf_node/export_mesh_default")
     assert cli.wait_for_service(timeout_sec=5.0)
     fut = cli.call_async(Trigger.Request())
-    assert wait(lambda: h.node.running_work(), 5)
+    assert wait(lambda: h.node.ops.running_work(), 5)
     capfd.readouterr()
     t0 = time.monotonic()
     work = h.node.begin_shutdown("SIGINT")

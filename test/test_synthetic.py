@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from semnerf_ros.cli import make_scene as make_scene_cli
 from semnerf_ros.datasets import synthetic
 from semnerf_ros.engine.geometry import Intrinsics, project_points
 from semnerf_ros.io.ply import read_ply
@@ -261,7 +262,7 @@ def test_cli_writes_scene_and_passes_bag_options(tmp_path, monkeypatch, capsys):
     fake.write_scene_bag = lambda scene_dir, bag_path, **opts: (calls.append((scene_dir, bag_path, opts))
                                                                 or {"frames": 2})
     monkeypatch.setitem(sys.modules, "semnerf_ros.bags.writer", fake)
-    rc = synthetic.main([str(tmp_path / "s"), "--frames", "2", "--width", "32", "--height", "24",
+    rc = make_scene_cli.main([str(tmp_path / "s"), "--frames", "2", "--width", "32", "--height", "24",
                          "--quiet", "--bag", str(tmp_path / "b.mcap"), "--noise", "region",
                          "--noise-ratio", "0.3", "--rate", "15", "--bag-format", "sqlite3"])
     assert rc == 0
@@ -273,7 +274,7 @@ def test_cli_writes_scene_and_passes_bag_options(tmp_path, monkeypatch, capsys):
 
 
 def test_cli_writes_a_real_bag(tmp_path):
-    rc = synthetic.main([str(tmp_path / "s"), "--frames", "3", "--width", "32", "--height", "24",
+    rc = make_scene_cli.main([str(tmp_path / "s"), "--frames", "3", "--width", "32", "--height", "24",
                          "--quiet", "--bag", str(tmp_path / "bag"), "--noise", "pixel",
                          "--noise-ratio", "0.2"])
     assert rc == 0
@@ -282,8 +283,8 @@ def test_cli_writes_a_real_bag(tmp_path):
 
 def test_cli_bag_without_writer_fails_clearly(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "semnerf_ros.bags.writer", None)  # import raises ImportError
-    rc = synthetic.main([str(tmp_path / "s"), "--frames", "1", "--width", "16", "--height", "12",
+    rc = make_scene_cli.main([str(tmp_path / "s"), "--frames", "1", "--width", "16", "--height", "12",
                          "--quiet", "--bag", str(tmp_path / "b.mcap")])
     assert rc == 2
-    assert "bag_writer" in capsys.readouterr().err
+    assert "bags.writer" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()  # failed before rendering

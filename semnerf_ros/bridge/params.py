@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from ..engine.geometry import Intrinsics, IntrinsicsError
+
 
 @dataclass(frozen=True)
 class ParamSpec:
@@ -217,6 +219,18 @@ def check_values(values: dict) -> list[str]:
     if not values.get("world_frame"):
         errors.append("parameter 'world_frame' must not be empty")
     return errors
+
+
+def camera_from_values(values: dict) -> Optional[Intrinsics]:
+    """The camera given by ``fx, fy, cx, cy, width, height`` when ``use_camera_info`` is false
+    (else None: it comes from the camera_info topic)."""
+    if values["use_camera_info"]:
+        return None
+    v = values
+    try:
+        return Intrinsics(v["fx"], v["fy"], v["cx"], v["cy"], v["width"], v["height"])
+    except IntrinsicsError as exc:
+        raise ParameterValueError(f"parameters fx, fy, cx, cy, width, height: {exc}") from exc
 
 
 def num_classes_of(values: dict) -> int:

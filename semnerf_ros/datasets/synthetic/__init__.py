@@ -16,11 +16,11 @@ Modules, one concept each:
 * :mod:`.trajectory` -- handheld-scan camera paths through every room (``camera_path``)
 * :mod:`.raycast` -- Open3D and torch ray casters; :mod:`.rendering` -- ``Renderer``
 * :mod:`.output` -- files and cache (``make_scene``, ``ensure_scene``); :mod:`.arrays` --
-  in-memory split for benchmarks (``scene_arrays``); :mod:`.cli` -- ``semnerf-make-scene``
+  in-memory split for benchmarks (``scene_arrays``); the CLI ``semnerf-make-scene`` is
+  :mod:`semnerf_ros.cli.make_scene`
 """
 from .appearance import Lighting, Shader
 from .arrays import scene_arrays
-from .cli import main
 from .geometry import CLASS_ID, CLASS_NAMES, SceneGeometry
 from .layout import build_room
 from .output import (
@@ -41,6 +41,6 @@ from .trajectory import camera_path, look_rotation, path_report
 __all__ = [
     "CLASS_NAMES", "CLASS_ID", "COMPLETION_MARKER", "DEPTH_SCALE", "FPS", "GENERATOR_VERSION", "HFOV_DEG",
     "Lighting", "Renderer", "SceneGeometry", "Shader", "TorchRayCaster", "RAYCASTERS",
-    "build_room", "camera_path", "default_scene_dir", "ensure_scene", "look_rotation", "main",
+    "build_room", "camera_path", "default_scene_dir", "ensure_scene", "look_rotation",
     "make_raycaster", "make_scene", "open3d_available", "path_report", "scene_arrays", "scene_is_complete",
 ]

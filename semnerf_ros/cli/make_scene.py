@@ -6,9 +6,9 @@ import json
 import sys
 import time
 
-from .geometry import CLASS_NAMES
-from .output import COMPLETION_MARKER, make_scene
-from .raycast import RAYCASTERS
+from ..datasets.synthetic.geometry import CLASS_NAMES
+from ..datasets.synthetic.output import COMPLETION_MARKER, make_scene
+from ..datasets.synthetic.raycast import RAYCASTERS
 
 NOISE_CHOICES = ("pixel", "region", "segmentation", "none")
 
@@ -59,7 +59,8 @@ def main(argv=None) -> int:
     write_scene_bag = None
     if args.bag:
         try:
-            from ...bags.writer import write_scene_bag
+            # optional at run time: only --bag needs it (rosbags); a clear error when it cannot load
+            from ..bags.writer import write_scene_bag
         except ImportError as exc:
             print(f"semnerf-make-scene: --bag needs semnerf_ros.bags.writer, which cannot be "
                   f"imported: {exc}", file=sys.stderr)
