@@ -34,10 +34,11 @@ import torch.nn.functional as F
 from ..io.atomic import AtomicWriteError
 from ..io.atomic import atomic_write_bytes as write_bytes_atomically
 from ..logs import ThrottledLog
+from . import mesh as mesh_mod
 from .config import make_config
 from .frame import Frame
 from .geometry import Intrinsics, camera_rays, validate_pose
-from .keyframes import KeyframePolicy, ReplayBuffer
+from .keyframes import KeyframePolicy, RayBatch, ReplayBuffer
 from .models import SemanticModel, build_model
 from .render import semantic_entropy, semantic_probabilities
 
@@ -263,8 +264,6 @@ class Mapper:
         near, far = self.cfg["render"]["depth_range"]
         nr = torch.full((n,), float(near), device=self.device)
         fr = torch.full((n,), float(far), device=self.device)
-        from .keyframes import RayBatch
-
         batch = RayBatch(o, d, torch.rand(n, 3, device=self.device, generator=g),
                          torch.randint(0, self.num_classes, (n,), device=self.device, generator=g),
                          torch.full((n,), 2.0, device=self.device))
@@ -486,8 +485,6 @@ class Mapper:
         classes (see :mod:`semnerf_ros.mesh`), from a consistent snapshot.
         ``shading`` passes ``sample_mode``, ``normal_offset``, ``ray_samples``,
         ``chunk``, ``allow_empty`` or ``cancel`` through to :func:`semnerf_ros.mesh.extract_mesh`."""
-        from . import mesh as mesh_mod
-
         snap = self.snapshot_model()
         b = np.asarray(bounds, dtype=np.float64).reshape(2, 3) if bounds is not None else \
             snap.scene_bounds.cpu().numpy().astype(np.float64)
