@@ -37,14 +37,17 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
+import cv2
 import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
 
+from .colormap import colorize_labels
 from .io import jsonio
 from .io.atomic import atomic_output, atomic_write_text
 from .segmentation_noise import SIMILAR_CLASS_GROUPS, class_confusion  # noqa: F401  (re-exported)
 from .segmentation_noise import segmentation_noise as _segmentation_noise
+from .visualize import write_image
 
 #: The seed's ``train_SSR_main.py`` task flags and their defaults.
 TASK_DEFAULTS: dict[str, Any] = {
@@ -348,7 +351,6 @@ def sr_sampling_grid(height: int, width: int, factor: int) -> tuple[np.ndarray, 
     INTER_NEAREST)`` samples, i.e. ``0, f, 2f, ...`` (the top-left pixel of
     each f x f block; ``W // f`` columns) when the size divides by ``f``.
     """
-    import cv2  # lazy: only this path needs OpenCV
 
     f = int(factor)
     if f < 1:
@@ -382,7 +384,6 @@ def super_resolution_labels(labels, factor: int, dense: bool) -> tuple[np.ndarra
 
     Returns ``(labels_train (N,H,W) int32, valid_mask (N,H,W) bool)``.
     """
-    import cv2  # lazy: only this path needs OpenCV
 
     lab = _check_labels(labels)
     n, h, w = lab.shape
@@ -444,7 +445,6 @@ def _grow_patch(region: np.ndarray, target: int, rng: np.random.Generator) -> np
     start another random seed in the uncovered part.  The last ring is trimmed
     to the pixels nearest the latest seed so the count is exact.
     """
-    import cv2  # lazy: only this path needs OpenCV
 
     ys, xs = np.nonzero(region)
     j = int(rng.integers(ys.size))
@@ -686,8 +686,6 @@ _RESULT_KEYS = tuple(k for k in list(TASK_DEFAULTS) + list(EXTRA_DEFAULTS)
 
 def _save_visualisation(npz_path: Path, labels: np.ndarray, keep: np.ndarray, num_classes: int,
                         progress: bool = True) -> Path:
-    from .colormap import colorize_labels
-    from .visualize import write_image
 
     vis_dir = npz_path.with_name(npz_path.stem + "_vis")
     vis_dir.mkdir(parents=True, exist_ok=True)

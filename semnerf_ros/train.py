@@ -57,7 +57,10 @@ from tqdm import tqdm
 
 from . import tasks
 from .colormap import label_palette, legend_image
+from .datasets import load_dataset, synthetic
+from .datasets import scene_data as sdm
 from .engine.config import ConfigError, load_config, merge, save_config, validate
+from .engine.mapper import Mapper, resolve_device
 from .io.atomic import atomic_link_or_copy
 from .io.jsonio import to_jsonable, write_json
 from .metrics import SegmentationEvaluator, depth_errors, ssim
@@ -356,7 +359,6 @@ def evaluate_views(mapper, scene, ids: Sequence[int], gt_labels: np.ndarray, fac
     or, given ``input_labels`` (the training labels as given to the field),
     comparison strips ``<tag>_compare_<frame>.png`` (RGB | input | rendered | clean).
     """
-    from .datasets import scene_data as sdm
 
     ids = np.asarray(ids, dtype=np.int64)
     n_cls = scene.num_classes
@@ -468,12 +470,10 @@ def summary_table(record: dict, class_names: Sequence[str]) -> str:
 
 
 def _load_scene(cfg: dict, progress: bool):
-    from .datasets import load_dataset
 
     exp = cfg["experiment"]
     path = str(exp["dataset_dir"]).strip()
     if not path:
-        from .datasets import synthetic
 
         path = str(synthetic.ensure_scene(progress=progress))
         exp["dataset_dir"] = path
@@ -514,8 +514,6 @@ def train(cfg: Optional[dict] = None, args=None) -> dict:
     cfg = copy.deepcopy(cfg)
     progress = not a.quiet
     say = (lambda msg: tqdm.write(msg)) if progress else (lambda msg: log.info(msg))
-
-    from .engine.mapper import Mapper, resolve_device
 
     try:
         device = resolve_device(cfg["experiment"]["device"])
@@ -611,7 +609,6 @@ def train(cfg: Optional[dict] = None, args=None) -> dict:
     n_eval = max(0, int(a.n_test_views))
     test_eval = evenly_spaced_subset(np.arange(len(test_ids)), n_eval)
     train_eval = evenly_spaced_subset(np.arange(len(train_ids)), n_eval)
-    from .datasets import scene_data as sdm
     h_eval, w_eval = scene.intrinsics.scaled(1.0 / factor).shape
     input_scores = score_labels(
         np.stack([sdm.resize_nearest(clean[k], w_eval, h_eval) for k in train_eval]),

@@ -49,8 +49,8 @@ from semnerf_ros.engine.geometry import PoseError  # noqa: E402
 from semnerf_ros.engine.mapper import Mapper  # noqa: E402
 from semnerf_ros.engine.mesh import read_mesh, write_mesh  # noqa: E402
 from semnerf_ros.io import atomic as atomic_io  # noqa: E402
-from semnerf_ros.ros.interfaces import load_interfaces as _interfaces  # noqa: E402
 from semnerf_ros.ros.node import SemNerfNode  # noqa: E402
+from semnerf_ros.ros.services import load_interfaces as _interfaces  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 IFACE = _interfaces()

@@ -35,8 +35,8 @@ from semnerf_ros.bridge import convert  # noqa: E402
 from semnerf_ros.bridge.params import ParameterValueError  # noqa: E402
 from semnerf_ros.colormap import colorize_labels  # noqa: E402
 from semnerf_ros.engine.geometry import Intrinsics  # noqa: E402
-from semnerf_ros.ros.interfaces import load_interfaces as _interfaces  # noqa: E402
 from semnerf_ros.ros.node import SemNerfNode  # noqa: E402
+from semnerf_ros.ros.services import load_interfaces as _interfaces  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 W, H = 64, 48

@@ -27,8 +27,8 @@ from std_srvs.srv import Trigger
 from semnerf_ros.bridge import convert
 from semnerf_ros.engine.config import load_config
 from semnerf_ros.engine.mapper import Mapper
-from semnerf_ros.ros.interfaces import load_interfaces as _interfaces
 from semnerf_ros.ros.node import SemNerfNode
+from semnerf_ros.ros.services import load_interfaces as _interfaces
 
 W, H = 32, 24
 _domains = itertools.count()

@@ -36,9 +36,9 @@ from std_srvs.srv import Trigger  # noqa: E402
 from semnerf_ros.bridge import convert  # noqa: E402
 from semnerf_ros.bridge.frames import size_mismatch  # noqa: E402
 from semnerf_ros.engine.geometry import Intrinsics  # noqa: E402
-from semnerf_ros.ros.interfaces import load_interfaces as _interfaces  # noqa: E402
 from semnerf_ros.ros.node import SemNerfNode  # noqa: E402
 from semnerf_ros.ros.process import ShutdownSignals  # noqa: E402
+from semnerf_ros.ros.services import load_interfaces as _interfaces  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 W, H = 32, 24

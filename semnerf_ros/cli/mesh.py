@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..engine.mapper import Mapper
 from ..engine.mesh import _FORMATS, NoSurfaceError, _face_components, _resolve_format, write_mesh
 
 
@@ -40,7 +41,6 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _load_map(path: str, device):
-    from .mapper import Mapper  # deferred: the mapper pulls in the model code
     return Mapper.load(path, device=device)
 
 

@@ -17,6 +17,8 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
+from semnerf_ros.msg import MapStatus
+
 from ..bridge import convert
 from ..metrics import confusion_matrix, segmentation_scores
 
@@ -63,7 +65,6 @@ class Monitor:
     """The demo's ROS side: subscriptions, stamp matching, scoring, service calls."""
 
     def __init__(self, domain_id: int, num_classes: int):
-        from semnerf_ros.msg import MapStatus  # generated interfaces (built at install)
 
         self.rclpy = rclpy
         self.num_classes = num_classes

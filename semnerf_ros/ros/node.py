@@ -62,8 +62,7 @@ from ..bridge.sync import ApproximateTimeSynchronizer
 from ..engine.geometry import Intrinsics, IntrinsicsError
 from ..engine.mesh import ExtractionCancelled
 from . import parameters
-from .interfaces import load_interfaces
-from .services import MapServices
+from .services import MapServices, load_interfaces
 
 NODE_NAME = "semnerf_node"
 #: period (s, steady clock) of the check that names silent or unsynchronized inputs

@@ -17,10 +17,10 @@ from tqdm import tqdm
 from ...engine.geometry import Intrinsics
 from ..scene_data import split_ids
 from .geometry import CLASS_NAMES
-from .layout import build_room
+from .layout import build_room, camera_path
 from .output import DEPTH_SCALE, HFOV_DEG, SceneStats, check_args, depth_to_mm, roundtrip_poses
 from .rendering import Renderer, iter_batches
-from .trajectory import camera_path, path_report
+from .trajectory import path_report
 
 
 def scene_arrays(seed: int, frames: int = 300, width: int = 320, height: int = 240, train_step: int = 5,

@@ -19,6 +19,7 @@ import math
 from typing import Optional
 
 import numpy as np
+import torch
 
 from .geometry import S_BOX, SceneGeometry
 
@@ -92,7 +93,6 @@ class TorchRayCaster:
     EPS = 1e-6
 
     def __init__(self, geom: SceneGeometry, device=None, ray_chunk: Optional[int] = None):
-        import torch
 
         self.torch = torch
         if device is None:
