@@ -230,8 +230,6 @@ def arg_overrides(args) -> dict:
         exp["device"] = a.device
     if a.seed is not None:
         exp["seed"] = a.seed
-    if a.gpu:
-        exp["gpu"] = a.gpu
     if a.model is not None:
         model["type"] = a.model
     if a.iters is not None:
