@@ -743,19 +743,37 @@ def apply_task(args, labels, instances, train_ids: Optional[Sequence[int]], rng:
         raise TaskError("visualise_save / load_saved need saved_path (where corrupted labels are stored)")
 
     if a["load_saved"]:
-        saved, masks, meta = load_corrupted(saved_path)
-        if saved.shape != lab.shape or masks.shape != (n,):
-            raise TaskError(f"{saved_path}: saved labels are {saved.shape} (masks {masks.shape}) "
-                            f"but the training labels are {lab.shape}")
-        stored = meta.get("task_args", {})
-        differ = [k for k in _RESULT_KEYS if k in stored and stored[k] != a[k]]
-        if differ:
-            raise TaskError(f"{saved_path}: saved with different task flags: "
-                            + ", ".join(f"{k}={stored[k]!r} (now {a[k]!r})" for k in differ))
-        if int(meta.get("num_classes", num_classes)) != num_classes:
-            raise TaskError(f"{saved_path}: saved for {meta['num_classes']} classes, now {num_classes}")
-        return saved, masks, f"{meta.get('description', 'saved labels')} [loaded from {saved_path}]"
+        return _load_saved_task(saved_path, a, lab.shape, num_classes)
+    out, keep, desc, stats = _corrupt(a, lab, instances, frame_ids, rng, num_classes, progress, class_names)
+    if a["visualise_save"]:
+        meta = {"task_args": {k: a[k] for k in _RESULT_KEYS}, "seed": seed, "num_classes": num_classes,
+                "train_ids": frame_ids, "shape": list(lab.shape), "description": desc, "stats": stats}
+        npz = save_corrupted(saved_path, out, keep, meta)
+        _save_visualisation(npz, out, keep, num_classes, progress)
+    return out, keep, desc
 
+
+def _load_saved_task(saved_path, a: dict, shape: tuple, num_classes: int) -> tuple:
+    """``load_saved``: the stored labels, checked against this run's task flags and shape."""
+    n = shape[0]
+    saved, masks, meta = load_corrupted(saved_path)
+    if saved.shape != shape or masks.shape != (n,):
+        raise TaskError(f"{saved_path}: saved labels are {saved.shape} (masks {masks.shape}) "
+                        f"but the training labels are {shape}")
+    stored = meta.get("task_args", {})
+    differ = [k for k in _RESULT_KEYS if k in stored and stored[k] != a[k]]
+    if differ:
+        raise TaskError(f"{saved_path}: saved with different task flags: "
+                        + ", ".join(f"{k}={stored[k]!r} (now {a[k]!r})" for k in differ))
+    if int(meta.get("num_classes", num_classes)) != num_classes:
+        raise TaskError(f"{saved_path}: saved for {meta['num_classes']} classes, now {num_classes}")
+    return saved, masks, f"{meta.get('description', 'saved labels')} [loaded from {saved_path}]"
+
+
+def _corrupt(a: dict, lab: np.ndarray, instances, frame_ids: list, rng: np.random.Generator, num_classes: int,
+             progress: bool, class_names) -> tuple:
+    """The seed's dispatch: ``(labels, label mask per frame, description, statistics)``."""
+    n = lab.shape[0]
     chosen = next((t for t in _TASK_ORDER if a[t]), None)
     combines_sparse = chosen in ("label_propagation", "pixel_denoising", "segmentation_denoising",
                                  "region_denoising")
@@ -824,9 +842,4 @@ def apply_task(args, labels, instances, train_ids: Optional[Sequence[int]], rng:
     if ignored:
         desc += f" (ignored by precedence: {', '.join(ignored)})"
 
-    if a["visualise_save"]:
-        meta = {"task_args": {k: a[k] for k in _RESULT_KEYS}, "seed": seed, "num_classes": num_classes,
-                "train_ids": frame_ids, "shape": list(lab.shape), "description": desc, "stats": stats}
-        npz = save_corrupted(saved_path, out, keep, meta)
-        _save_visualisation(npz, out, keep, num_classes, progress)
-    return out, keep, desc
+    return out, keep, desc, stats
