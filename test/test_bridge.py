@@ -125,11 +125,11 @@ def test_intake_drops_the_oldest_frame_when_the_mapper_is_busy():
         intake.join()
 
 
-@pytest.mark.parametrize("error, reason", [(PoseError("not rigid"), "invalid_pose"),
-                                           (FrameError("bad"), "invalid_frame"),
-                                           (RuntimeError("CUDA gone"), "mapper_error")])
+@pytest.mark.parametrize("error, reason", [(PoseError, "invalid_pose"), (FrameError, "invalid_frame"),
+                                           (RuntimeError, "mapper_error")])
 def test_intake_counts_engine_refusals_by_reason(error, reason):
-    m, led = SlowMapper(fail=error), ledger()
+    # the exception is made here: a raised one keeps the intake's frame alive through its traceback
+    m, led = SlowMapper(fail=error("refused")), ledger()
     m.gate.set()
     intake = FrameIntake(m, led, SYNCED)
     try:
@@ -139,6 +139,7 @@ def test_intake_counts_engine_refusals_by_reason(error, reason):
     finally:
         intake.stop()
         intake.join()
+        m.fail = None   # its traceback holds the intake's frame: no garbage cycle left for later tests
 
 
 # --------------------------------------------------------------------------- messages -> frame
