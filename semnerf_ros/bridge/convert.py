@@ -281,7 +281,8 @@ def pose_stamped_from_pose(T: np.ndarray, frame_id: str = "map", stamp: Any = 0.
                            convention: str = "optical"):
     """``geometry_msgs/msg/PoseStamped`` from a 4x4 camera-to-world optical
     pose; ``convention='body'`` writes the REP-103 body-axes frame instead."""
-    from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion  # optional: ROS message classes, only to build messages
+    # optional: ROS message classes, only to build messages
+    from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion
 
     if convention not in POSE_CONVENTIONS:
         raise ValueError(f"pose convention must be one of {POSE_CONVENTIONS}, got {convention!r}")
