@@ -19,14 +19,15 @@ from setuptools.command.build import build
 
 ROOT = Path(__file__).resolve().parent
 
-#: Console tools: the same functions are installed for `ros2 run` by CMakeLists.txt (scripts/<name>).
+#: Console tools (every main() is in semnerf_ros/cli/): the same functions are installed for `ros2 run`
+#: by CMakeLists.txt (scripts/<name>).
 CONSOLE_SCRIPTS = [
-    "semnerf-make-scene = semnerf_ros.datasets.synthetic:main",
-    "semnerf-train = semnerf_ros.train:main",
-    "semnerf-mesh = semnerf_ros.mesh:main",
-    "semnerf_node = semnerf_ros.ros.node:main",
-    "semnerf-play = semnerf_ros.ros.bag_player:main",
-    "semnerf-demo = semnerf_ros.demo:main",
+    "semnerf-make-scene = semnerf_ros.cli.make_scene:main",
+    "semnerf-train = semnerf_ros.cli.train:main",
+    "semnerf-mesh = semnerf_ros.cli.mesh:main",
+    "semnerf_node = semnerf_ros.cli.node:main",
+    "semnerf-play = semnerf_ros.cli.play:main",
+    "semnerf-demo = semnerf_ros.cli.demo:main",
 ]
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Hash-encoding backends: agreement and speed (forward + backward).
 
-Compares the pure-PyTorch path of :class:`semnerf_ros.fields.encodings.HashEncoding`
+Compares the pure-PyTorch path of :class:`semnerf_ros.engine.fields.encodings.HashEncoding`
 with the fused Triton kernels on the same table and points, and times both
 (median of repeated runs, CUDA-synchronised).  Writes JSON (``--out``).
 
@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from semnerf_ros.fields.encodings import HashEncoding  # noqa: E402
+from semnerf_ros.engine.fields.encodings import HashEncoding  # noqa: E402
 
 
 def timed(fn, repeats: int, device) -> float:
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     result["torch_forward_ms"] = timed(lambda: enc(x), args.repeats, dev)
     result["torch_forward_backward_ms"] = timed(fwd_bwd, args.repeats, dev)
 
-    from semnerf_ros.fields import hash_triton
+    from semnerf_ros.engine.fields import hash_triton
     if dev.type == "cuda" and hash_triton.available():
         enc.backend = "triton"
         out = enc(x).detach()

@@ -22,11 +22,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from semnerf_ros.mapper import Mapper  # noqa: E402
-from semnerf_ros.geometry import Intrinsics  # noqa: E402
-from semnerf_ros.mesh import write_mesh  # noqa: E402
+from semnerf_ros.engine.geometry import Intrinsics  # noqa: E402
+from semnerf_ros.engine.mapper import Mapper  # noqa: E402
+from semnerf_ros.engine.mesh import write_mesh  # noqa: E402
+from semnerf_ros.io.ply import read_ply  # noqa: E402
 from semnerf_ros.mesh_eval import mesh_accuracy, visible_mask  # noqa: E402
-from semnerf_ros.plyio import read_ply  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -54,16 +54,22 @@ def main(argv=None) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
 
     import rclpy
+    from geometry_msgs.msg import PoseStamped
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import qos_profile_sensor_data
-    from geometry_msgs.msg import PoseStamped
     from sensor_msgs.msg import CameraInfo, Image
 
     from semnerf_ros import tasks
-    from semnerf_ros.geometry import Intrinsics
+    from semnerf_ros.bridge.convert import (
+        camera_info_from_intrinsics,
+        image_to_numpy,
+        numpy_to_image,
+        pose_stamped_from_pose,
+        sec_to_stamp,
+        stamp_to_sec,
+    )
+    from semnerf_ros.engine.geometry import Intrinsics
     from semnerf_ros.metrics import SegmentationEvaluator
-    from semnerf_ros.ros.convert import (camera_info_from_intrinsics, image_to_numpy, numpy_to_image,
-                                         pose_stamped_from_pose, sec_to_stamp, stamp_to_sec)
 
     z = np.load(args.scene_npz)
     k = z["intrinsics"]
@@ -80,7 +86,8 @@ def main(argv=None) -> int:
     cmd = [sys.executable, "-m", "semnerf_ros.ros.node", "--ros-args",
            "--params-file", str(ROOT / "config" / "semnerf.yaml"),
            "-p", f"num_classes:={nc}", "-p", f"publish_rate:={args.publish_rate}",
-           "-p", f"render_scale:={args.render_scale}", "-p", f"device:={args.device}", "-p", "mesh_period:=0.0", "-p", "log_period:=5.0",
+           "-p", f"render_scale:={args.render_scale}", "-p", f"device:={args.device}",
+           "-p", "mesh_period:=0.0", "-p", "log_period:=5.0",
            "-p", "slop:=0.02"]
     cmd += ["-p", "class_names:=[" + ",".join(f'"{c}"' for c in class_names) + "]"]
     for p in args.node_param:
@@ -161,7 +168,7 @@ def main(argv=None) -> int:
         now = time.time()
         base = now
         jit = rng.uniform(-0.004, 0.004, size=4)
-        hdr = lambda dt: (sec_to_stamp(base + dt), "camera_color_optical_frame")  # noqa: E731
+        hdr = lambda dt, base=base: (sec_to_stamp(base + dt), "camera_color_optical_frame")  # noqa: E731
         st, fid = hdr(0.0)
         with lock:
             sent[st.sec * 10 ** 9 + st.nanosec] = i
@@ -224,7 +231,8 @@ def main(argv=None) -> int:
         "latency_ms": {"p50": float(np.percentile(lat, 50)), "p90": float(np.percentile(lat, 90)),
                        "max": float(lat.max())},
         "node_params": args.node_param, "engine_set": args.engine_set,
-        "windows": windows, "status": last_status, "shutdown_seconds": shutdown_s, "node_exit_code": node_proc.returncode,
+        "windows": windows, "status": last_status, "shutdown_seconds": shutdown_s,
+        "node_exit_code": node_proc.returncode,
     }
     for w in windows:
         print(f"{w['t0']:5.0f}-{w['t1']:3.0f} s: {w['images']:3d} images  published mIoU {w['published_miou']:.3f} "

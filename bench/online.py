@@ -34,10 +34,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from semnerf_ros import tasks  # noqa: E402
-from semnerf_ros.config import load_config  # noqa: E402
-from semnerf_ros.frame import Frame  # noqa: E402
-from semnerf_ros.geometry import Intrinsics  # noqa: E402
-from semnerf_ros.mapper import Mapper  # noqa: E402
+from semnerf_ros.engine.config import load_config  # noqa: E402
+from semnerf_ros.engine.frame import Frame  # noqa: E402
+from semnerf_ros.engine.geometry import Intrinsics  # noqa: E402
+from semnerf_ros.engine.mapper import Mapper  # noqa: E402
 from semnerf_ros.metrics import SegmentationEvaluator, psnr  # noqa: E402
 
 

@@ -86,7 +86,7 @@ class NodeStream:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
 
-        from semnerf_ros.ros import convert
+        from semnerf_ros.bridge import convert
         from semnerf_ros.ros.node import SemNerfNode
 
         self.convert = convert
@@ -145,7 +145,7 @@ class NodeStream:
 
     def export(self, resolution: int) -> None:
         """One mesh export through the node (what ~/export_mesh runs)."""
-        self.node.export_mesh(str(self.export_path), resolution=resolution)
+        self.node.ops.export_mesh(str(self.export_path), resolution=resolution)
         self.exports += 1
 
     def meshes(self) -> int:
@@ -153,8 +153,8 @@ class NodeStream:
 
     def counters(self) -> dict:
         n = self.node
-        return {"frames_accepted": n.frames_synced, "frames_rejected": n.frames_rejected,
-                "keyframes_added": n.keyframes_added, "reject_counts": dict(n.reject_counts),
+        return {"frames_accepted": n.ledger.frames_synced, "frames_rejected": n.ledger.frames_rejected,
+                "keyframes_added": n.ledger.keyframes_added, "reject_counts": dict(n.ledger.reject_counts),
                 "rendered_outputs": self.outputs, "mesh_marker_sets": self.marker_sets,
                 "mesh_exports": self.exports}
 
@@ -170,8 +170,8 @@ class MapperStream:
     """The engine alone: ``add_frame`` then ``--steps-per-frame`` steps."""
 
     def __init__(self, args, engine_path: Path):
-        from semnerf_ros.config import load_config
-        from semnerf_ros.mapper import Mapper
+        from semnerf_ros.engine.config import load_config
+        from semnerf_ros.engine.mapper import Mapper
 
         cfg = load_config(engine_path, {"mapper": {"max_keyframes": args.max_keyframes, "min_translation": 0.05,
                                                    "min_rotation_deg": 5.0}})
@@ -190,7 +190,7 @@ class MapperStream:
             self.mapper.step(self.steps)
 
     def export(self, resolution: int) -> None:
-        from semnerf_ros.mesh import write_mesh
+        from semnerf_ros.engine.mesh import write_mesh
 
         write_mesh(self.mapper.extract_mesh(resolution=resolution), self.export_path)
         self.exports += 1

@@ -12,14 +12,21 @@ use_sim_time the node's outputs are stamped with the bag's /clock, while its
 timers (renders, mesh, status, progress) run on the wall clock, so they go on
 after the bag ended and /clock stopped.
 """
-from launch import LaunchDescription
-from launch.actions import (DeclareLaunchArgument, EmitEvent, ExecuteProcess, IncludeLaunchDescription,
-                            OpaqueFunction, RegisterEventHandler)
+from launch.actions import (
+    DeclareLaunchArgument,
+    EmitEvent,
+    ExecuteProcess,
+    IncludeLaunchDescription,
+    OpaqueFunction,
+    RegisterEventHandler,
+)
 from launch.event_handlers import OnProcessExit
 from launch.events import Shutdown
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
 
 PACKAGE = "semnerf_ros"
 #: semnerf.launch.py's arguments, declared here too (so `ros2 launch` accepts them) and passed on

@@ -15,13 +15,14 @@ rviz, rviz_config, log_level.  The defaults of the topic arguments are the
 topics of the bags written by ``semnerf-make-scene --bag``.  The RViz config
 shows ``/semnerf_node/...`` (the node's default name, no namespace).
 """
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
 
 PACKAGE = "semnerf_ros"
 

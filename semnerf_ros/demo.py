@@ -8,7 +8,7 @@ Stages (each prints its progress):
 1. **scene** -- the built-in synthetic room (:func:`datasets.synthetic.ensure_scene`,
    cached in ``~/.cache/semnerf_ros``): 160x120 px, 150 frames on a CPU; the paper's
    320x240 px, 300 frames with CUDA.
-2. **bag** -- the scene as a rosbag2 (:func:`ros.bag_writer.write_scene_bag`) with 50 %
+2. **bag** -- the scene as a rosbag2 (:func:`bags.writer.write_scene_bag`) with 50 %
    pixel label noise (``--noise segmentation --noise-strength S``: a segmentation
    network's errors instead) on ``/segmentation/labels`` and the clean labels on
    ``/segmentation/labels_gt``; written once into the output folder and reused.
@@ -32,8 +32,8 @@ Exit code 0 only when every stage ran and the published images' mIoU (final quar
 the stream) beats that of the noisy input labels on the same frames; 1 otherwise, with
 the reasons printed; 130 when interrupted.
 
-This module is a ROS client (it imports ``rclpy`` lazily, in the monitor), one of the
-package's command-line tools like ``ros/bag_player.py``.
+The stages run here; the ROS side of stage 4 (rclpy) is :class:`semnerf_ros.ros.monitor.Monitor`;
+the command line is :mod:`semnerf_ros.cli.demo`.
 """
 from __future__ import annotations
 
@@ -48,21 +48,24 @@ import subprocess
 import sys
 import threading
 import time
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-NODE_NAME = "semnerf_node"
-TOPIC_SEMANTIC = f"/{NODE_NAME}/semantic"
-TOPIC_STATUS = f"/{NODE_NAME}/status"
+from semnerf_ros.srv import ExportMesh, GetStatus  # generated interfaces (built at install)
+
+from .bags.reader import bag_custom_data
+from .bags.writer import write_scene_bag
+from .datasets.synthetic import CLASS_NAMES, default_scene_dir, ensure_scene, scene_is_complete
+from .io.jsonio import write_json
+from .ros.monitor import NODE_NAME, TOPIC_SEMANTIC, Monitor, MonitorError, Scored
+from .visualize import make_comparison_strip, write_image
+
 BAG_RATE_HZ = 30.0          # frame rate the bag is recorded at (the scene's)
 NOISE_MODEL, NOISE_RATIO = "pixel", 0.5   # defaults of --noise / --noise-strength
 NOISE_CHOICES = ("pixel", "segmentation", "region", "none")
-PAIR_SLOP_S = 0.02          # noisy labels pair with the ground truth within this (the node's slop)
-MATCH_TIMEOUT_S = 10.0      # a published image whose ground truth has not come by then is unmatched
 BAG_MARKER = "demo_bag.json"
 
 
@@ -99,7 +102,7 @@ class Settings:
 
 def _cuda_available() -> bool:
     try:
-        import torch
+        import torch  # heavy: imported only to see whether a GPU is there
     except ImportError:
         return False
     return bool(torch.cuda.is_available())
@@ -129,6 +132,7 @@ def find_params_file() -> Optional[Path]:
     here = Path(__file__).resolve().parent
     candidates = [here.parent / "config" / "semnerf.yaml"]
     try:
+        # optional: only in a colcon / ament install
         from ament_index_python.packages import get_package_share_directory
 
         candidates.append(Path(get_package_share_directory("semnerf_ros")) / "config" / "semnerf.yaml")
@@ -145,7 +149,8 @@ def engine_config_text(device: str, bounds: list) -> str:
     """The engine YAML the node gets (``-p engine_config:=``): on a CPU a small hash
     field (8 levels, 2^14 entries, 512 rays a step, learning rate 0.02) that beats the
     label noise within about a minute on two cores; with CUDA the full hash field
-    (16 levels, 2^19 entries, 4096 rays, learning rate 0.01).  ``bounds``: the room box [xmin, ymin, zmin, xmax, ymax, zmax] in metres."""
+    (16 levels, 2^19 entries, 4096 rays, learning rate 0.01).  ``bounds``: the room box
+    [xmin, ymin, zmin, xmax, ymax, zmax] in metres."""
     b = ", ".join(f"{v:.2f}" for v in bounds)
     if device == "cpu":
         model = ("model:\n  type: hash\n  hash: {n_levels: 8, log2_hashmap_size: 14, finest_resolution: 128,\n"
@@ -208,7 +213,6 @@ def _stage(i: int, text: str) -> None:
 def ensure_bag(scene_dir: Path, s: Settings) -> tuple[Path, dict]:
     """The scene's bag in the output folder, written unless one with the same
     arguments is there (marker ``demo_bag.json`` beside ``metadata.yaml``)."""
-    from .ros.bag_writer import write_scene_bag
 
     want = {"scene": str(scene_dir), "width": s.width, "height": s.height, "frames": s.frames,
             "rate_hz": BAG_RATE_HZ, "noise": s.noise, "noise_ratio": s.noise_strength, "seed": 0,
@@ -232,9 +236,7 @@ def ensure_bag(scene_dir: Path, s: Settings) -> tuple[Path, dict]:
                               noise_ratio=s.noise_strength, seed=0, progress=True)
     keep = {"frames": summary["frames"], "topics": summary["topics"], "num_classes": summary["num_classes"],
             "changed_ratio": summary["noise_info"].get("changed_ratio")}
-    tmp = bag / f".{BAG_MARKER}.tmp"
-    tmp.write_text(json.dumps({"args": want, "summary": keep}, indent=1) + "\n")
-    os.replace(tmp, marker)
+    write_json(marker, {"args": want, "summary": keep})
     return bag, dict(keep, reused=False)
 
 
@@ -335,230 +337,6 @@ def player_command(s: Settings, bag: Path) -> list:
             "--wait-for-subscribers", "60"]
 
 
-# ============================================================================ monitor
-def _stamp_ns(stamp) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
-class _Bounded(OrderedDict):
-    """A dict that forgets its oldest entries beyond ``limit``."""
-
-    def __init__(self, limit: int):
-        super().__init__()
-        self.limit = limit
-
-    def put(self, key, value) -> None:
-        self[key] = value
-        while len(self) > self.limit:
-            self.popitem(last=False)
-
-
-@dataclass
-class Scored:
-    """One published semantic image, scored."""
-
-    t: float                    # receive time, seconds since the stream started
-    stamp_ns: int
-    conf_published: np.ndarray  # (C, C) confusion vs ground truth
-    conf_noisy: np.ndarray      # the noisy input labels of the same frame, same pixels
-    images: Optional[dict] = field(default=None, repr=False)   # small arrays for the PNGs
-
-
-class Monitor:
-    """The demo's ROS side: subscriptions, stamp matching, scoring, service calls."""
-
-    def __init__(self, domain_id: int, num_classes: int):
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import Image
-
-        from semnerf_ros.msg import MapStatus
-
-        self.rclpy = rclpy
-        self.num_classes = num_classes
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx, domain_id=domain_id)
-        self.node = rclpy.create_node("semnerf_demo", context=self.ctx)
-        q = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
-        self._lock = threading.Lock()
-        self.t0: Optional[float] = None           # monotonic time of the first streamed frame
-        self._pending: list = []                  # (t_recv, msg) semantic images to score
-        self.gt = _Bounded(512)                   # stamp ns -> Image
-        self.noisy = _Bounded(512)
-        self.rgb = _Bounded(512)                  # stamp ns -> (t_recv, Image)
-        self.counts = {"semantic": 0, "labels_gt": 0, "labels": 0, "rgb": 0, "status": 0}
-        self.status = None
-        self.status_log: list = []                # (t, step, it/s, keyframes, frames_synced)
-        self.scored: list[Scored] = []
-        self.unmatched = 0
-        self.latencies: list[float] = []
-        self._seen_stamps: set = set()
-        n = self.node
-        n.create_subscription(Image, TOPIC_SEMANTIC, self._on_semantic, q)
-        n.create_subscription(Image, "/segmentation/labels_gt", self._keep("labels_gt", self.gt), q)
-        n.create_subscription(Image, "/segmentation/labels", self._keep("labels", self.noisy), q)
-        n.create_subscription(Image, "/camera/color/image_raw", self._on_rgb, q)
-        n.create_subscription(MapStatus, TOPIC_STATUS, self._on_status, 10)
-        self.executor = SingleThreadedExecutor(context=self.ctx)
-        self.executor.add_node(n)
-        self._spin = threading.Thread(target=self._spin_loop, name="demo-spin", daemon=True)
-        self._spin.start()
-
-    def _spin_loop(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:  # noqa: BLE001 - context shut down while spinning
-            pass
-
-    # -- callbacks (executor thread): store only
-    def _keep(self, name: str, store: _Bounded):
-        def cb(msg):
-            with self._lock:
-                self.counts[name] += 1
-                store.put(_stamp_ns(msg.header.stamp), msg)
-        return cb
-
-    def _on_rgb(self, msg) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self.counts["rgb"] += 1
-            if self.t0 is None:
-                self.t0 = now
-            self.rgb.put(_stamp_ns(msg.header.stamp), (now, msg))
-
-    def _on_semantic(self, msg) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self.counts["semantic"] += 1
-            self._pending.append((now, msg))
-
-    def _on_status(self, msg) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self.counts["status"] += 1
-            self.status = msg
-            if self.t0 is not None:
-                self.status_log.append((now - self.t0, int(msg.step), float(msg.iterations_per_second),
-                                        int(msg.keyframes), int(msg.frames_synced)))
-
-    # -- scoring (main thread)
-    def elapsed(self) -> float:
-        return 0.0 if self.t0 is None else time.monotonic() - self.t0
-
-    def _nearest_noisy(self, key: int):
-        best, best_d = None, PAIR_SLOP_S * 1e9
-        for k, m in self.noisy.items():
-            d = abs(k - key)
-            if d <= best_d:
-                best, best_d = m, d
-        return best
-
-    def process(self, flush: bool = False) -> None:
-        """Score the published images whose ground truth (and noisy labels) arrived."""
-        import cv2
-
-        from . import metrics
-        from .ros import convert
-
-        now = time.monotonic()
-        with self._lock:
-            pending, self._pending = self._pending, []
-        keep = []
-        for t_recv, msg in pending:
-            key = _stamp_ns(msg.header.stamp)
-            with self._lock:
-                gt_msg = self.gt.get(key)
-                noisy_msg = self._nearest_noisy(key)
-                rgb_entry = self.rgb.get(key)
-                t0 = self.t0
-            if gt_msg is None or noisy_msg is None:
-                if flush or now - t_recv > MATCH_TIMEOUT_S:
-                    self.unmatched += 1
-                else:
-                    keep.append((t_recv, msg))
-                continue
-            if key not in self._seen_stamps:   # first render of this frame: its latency
-                self._seen_stamps.add(key)
-                if rgb_entry is not None:
-                    self.latencies.append(t_recv - rgb_entry[0])
-            pub = convert.labels_from_image_msg(msg)
-            h, w = pub.shape
-            gt = convert.labels_from_image_msg(gt_msg)
-            noisy = convert.labels_from_image_msg(noisy_msg)
-            if gt.shape != (h, w):
-                gt = cv2.resize(gt.astype(np.int32), (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
-                noisy = cv2.resize(noisy.astype(np.int32), (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
-            pub = np.clip(pub, 0, self.num_classes - 1)   # ids from the node are < num_classes
-            images = None
-            if len(self.scored) < 5000:
-                rgb = None
-                if rgb_entry is not None:
-                    rgb = convert.rgb_from_image_msg(rgb_entry[1])
-                    if rgb.shape[:2] != (h, w):
-                        rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
-                images = {"published": pub.astype(np.int32), "gt": gt.astype(np.int32),
-                          "noisy": noisy.astype(np.int32), "rgb": rgb}
-            self.scored.append(Scored(
-                t=(t_recv - t0) if t0 is not None else 0.0, stamp_ns=key,
-                conf_published=metrics.confusion_matrix(gt, pub, self.num_classes),
-                conf_noisy=metrics.confusion_matrix(gt, noisy, self.num_classes), images=images))
-        with self._lock:
-            self._pending = keep + self._pending
-
-    def scores(self, items: list) -> dict:
-        """mIoU / accuracy of the published images and of the noisy labels over ``items``."""
-        from .metrics import segmentation_scores
-
-        if not items:
-            return {"images": 0}
-        cp = sum(i.conf_published for i in items)
-        cn = sum(i.conf_noisy for i in items)
-        sp, sn = segmentation_scores(cp), segmentation_scores(cn)
-        return {"images": len(items), "published_miou": sp["miou"], "noisy_miou": sn["miou"],
-                "published_accuracy": sp["total_accuracy"], "noisy_accuracy": sn["total_accuracy"]}
-
-    # -- services
-    def call(self, srv_type, name: str, request, timeout: float):
-        cli = self.node.create_client(srv_type, name)
-        try:
-            if not cli.wait_for_service(timeout_sec=min(timeout, 30.0)):
-                raise DemoError(f"service {name} is not available")
-            fut = cli.call_async(request)
-            end = time.monotonic() + timeout
-            while not fut.done() and time.monotonic() < end:
-                time.sleep(0.05)
-            if not fut.done():
-                raise DemoError(f"service {name} did not answer within {timeout:.0f} s")
-            if fut.exception() is not None:
-                raise DemoError(f"service {name} failed: {fut.exception()}")
-            return fut.result()
-        finally:
-            self.node.destroy_client(cli)
-
-    def set_bool_parameter(self, name: str, value: bool, timeout: float = 20.0) -> tuple[bool, str]:
-        from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
-        from rcl_interfaces.srv import SetParameters
-
-        p = Parameter(name=name, value=ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value))
-        res = self.call(SetParameters, f"/{NODE_NAME}/set_parameters", SetParameters.Request(parameters=[p]),
-                        timeout)
-        r = res.results[0]
-        return bool(r.successful), str(r.reason)
-
-    def publisher_seen(self, topic: str) -> bool:
-        return self.node.count_publishers(topic) > 0
-
-    def close(self) -> None:
-        try:
-            self.executor.shutdown(timeout_sec=2.0)
-        except Exception:  # noqa: BLE001
-            pass
-        self.node.destroy_node()
-        self.rclpy.try_shutdown(context=self.ctx)
-        self._spin.join(timeout=2.0)
-
-
 # ============================================================================ outputs
 def _upscale(img: np.ndarray, f: int) -> np.ndarray:
     return img if f == 1 else np.repeat(np.repeat(img, f, axis=0), f, axis=1)
@@ -566,7 +344,6 @@ def _upscale(img: np.ndarray, f: int) -> np.ndarray:
 
 def save_strip(path: Path, item: Scored, num_classes: int, class_names: list) -> Path:
     """RGB | noisy input | published | ground truth, enlarged to >= 240 px wide panels."""
-    from .visualize import make_comparison_strip, write_image
 
     im = item.images
     f = max(1, math.ceil(240 / im["published"].shape[1]))
@@ -590,79 +367,117 @@ def _percentiles(values: list) -> dict:
             "p99": float(np.percentile(a, 99)), "max": float(a.max()), "mean": float(a.mean())}
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o)) + "\n")
-    os.replace(tmp, path)
-
-
 def _finite(v):
     return float(v) if v is not None and math.isfinite(float(v)) else None
 
 
 # ============================================================================ the run
 def run(s: Settings) -> int:
-    from .datasets.synthetic import CLASS_NAMES, ensure_scene, scene_is_complete
-    from .ros.bag_writer import bag_custom_data
+    """Run the five stages; returns the exit code (0 only when every stage ran and the
+    published mIoU beats the noisy input's)."""
+    return _DemoRun(s).run()
 
-    t_start = time.monotonic()
-    s.out.mkdir(parents=True, exist_ok=True)
-    stage_s: dict = {}
-    failures: list[str] = []
-    summary: dict = {"command": " ".join(["semnerf-demo"] + sys.argv[1:]), "device": s.device,
-                     "out": str(s.out), "domain_id": s.domain_id}
-    print(f"semnerf-demo: device {s.device}, output {s.out}, ROS_DOMAIN_ID={s.domain_id} "
-          f"(discovery {os.environ.get('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')})", flush=True)
+
+class _DemoRun:
+    """The state of one demo run, one method per stage."""
+
+    def __init__(self, s: Settings):
+        self.s = s
+        self.t_start = time.monotonic()
+        self.stage_s: dict = {}
+        self.failures: list[str] = []
+        self.summary: dict = {"command": " ".join(["semnerf-demo"] + sys.argv[1:]), "device": s.device,
+                              "out": str(s.out), "domain_id": s.domain_id}
+        self.node: Optional[Child] = None
+        self.player: Optional[Child] = None
+        self.monitor: Optional[Monitor] = None
+        self.shutdown = {"seconds": None, "exit_code": None, "killed": None}
+
+    def run(self) -> int:
+        s = self.s
+        s.out.mkdir(parents=True, exist_ok=True)
+        print(f"semnerf-demo: device {s.device}, output {s.out}, ROS_DOMAIN_ID={s.domain_id} "
+              f"(discovery {os.environ.get('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')})", flush=True)
+        scene_dir, bounds = self.scene()
+        bag, class_names, num_classes = self.bag(scene_dir)
+        engine_path = self.start_node(bounds, class_names)
+        try:
+            self.monitor = Monitor(s.domain_id, num_classes)
+            self.wait_for_node()
+            timeline = self.stream(bag)
+            status, mesh = self.results()
+            self.summary.update(self.scores(status, timeline, mesh, engine_path, num_classes, class_names))
+        except (DemoError, MonitorError) as exc:
+            self.failures.append(str(exc))
+        finally:
+            self.stop_all()
+        sm = self.summary
+        sm["wall_seconds"] = time.monotonic() - self.t_start
+        sm["passed"] = not self.failures
+        sm["failures"] = self.failures
+        write_json(s.out / "summary.json", sm)
+        _print_summary(sm)
+        if self.failures:
+            print("\nFAILED:\n  - " + "\n  - ".join(self.failures), file=sys.stderr, flush=True)
+            return 1
+        return 0
 
     # ---------------------------------------------------------------- 1. scene
-    _stage(1, f"scene: built-in room, {s.width}x{s.height} px, {s.frames} frames")
-    t = time.monotonic()
-    from .datasets.synthetic import default_scene_dir
-
-    cached = scene_is_complete(default_scene_dir(s.frames, s.width, s.height, 0), s.frames, s.width, s.height, 0)
-    scene_dir = ensure_scene(frames=s.frames, width=s.width, height=s.height, seed=0, progress=True)
-    stage_s["scene"] = time.monotonic() - t
-    info = json.loads((scene_dir / "intrinsics.json").read_text())
-    room = np.asarray(info.get("room_bounds", [[-3.0, -2.5, 0.0], [3.0, 2.5, 2.7]]), dtype=np.float64)
-    bounds = list(room[0] - 0.3) + list(room[1] + 0.3)
-    print(f"      {scene_dir} ({'cached' if cached else 'generated'}, {stage_s['scene']:.1f} s)", flush=True)
-    summary["scene"] = {"path": str(scene_dir), "width": s.width, "height": s.height, "frames": s.frames}
+    def scene(self) -> tuple:
+        s = self.s
+        _stage(1, f"scene: built-in room, {s.width}x{s.height} px, {s.frames} frames")
+        t = time.monotonic()
+        cached = scene_is_complete(default_scene_dir(s.frames, s.width, s.height, 0), s.frames, s.width, s.height, 0)
+        scene_dir = ensure_scene(frames=s.frames, width=s.width, height=s.height, seed=0, progress=True)
+        self.stage_s["scene"] = time.monotonic() - t
+        info = json.loads((scene_dir / "intrinsics.json").read_text())
+        room = np.asarray(info.get("room_bounds", [[-3.0, -2.5, 0.0], [3.0, 2.5, 2.7]]), dtype=np.float64)
+        bounds = list(room[0] - 0.3) + list(room[1] + 0.3)
+        print(f"      {scene_dir} ({'cached' if cached else 'generated'}, {self.stage_s['scene']:.1f} s)", flush=True)
+        self.summary["scene"] = {"path": str(scene_dir), "width": s.width, "height": s.height, "frames": s.frames}
+        return scene_dir, bounds
 
     # ---------------------------------------------------------------- 2. bag
-    _stage(2, f"bag: {s.noise} label noise {s.noise_strength:g}, {BAG_RATE_HZ:g} Hz, ground truth on "
-              f"/segmentation/labels_gt")
-    t = time.monotonic()
-    bag, bag_info = ensure_bag(scene_dir, s)
-    stage_s["bag"] = time.monotonic() - t
-    custom = bag_custom_data(bag)
-    class_names = json.loads(custom.get("semnerf.class_names", "null")) or list(CLASS_NAMES)
-    num_classes = int(custom.get("semnerf.num_classes", len(class_names)))
-    print(f"      {bag} ({'reused' if bag_info.get('reused') else 'written'}, {stage_s['bag']:.1f} s; "
-          f"{num_classes} classes, {bag_info.get('frames', s.frames)} frames of {s.bag_seconds:.1f} s)", flush=True)
-    summary["bag"] = {"path": str(bag), "rate_hz": BAG_RATE_HZ, "noise": s.noise, "noise_ratio": s.noise_strength,
-                      "frames": bag_info.get("frames", s.frames), "reused": bool(bag_info.get("reused"))}
+    def bag(self, scene_dir: Path) -> tuple:
+        s = self.s
+        _stage(2, f"bag: {s.noise} label noise {s.noise_strength:g}, {BAG_RATE_HZ:g} Hz, ground truth on "
+                  f"/segmentation/labels_gt")
+        t = time.monotonic()
+        bag, bag_info = ensure_bag(scene_dir, s)
+        self.stage_s["bag"] = time.monotonic() - t
+        custom = bag_custom_data(bag)
+        class_names = json.loads(custom.get("semnerf.class_names", "null")) or list(CLASS_NAMES)
+        num_classes = int(custom.get("semnerf.num_classes", len(class_names)))
+        print(f"      {bag} ({'reused' if bag_info.get('reused') else 'written'}, {self.stage_s['bag']:.1f} s; "
+              f"{num_classes} classes, {bag_info.get('frames', s.frames)} frames of {s.bag_seconds:.1f} s)",
+              flush=True)
+        self.summary["bag"] = {"path": str(bag), "rate_hz": BAG_RATE_HZ, "noise": s.noise,
+                               "noise_ratio": s.noise_strength, "frames": bag_info.get("frames", s.frames),
+                               "reused": bool(bag_info.get("reused"))}
+        return bag, class_names, num_classes
 
     # ---------------------------------------------------------------- 3. node + player
-    engine_path = s.out / f"engine_{s.device.split(':')[0]}.yaml"
-    s.engine_yaml = engine_config_text(s.device, bounds)
-    engine_path.write_text(s.engine_yaml)
-    s.params_file = find_params_file()
-    _stage(3, "semnerf_node and semnerf-play")
-    if s.params_file is None:
-        print("      config/semnerf.yaml not found beside the package or in the ament index: passing the "
-              "room's classes with -p instead", flush=True)
-    env = child_env(s)
-    os.environ["ROS_DOMAIN_ID"] = str(s.domain_id)
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", env["ROS_AUTOMATIC_DISCOVERY_RANGE"])
-    node_cmd = node_command(s, engine_path, class_names)
-    print("      $ python " + " ".join(_short(a) for a in node_cmd[1:]), flush=True)
-    t = time.monotonic()
-    node = Child("node", node_cmd, env, s.out, s.out / "node.log", ready_text="semnerf_node ready")
-    player = None
-    monitor = None
-    shutdown = {"seconds": None, "exit_code": None, "killed": None}
-    try:
-        monitor = Monitor(s.domain_id, num_classes)
+    def start_node(self, bounds: list, class_names: list) -> Path:
+        s = self.s
+        engine_path = s.out / f"engine_{s.device.split(':')[0]}.yaml"
+        s.engine_yaml = engine_config_text(s.device, bounds)
+        engine_path.write_text(s.engine_yaml)
+        s.params_file = find_params_file()
+        _stage(3, "semnerf_node and semnerf-play")
+        if s.params_file is None:
+            print("      config/semnerf.yaml not found beside the package or in the ament index: passing the "
+                  "room's classes with -p instead", flush=True)
+        self.env = child_env(s)
+        os.environ["ROS_DOMAIN_ID"] = str(s.domain_id)
+        os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", self.env["ROS_AUTOMATIC_DISCOVERY_RANGE"])
+        node_cmd = node_command(s, engine_path, class_names)
+        print("      $ python " + " ".join(_short(a) for a in node_cmd[1:]), flush=True)
+        self.t_node = time.monotonic()
+        self.node = Child("node", node_cmd, self.env, s.out, s.out / "node.log", ready_text="semnerf_node ready")
+        return engine_path
+
+    def wait_for_node(self) -> None:
+        node = self.node
         end = time.monotonic() + 180
         while not node.ready.is_set() and node.alive() and time.monotonic() < end:
             time.sleep(0.1)
@@ -670,14 +485,16 @@ def run(s: Settings) -> int:
             raise DemoError("semnerf_node did not start " + (f"(exit code {node.proc.returncode})" if not node.alive()
                                                              else "within 180 s")
                             + f"; its log ({node.log_path}) ends:\n{node.tail()}")
-        stage_s["node_start"] = time.monotonic() - t
-        print(f"      node ready in {stage_s['node_start']:.1f} s (log: {node.log_path})", flush=True)
+        self.stage_s["node_start"] = time.monotonic() - self.t_node
+        print(f"      node ready in {self.stage_s['node_start']:.1f} s (log: {node.log_path})", flush=True)
+
+    # ---------------------------------------------------------------- 4. stream and score
+    def stream(self, bag: Path) -> list:
+        s, node, monitor = self.s, self.node, self.monitor
         pcmd = player_command(s, bag)
         print(f"      $ python {' '.join(_short(a) for a in pcmd[1:])}   (bag x{s.rate:.3g}: its {s.bag_seconds:.1f} s "
               f"play in {s.duration:.0f} s)", flush=True)
-        player = Child("play", pcmd, env, s.out, s.out / "player.log")
-
-        # ------------------------------------------------------------ 4. stream and score
+        player = self.player = Child("play", pcmd, self.env, s.out, s.out / "player.log")
         _stage(4, f"streaming for about {s.duration:.0f} s: published {TOPIC_SEMANTIC} vs noisy "
                   f"/segmentation/labels, both scored against /segmentation/labels_gt")
         print(f"      {'t[s]':>6} {'frames':>6} {'synced':>6} {'keyfr':>5} {'steps':>6} {'it/s':>5} "
@@ -696,8 +513,7 @@ def run(s: Settings) -> int:
                                 f"ends:\n{node.tail()}")
             el = monitor.elapsed()
             if monitor.t0 is not None and el >= next_report:
-                row = _report_row(monitor, last_cut, el)
-                timeline.append(row)
+                timeline.append(_report_row(monitor, last_cut, el))
                 last_cut = len(monitor.scored)
                 next_report += s.report_every
             if player_done_at is None and not player.alive():
@@ -705,7 +521,7 @@ def run(s: Settings) -> int:
             if player_done_at is not None and time.monotonic() - player_done_at > 2.0 / s.publish_rate + 1.0:
                 break
             if time.monotonic() > hard_end:
-                failures.append(f"the player did not finish within {s.duration * 1.5 + 90:.0f} s")
+                self.failures.append(f"the player did not finish within {s.duration * 1.5 + 90:.0f} s")
                 break
             if monitor.t0 is None and time.monotonic() - t_stream > 90:
                 raise DemoError(f"no frame arrived from semnerf-play within 90 s; its log ({player.log_path}) "
@@ -715,14 +531,16 @@ def run(s: Settings) -> int:
             timeline.append(_report_row(monitor, last_cut, monitor.elapsed()))
         player_rc, _, _ = player.stop(signal.SIGINT, timeout=10.0)
         if player_rc != 0:
-            failures.append(f"semnerf-play exited with code {player_rc} (log {player.log_path}):\n{player.tail()}")
-        stage_s["stream"] = time.monotonic() - t_stream
+            self.failures.append(f"semnerf-play exited with code {player_rc} (log {player.log_path}):\n"
+                                 f"{player.tail()}")
+        self.stage_s["stream"] = time.monotonic() - t_stream
+        return timeline
 
-        # ------------------------------------------------------------ 5. results
+    # ---------------------------------------------------------------- 5. results
+    def results(self) -> tuple:
+        """~/get_status, training paused, ~/export_mesh, the node stopped with SIGINT."""
+        s, monitor, node = self.s, self.monitor, self.node
         _stage(5, "results: status, mesh, images, summary")
-        from semnerf_ros.msg import MapStatus  # noqa: F401 - interfaces must be there
-        from semnerf_ros.srv import ExportMesh, GetStatus
-
         status = monitor.call(GetStatus, f"/{NODE_NAME}/get_status", GetStatus.Request(), 30.0).status
         ok, reason = monitor.set_bool_parameter("training_enabled", False)
         print(f"      training paused for the export (training_enabled:=false): "
@@ -732,24 +550,26 @@ def run(s: Settings) -> int:
         req = ExportMesh.Request(path=str(mesh_path), format="ply", semantic_colors=True,
                                  resolution=int(s.mesh_resolution))
         resp = monitor.call(ExportMesh, f"/{NODE_NAME}/export_mesh", req, timeout=600.0)
-        stage_s["mesh"] = time.monotonic() - t
+        self.stage_s["mesh"] = time.monotonic() - t
         mesh = {"path": str(resp.written_path or mesh_path), "success": bool(resp.success), "message": resp.message,
                 "vertices": int(resp.vertex_count), "faces": int(resp.face_count),
-                "resolution": int(s.mesh_resolution), "seconds": stage_s["mesh"]}
+                "resolution": int(s.mesh_resolution), "seconds": self.stage_s["mesh"]}
         if not resp.success or resp.face_count == 0:
-            failures.append(f"~/export_mesh: {resp.message}")
-        print(f"      ~/export_mesh: {resp.message} ({stage_s['mesh']:.1f} s)", flush=True)
-
-        # stop the node
+            self.failures.append(f"~/export_mesh: {resp.message}")
+        print(f"      ~/export_mesh: {resp.message} ({self.stage_s['mesh']:.1f} s)", flush=True)
         code, took, killed = node.stop(signal.SIGINT, timeout=20.0)
-        shutdown = {"seconds": took, "exit_code": code, "killed": killed}
+        self.shutdown = {"seconds": took, "exit_code": code, "killed": killed}
         if killed:
-            failures.append("semnerf_node did not stop within 20 s of SIGINT and was killed")
+            self.failures.append("semnerf_node did not stop within 20 s of SIGINT and was killed")
         elif code != 0:
-            failures.append(f"semnerf_node exited with code {code} after SIGINT; its log ends:\n{node.tail()}")
+            self.failures.append(f"semnerf_node exited with code {code} after SIGINT; its log ends:\n{node.tail()}")
         print(f"      semnerf_node stopped {took:.2f} s after SIGINT (exit code {code})", flush=True)
+        return status, mesh
 
-        # ------------------------------------------------------------ scores, PNGs, summary
+    def scores(self, status, timeline: list, mesh: dict, engine_path: Path, num_classes: int,
+               class_names: list) -> dict:
+        """The summary's scores, training figures and images."""
+        s, monitor = self.s, self.monitor
         scored = monitor.scored
         final_from = s.duration * 0.75
         final_items = [i for i in scored if i.t >= final_from] or scored[-max(1, len(scored) // 4):]
@@ -762,9 +582,8 @@ def run(s: Settings) -> int:
                      "final": with_images[-1]}
             for name, item in picks.items():
                 pngs.append(str(save_strip(s.out / f"comparison_{name}.png", item, num_classes, class_names)))
-        topics = []
-        for name, rec, drop in zip(status.topics, status.received, status.dropped):
-            topics.append({"topic": str(name), "received": int(rec), "dropped": int(drop)})
+        topics = [{"topic": str(name), "received": int(rec), "dropped": int(drop)}
+                  for name, rec, drop in zip(status.topics, status.received, status.dropped)]
         reject = dict(zip([str(r) for r in status.reject_reasons], [int(c) for c in status.reject_counts]))
         steps = [r for r in monitor.status_log if r[1] > 0]
         mean_rate = None
@@ -777,18 +596,15 @@ def run(s: Settings) -> int:
                     "iterations_per_second_mean": mean_rate,
                     "iterations_per_second_median": float(np.median(rates)) if rates else None,
                     "loss": _finite(status.loss), "psnr": _finite(status.psnr)}
-        latency = _percentiles(monitor.latencies)
-
         if not scored:
-            failures.append(f"no published semantic image could be paired with the ground truth "
-                            f"({monitor.counts['semantic']} received, {monitor.unmatched} unmatched)")
+            self.failures.append(f"no published semantic image could be paired with the ground truth "
+                                 f"({monitor.counts['semantic']} received, {monitor.unmatched} unmatched)")
         elif not (final.get("published_miou", float("nan")) > final.get("noisy_miou", float("nan"))):
-            failures.append(f"the published mIoU {_fmt(final.get('published_miou'))} does not beat the noisy "
-                            f"input's {_fmt(final.get('noisy_miou'))} (final {len(final_items)} images)")
+            self.failures.append(f"the published mIoU {_fmt(final.get('published_miou'))} does not beat the noisy "
+                                 f"input's {_fmt(final.get('noisy_miou'))} (final {len(final_items)} images)")
         if status.frames_synced == 0:
-            failures.append("the node synchronised no frame")
-
-        summary.update({
+            self.failures.append("the node synchronised no frame")
+        return {
             "settings": {"width": s.width, "height": s.height, "frames": s.frames, "duration_s": s.duration,
                          "rate": s.rate, "publish_rate_hz": s.publish_rate, "render_scale": s.render_scale,
                          "mesh_resolution": s.mesh_resolution, "params_file": str(s.params_file or ""),
@@ -800,34 +616,22 @@ def run(s: Settings) -> int:
             "monitor_received": dict(monitor.counts),
             "topics": topics,
             "training": training,
-            "latency_s": latency,
+            "latency_s": _percentiles(monitor.latencies),
             "mesh": mesh,
             "pngs": pngs,
-            "node_shutdown": shutdown,
-            "stage_seconds": stage_s,
-            "logs": {"node": str(node.log_path), "player": str(player.log_path)},
-        })
-    except DemoError as exc:
-        failures.append(str(exc))
-    finally:
-        if player is not None and player.alive():
-            player.stop(signal.SIGINT, timeout=5.0)
-        if node.alive():
-            code, took, killed = node.stop(signal.SIGINT, timeout=20.0)
-            shutdown = {"seconds": took, "exit_code": code, "killed": killed}
-            summary["node_shutdown"] = shutdown
-        if monitor is not None:
-            monitor.close()
+            "node_shutdown": self.shutdown,
+            "stage_seconds": self.stage_s,
+            "logs": {"node": str(self.node.log_path), "player": str(self.player.log_path)},
+        }
 
-    summary["wall_seconds"] = time.monotonic() - t_start
-    summary["passed"] = not failures
-    summary["failures"] = failures
-    _write_json(s.out / "summary.json", summary)
-    _print_summary(summary)
-    if failures:
-        print("\nFAILED:\n  - " + "\n  - ".join(failures), file=sys.stderr, flush=True)
-        return 1
-    return 0
+    def stop_all(self) -> None:
+        if self.player is not None and self.player.alive():
+            self.player.stop(signal.SIGINT, timeout=5.0)
+        if self.node is not None and self.node.alive():
+            code, took, killed = self.node.stop(signal.SIGINT, timeout=20.0)
+            self.summary["node_shutdown"] = {"seconds": took, "exit_code": code, "killed": killed}
+        if self.monitor is not None:
+            self.monitor.close()
 
 
 def _short(arg: str) -> str:
@@ -914,53 +718,3 @@ def _print_summary(sm: dict) -> None:
     else:
         print("RESULT: FAIL")
     sys.stdout.flush()
-
-
-# ============================================================================ CLI
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="semnerf-demo",
-        description="End-to-end demo: built-in room -> rosbag with noisy labels -> semnerf_node + "
-                    "semnerf-play -> denoised semantic images scored live, semantic mesh, summary.")
-    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    p.add_argument("--duration", type=float, default=None,
-                   help="seconds of streaming (default 120 on CPU, 60 with CUDA); sets --rate")
-    p.add_argument("--rate", type=float, default=None,
-                   help="bag playback speed factor (default: bag length / --duration)")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    p.add_argument("--width", type=int, default=None, help="image width (default 160 on CPU, 320 with CUDA)")
-    p.add_argument("--height", type=int, default=None, help="image height (default 120 on CPU, 240 with CUDA)")
-    p.add_argument("--frames", type=int, default=None, help="frames of the room (default 150 on CPU, 300 with CUDA)")
-    p.add_argument("--mesh-resolution", type=int, default=None,
-                   help="marching-cubes cells along the room's longest side (default 64 on CPU, 256 with CUDA)")
-    p.add_argument("--noise", choices=NOISE_CHOICES, default=NOISE_MODEL,
-                   help="label corruption in the bag: pixel (default; independent pixels), segmentation "
-                        "(a segmentation network's errors: missed thin objects, confused classes, bleeding "
-                        "edges, blobs, persistent over frames), region (whole objects) or none")
-    p.add_argument("--noise-strength", type=float, default=NOISE_RATIO,
-                   help=f"noise ratio / strength in [0, 1] (default {NOISE_RATIO}; segmentation: about 0.3 "
-                        f"gives an input mIoU of 0.6)")
-    p.add_argument("--domain-id", type=int, default=None,
-                   help="ROS_DOMAIN_ID of the run (default: a random one in 1..100)")
-    return p
-
-
-def main(argv: Optional[list] = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        settings = make_settings(args)
-    except DemoError as exc:
-        print(f"semnerf-demo: {exc}", file=sys.stderr)
-        return 2
-    try:
-        return run(settings)
-    except KeyboardInterrupt:
-        print("\nsemnerf-demo: interrupted", file=sys.stderr)
-        return 130
-    except DemoError as exc:
-        print(f"semnerf-demo: {exc}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

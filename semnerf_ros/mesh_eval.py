@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 __all__ = ["sample_surface", "closest_point_on_triangles", "point_to_mesh_distance", "visible_mask",
            "mesh_accuracy"]
@@ -87,9 +88,7 @@ class _SurfaceIndex:
     face centroid proposes ``k`` candidate faces per query; the exact distance to each
     candidate is taken and the smallest kept.  The result is exact unless the closest face
     has no sample among the ``k`` nearest, and then off by less than the sample spacing."""
-
     def __init__(self, vertices, faces, n_samples: int, rng: np.random.Generator, k: int = 8):
-        from scipy.spatial import cKDTree
         self.tri = np.asarray(vertices, np.float64)[np.asarray(faces, np.int64)]
         pts, fi, _ = sample_surface(vertices, faces, n_samples, rng)
         self.owner = np.concatenate([fi, np.arange(self.tri.shape[0])])
@@ -129,7 +128,7 @@ def visible_mask(points, poses: Sequence[np.ndarray], intrinsics, depths: Sequen
                  tol: float = 0.03, min_depth: float = 0.05) -> np.ndarray:
     """True for the points seen by at least one view: in front of the camera, projecting
     inside the image, and within ``tol`` m of the view's depth at that pixel (nearest pixel).
-    ``intrinsics``: one :class:`~semnerf_ros.geometry.Intrinsics` or one per view."""
+    ``intrinsics``: one :class:`~semnerf_ros.engine.geometry.Intrinsics` or one per view."""
     points = np.asarray(points, np.float64).reshape(-1, 3)
     seen = np.zeros(points.shape[0], bool)
     many = isinstance(intrinsics, (list, tuple))
@@ -157,7 +156,7 @@ def visible_mask(points, poses: Sequence[np.ndarray], intrinsics, depths: Sequen
 def mesh_accuracy(pred, gt_vertices, gt_faces, gt_labels=None, n_samples: int = 200000,
                   rng: Optional[np.random.Generator] = None, threshold_m: float = 0.05,
                   gt_visible=None, distance: str = "surface") -> dict:
-    """Geometric and semantic accuracy of a predicted :class:`~semnerf_ros.mesh.SemanticMesh`.
+    """Geometric and semantic accuracy of a predicted :class:`~semnerf_ros.engine.mesh.SemanticMesh`.
 
     ``n_samples`` points are drawn on each mesh (area-weighted).
     accuracy_m: mean distance from the prediction's points to the GT surface;
@@ -174,7 +173,6 @@ def mesh_accuracy(pred, gt_vertices, gt_faces, gt_labels=None, n_samples: int = 
     of the GT surface (a vertex of a phantom surface has no true class), and
     ``semantic_vertex_accuracy_observed`` (with ``gt_visible``) only vertices the views saw.
     """
-    from scipy.spatial import cKDTree
     if distance not in ("surface", "samples"):
         raise ValueError(f"distance must be 'surface' or 'samples', got {distance!r}")
     rng = np.random.default_rng(0) if rng is None else rng

@@ -22,6 +22,7 @@ import math
 from typing import Optional
 
 import numpy as np
+from skimage.metrics import structural_similarity
 
 
 def confusion_matrix(gt: np.ndarray, pred: np.ndarray, num_classes: int,
@@ -172,7 +173,6 @@ def ssim(pred: np.ndarray, gt: np.ndarray) -> float:
     skimage's default uniform 7 x 7 window shrinks to the largest odd size
     that fits images smaller than 7 pixels on a side.
     """
-    from skimage.metrics import structural_similarity
 
     p = _as_unit_float(pred, "prediction")
     g = _as_unit_float(gt, "ground truth")

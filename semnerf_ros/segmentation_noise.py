@@ -37,6 +37,7 @@ import math
 import re
 from typing import Optional, Sequence
 
+import cv2
 import numpy as np
 from scipy import ndimage
 from scipy.special import ndtr, ndtri
@@ -133,7 +134,6 @@ class _Fields:
     from frame to frame as ``f_t = rho f_{t-1} + sqrt(1 - rho^2) e_t``."""
 
     def __init__(self, rng: np.random.Generator, shape: tuple, channels: int, cell: float, rho: float):
-        import cv2
 
         self._cv2 = cv2
         h, w = shape
@@ -156,7 +156,8 @@ class _Fields:
         out = np.empty((len(self.state), h, w), np.float32)
         for c, s in enumerate(self.state):
             up = self._cv2.resize(s, (int(gw * self.cell), int(gh * self.cell)), interpolation=self._cv2.INTER_CUBIC)
-            out[c] = up[self.cell_offset():self.cell_offset() + h, self.cell_offset():self.cell_offset() + w] * self.gain
+            o = self.cell_offset()
+            out[c] = up[o:o + h, o:o + w] * self.gain
         return out
 
     def cell_offset(self) -> int:
@@ -287,7 +288,6 @@ def segmentation_noise(labels, strength: float, num_classes: int, rng: np.random
         # -- missed small and thin objects
         removed = np.zeros((h, w), bool)
         if r_thin >= 1:
-            import cv2
 
             kern = _disk(r_thin)
             for c in np.unique(cur):
@@ -355,56 +355,3 @@ def segmentation_noise(labels, strength: float, num_classes: int, rng: np.random
     info["changed_pixels"] = changed
     info["changed_ratio"] = changed / info["valid_pixels"] if info["valid_pixels"] else 0.0
     return out, info
-
-
-def input_miou_table(seeds: Sequence[int], strengths: Sequence[float], frames: int = 300, width: int = 320,
-                     height: int = 240, progress: bool = True) -> dict:
-    """Input mIoU (the seed's metric, void ignored) of the training labels of the synthetic
-    houses ``seeds`` (every 5th of ``frames``) under this noise at each strength, with
-    50 % pixel noise for comparison: ``{seed: {"segmentation": {strength: miou}, "pixel_0.5": miou}}``.
-    The rng of each run is ``default_rng(seed)``."""
-    from .datasets.synthetic import CLASS_NAMES, scene_arrays
-    from .metrics import confusion_matrix, segmentation_scores
-    from .tasks import pixel_noise
-
-    C = len(CLASS_NAMES)
-    table = {}
-    for seed in seeds:
-        a = scene_arrays(int(seed), frames=frames, width=width, height=height, mesh=False, progress=progress)
-        lab, inst = a["train_labels"], a["train_instances"]
-        row = {}
-        for st in strengths:
-            noisy, _ = segmentation_noise(lab, float(st), C, np.random.default_rng(int(seed)), CLASS_NAMES, inst)
-            row[float(st)] = round(segmentation_scores(confusion_matrix(lab, noisy, C))["miou"], 4)
-        pix, _ = pixel_noise(lab, 0.5, C, np.random.default_rng(int(seed)))
-        table[int(seed)] = {"segmentation": row,
-                            "pixel_0.5": round(segmentation_scores(confusion_matrix(lab, pix, C))["miou"], 4)}
-    return table
-
-
-def main(argv=None) -> int:
-    """``python -m semnerf_ros.segmentation_noise --seeds 1 4 9 --strengths 0.25 0.5 0.75 1``:
-    the input mIoU table of :func:`input_miou_table` as JSON (``--out`` file or stdout)."""
-    import argparse
-    import json
-
-    p = argparse.ArgumentParser(description="Input mIoU of segmentation-like label noise on the synthetic houses.")
-    p.add_argument("--seeds", type=int, nargs="+", default=[1, 4, 9])
-    p.add_argument("--strengths", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0])
-    p.add_argument("--frames", type=int, default=300)
-    p.add_argument("--width", type=int, default=320)
-    p.add_argument("--height", type=int, default=240)
-    p.add_argument("--out", default="", help="write the JSON here (default: print it)")
-    a = p.parse_args(argv)
-    table = input_miou_table(a.seeds, a.strengths, a.frames, a.width, a.height)
-    means = {st: round(float(np.mean([table[s]["segmentation"][st] for s in table])), 4) for st in a.strengths}
-    text = json.dumps({"per_seed": table, "mean": means}, indent=1)
-    if a.out:
-        with open(a.out, "w") as fh:
-            fh.write(text + "\n")
-    print(text)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -34,16 +34,20 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
+import cv2
 import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
 
+from .colormap import colorize_labels
+from .io import jsonio
+from .io.atomic import atomic_output, atomic_write_text
 from .segmentation_noise import SIMILAR_CLASS_GROUPS, class_confusion  # noqa: F401  (re-exported)
 from .segmentation_noise import segmentation_noise as _segmentation_noise
+from .visualize import write_image
 
 #: The seed's ``train_SSR_main.py`` task flags and their defaults.
 TASK_DEFAULTS: dict[str, Any] = {
@@ -347,7 +351,6 @@ def sr_sampling_grid(height: int, width: int, factor: int) -> tuple[np.ndarray, 
     INTER_NEAREST)`` samples, i.e. ``0, f, 2f, ...`` (the top-left pixel of
     each f x f block; ``W // f`` columns) when the size divides by ``f``.
     """
-    import cv2  # lazy: only this path needs OpenCV
 
     f = int(factor)
     if f < 1:
@@ -381,7 +384,6 @@ def super_resolution_labels(labels, factor: int, dense: bool) -> tuple[np.ndarra
 
     Returns ``(labels_train (N,H,W) int32, valid_mask (N,H,W) bool)``.
     """
-    import cv2  # lazy: only this path needs OpenCV
 
     lab = _check_labels(labels)
     n, h, w = lab.shape
@@ -443,7 +445,6 @@ def _grow_patch(region: np.ndarray, target: int, rng: np.random.Generator) -> np
     start another random seed in the uncovered part.  The last ring is trimmed
     to the pixels nearest the latest seed so the count is exact.
     """
-    import cv2  # lazy: only this path needs OpenCV
 
     ys, xs = np.nonzero(region)
     j = int(rng.integers(ys.size))
@@ -593,27 +594,6 @@ def corrupt_labels(labels, kind: str, strength: float, num_classes: int, rng: np
 # ----------------------------------------------------------------------------- save / load
 
 
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"cannot store {type(obj).__name__} in corrupted-label metadata")
-
-
-def _atomic_write_bytes(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def save_corrupted(path, labels, masks, meta: dict) -> Path:
     """Store corrupted training labels for reproducible runs (``--visualise_save``).
 
@@ -628,10 +608,10 @@ def save_corrupted(path, labels, masks, meta: dict) -> Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     lab = np.asarray(labels, dtype=np.int32)
     msk = np.asarray(masks, dtype=bool)
-    meta_text = json.dumps(dict(meta, format=CORRUPTED_FORMAT), default=_json_default, indent=1)
-    _atomic_write_bytes(p, lambda fh: np.savez_compressed(fh, labels=lab, masks=msk,
-                                                          meta=np.array(meta_text)))
-    _atomic_write_bytes(p.with_suffix(".json"), lambda fh: fh.write(meta_text.encode()))
+    meta_text = jsonio.dumps(dict(meta, format=CORRUPTED_FORMAT))
+    with atomic_output(p, "wb") as fh:
+        np.savez_compressed(fh, labels=lab, masks=msk, meta=np.array(meta_text))
+    atomic_write_text(p.with_suffix(".json"), meta_text)
     return p
 
 
@@ -706,8 +686,6 @@ _RESULT_KEYS = tuple(k for k in list(TASK_DEFAULTS) + list(EXTRA_DEFAULTS)
 
 def _save_visualisation(npz_path: Path, labels: np.ndarray, keep: np.ndarray, num_classes: int,
                         progress: bool = True) -> Path:
-    from .colormap import colorize_labels
-    from .visualize import write_image
 
     vis_dir = npz_path.with_name(npz_path.stem + "_vis")
     vis_dir.mkdir(parents=True, exist_ok=True)
@@ -765,19 +743,37 @@ def apply_task(args, labels, instances, train_ids: Optional[Sequence[int]], rng:
         raise TaskError("visualise_save / load_saved need saved_path (where corrupted labels are stored)")
 
     if a["load_saved"]:
-        saved, masks, meta = load_corrupted(saved_path)
-        if saved.shape != lab.shape or masks.shape != (n,):
-            raise TaskError(f"{saved_path}: saved labels are {saved.shape} (masks {masks.shape}) "
-                            f"but the training labels are {lab.shape}")
-        stored = meta.get("task_args", {})
-        differ = [k for k in _RESULT_KEYS if k in stored and stored[k] != a[k]]
-        if differ:
-            raise TaskError(f"{saved_path}: saved with different task flags: "
-                            + ", ".join(f"{k}={stored[k]!r} (now {a[k]!r})" for k in differ))
-        if int(meta.get("num_classes", num_classes)) != num_classes:
-            raise TaskError(f"{saved_path}: saved for {meta['num_classes']} classes, now {num_classes}")
-        return saved, masks, f"{meta.get('description', 'saved labels')} [loaded from {saved_path}]"
+        return _load_saved_task(saved_path, a, lab.shape, num_classes)
+    out, keep, desc, stats = _corrupt(a, lab, instances, frame_ids, rng, num_classes, progress, class_names)
+    if a["visualise_save"]:
+        meta = {"task_args": {k: a[k] for k in _RESULT_KEYS}, "seed": seed, "num_classes": num_classes,
+                "train_ids": frame_ids, "shape": list(lab.shape), "description": desc, "stats": stats}
+        npz = save_corrupted(saved_path, out, keep, meta)
+        _save_visualisation(npz, out, keep, num_classes, progress)
+    return out, keep, desc
 
+
+def _load_saved_task(saved_path, a: dict, shape: tuple, num_classes: int) -> tuple:
+    """``load_saved``: the stored labels, checked against this run's task flags and shape."""
+    n = shape[0]
+    saved, masks, meta = load_corrupted(saved_path)
+    if saved.shape != shape or masks.shape != (n,):
+        raise TaskError(f"{saved_path}: saved labels are {saved.shape} (masks {masks.shape}) "
+                        f"but the training labels are {shape}")
+    stored = meta.get("task_args", {})
+    differ = [k for k in _RESULT_KEYS if k in stored and stored[k] != a[k]]
+    if differ:
+        raise TaskError(f"{saved_path}: saved with different task flags: "
+                        + ", ".join(f"{k}={stored[k]!r} (now {a[k]!r})" for k in differ))
+    if int(meta.get("num_classes", num_classes)) != num_classes:
+        raise TaskError(f"{saved_path}: saved for {meta['num_classes']} classes, now {num_classes}")
+    return saved, masks, f"{meta.get('description', 'saved labels')} [loaded from {saved_path}]"
+
+
+def _corrupt(a: dict, lab: np.ndarray, instances, frame_ids: list, rng: np.random.Generator, num_classes: int,
+             progress: bool, class_names) -> tuple:
+    """The seed's dispatch: ``(labels, label mask per frame, description, statistics)``."""
+    n = lab.shape[0]
     chosen = next((t for t in _TASK_ORDER if a[t]), None)
     combines_sparse = chosen in ("label_propagation", "pixel_denoising", "segmentation_denoising",
                                  "region_denoising")
@@ -846,9 +842,4 @@ def apply_task(args, labels, instances, train_ids: Optional[Sequence[int]], rng:
     if ignored:
         desc += f" (ignored by precedence: {', '.join(ignored)})"
 
-    if a["visualise_save"]:
-        meta = {"task_args": {k: a[k] for k in _RESULT_KEYS}, "seed": seed, "num_classes": num_classes,
-                "train_ids": frame_ids, "shape": list(lab.shape), "description": desc, "stats": stats}
-        npz = save_corrupted(saved_path, out, keep, meta)
-        _save_visualisation(npz, out, keep, num_classes, progress)
-    return out, keep, desc
+    return out, keep, desc, stats

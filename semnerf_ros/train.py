@@ -1,6 +1,6 @@
 """Offline trainer ``semnerf-train``: the paper's ``train_SSR_main.py`` on this package's engine.
 
-Offline training is the online :class:`~semnerf_ros.mapper.Mapper` fed every
+Offline training is the online :class:`~semnerf_ros.engine.mapper.Mapper` fed every
 training frame up front (``mapper.keyframe_policy: all``, ``max_keyframes`` >=
 the number of training frames), then stepped in a loop.  Flags and their
 meaning follow the seed (``--config_file``, ``--dataset_type``, the task
@@ -47,7 +47,6 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -58,7 +57,12 @@ from tqdm import tqdm
 
 from . import tasks
 from .colormap import label_palette, legend_image
-from .config import ConfigError, load_config, merge, save_config, validate
+from .datasets import load_dataset, synthetic
+from .datasets import scene_data as sdm
+from .engine.config import ConfigError, load_config, merge, save_config, validate
+from .engine.mapper import Mapper, resolve_device
+from .io.atomic import atomic_link_or_copy
+from .io.jsonio import to_jsonable, write_json
 from .metrics import SegmentationEvaluator, depth_errors, ssim
 from .visualize import make_comparison_strip, save_render_images, write_image
 
@@ -226,8 +230,6 @@ def arg_overrides(args) -> dict:
         exp["device"] = a.device
     if a.seed is not None:
         exp["seed"] = a.seed
-    if a.gpu:
-        exp["gpu"] = a.gpu
     if a.model is not None:
         model["type"] = a.model
     if a.iters is not None:
@@ -255,36 +257,6 @@ def select_gpus(gpus: str) -> None:
 
 
 # ----------------------------------------------------------------------------- small helpers
-
-
-def _json_clean(obj):
-    """NaN / inf -> None, numpy scalars -> Python, recursively (strict JSON)."""
-    if isinstance(obj, dict):
-        return {str(k): _json_clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _json_clean(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
-def write_json_atomic(path, data) -> Path:
-    """Write ``data`` as JSON atomically (:func:`semnerf_ros.plyio.atomic_output`)."""
-    from .plyio import atomic_output
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(path, "w") as fh:
-        json.dump(_json_clean(data), fh, indent=1)
-        fh.write("\n")
-    return path
 
 
 def evenly_spaced_subset(ids: Sequence[int], n: int) -> np.ndarray:
@@ -385,7 +357,6 @@ def evaluate_views(mapper, scene, ids: Sequence[int], gt_labels: np.ndarray, fac
     or, given ``input_labels`` (the training labels as given to the field),
     comparison strips ``<tag>_compare_<frame>.png`` (RGB | input | rendered | clean).
     """
-    from .datasets import scene_data as sdm
 
     ids = np.asarray(ids, dtype=np.int64)
     n_cls = scene.num_classes
@@ -447,11 +418,11 @@ class MetricsLog:
                 old = []
             if isinstance(old, list):
                 self.records = [r for r in old if isinstance(r, dict) and int(r.get("step", -1)) <= resume_step]
-        write_json_atomic(self.path, self.records)
+        write_json(self.path, self.records)
 
     def append(self, record: dict) -> None:
-        self.records.append(_json_clean(record))
-        write_json_atomic(self.path, self.records)
+        self.records.append(to_jsonable(record))
+        write_json(self.path, self.records)
 
 
 # ----------------------------------------------------------------------------- summary
@@ -497,12 +468,10 @@ def summary_table(record: dict, class_names: Sequence[str]) -> str:
 
 
 def _load_scene(cfg: dict, progress: bool):
-    from .datasets import load_dataset
 
     exp = cfg["experiment"]
     path = str(exp["dataset_dir"]).strip()
     if not path:
-        from .datasets import synthetic
 
         path = str(synthetic.ensure_scene(progress=progress))
         exp["dataset_dir"] = path
@@ -518,20 +487,8 @@ def _checkpoint(mapper, save_dir: Path, step: int, state: dict, keep: int) -> Pa
     ckpt_dir = save_dir / CHECKPOINT_DIR
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     path = mapper.save(ckpt_dir / f"map_{step:06d}.pt")
-    latest = ckpt_dir / LATEST
-    tmp = ckpt_dir / f".{LATEST}.{os.getpid()}.tmp"
-    try:
-        try:
-            os.link(path, tmp)  # no second copy of a large file where the filesystem allows
-        except OSError:
-            import shutil
-
-            shutil.copyfile(path, tmp)
-        os.replace(tmp, latest)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    write_json_atomic(ckpt_dir / TRAINER_STATE, dict(state, step=step, checkpoint=path.name))
+    atomic_link_or_copy(path, ckpt_dir / LATEST)   # no second copy of a large file where possible
+    write_json(ckpt_dir / TRAINER_STATE, dict(state, step=step, checkpoint=path.name))
     if keep > 0:
         numbered = sorted(ckpt_dir.glob("map_*.pt"))
         for old in numbered[:-keep]:
@@ -549,66 +506,104 @@ def train(cfg: Optional[dict] = None, args=None) -> dict:
     flags (:func:`build_parser`), missing ones take their defaults; the flags
     that override config values are applied to ``cfg`` here as well.
     """
-    a = resolve_args(args)
-    select_gpus(a.gpu)
-    cfg = config_from_args(a) if cfg is None else validate(merge(cfg, arg_overrides(a)))
-    cfg = copy.deepcopy(cfg)
-    progress = not a.quiet
-    say = (lambda msg: tqdm.write(msg)) if progress else (lambda msg: log.info(msg))
+    return _TrainingRun(cfg, args).run()
 
-    from .mapper import Mapper, resolve_device
 
-    try:
-        device = resolve_device(cfg["experiment"]["device"])
-    except RuntimeError as exc:
-        raise TrainError(str(exc)) from exc
-    seed = int(cfg["experiment"]["seed"])
-    save_dir = Path(cfg["experiment"]["save_dir"]).expanduser()
-    save_dir.mkdir(parents=True, exist_ok=True)
+class _TrainingRun:
+    """One ``train()`` call, one method per stage: data and task labels, the map (resumed or
+    new), the evaluation set-up, the training loop with evaluations and checkpoints, the summary."""
+
+    def __init__(self, cfg: Optional[dict], args):
+        a = self.a = resolve_args(args)
+        select_gpus(a.gpu)
+        cfg = config_from_args(a) if cfg is None else validate(merge(cfg, arg_overrides(a)))
+        self.cfg = copy.deepcopy(cfg)
+        self.progress = not a.quiet
+        self.say = (lambda msg: tqdm.write(msg)) if self.progress else (lambda msg: log.info(msg))
+        try:
+            self.device = resolve_device(self.cfg["experiment"]["device"])
+        except RuntimeError as exc:
+            raise TrainError(str(exc)) from exc
+        self.seed = int(self.cfg["experiment"]["seed"])
+        self.save_dir = Path(self.cfg["experiment"]["save_dir"]).expanduser()
+        self.save_dir.mkdir(parents=True, exist_ok=True)
+        self.prior = {"train_seconds": 0.0, "wall_seconds": 0.0}
+        self.last_losses: dict = {}
+        self.step_errors = 0
+
+    def run(self) -> dict:
+        self.load_data()
+        self.build_mapper()
+        self.write_run_info()
+        self.setup_evaluation()
+        record, stopped = self.loop()
+        return self.finish(record, stopped)
 
     # -- data and the task's training labels
-    scene = _load_scene(cfg, progress)
-    say(f"dataset: {scene.summary()}")
-    train_ids = np.asarray(scene.train_ids, dtype=np.int64)
-    test_ids = np.asarray(scene.test_ids, dtype=np.int64)
-    clean = scene.labels[train_ids]
-    instances = scene.instances[train_ids] if scene.instances is not None else None
-    saved_path = Path(a.saved_labels).expanduser() if a.saved_labels else save_dir / DEFAULT_LABELS_FILE
-    rng = np.random.default_rng(seed)
-    noisy, keep, task_desc = tasks.apply_task(a, clean, instances, scene.frame_indices[train_ids], rng,
-                                              scene.num_classes, saved_path=saved_path, seed=seed,
-                                              progress=progress, class_names=scene.class_names)
-    say(f"task: {task_desc}")
-    digest = labels_digest(noisy, keep)
-
-    # -- config as trained: offline = every training frame is a keyframe
-    mp = cfg["mapper"]
-    mp["keyframe_policy"] = "all"
-    mp["max_keyframes"] = max(int(mp["max_keyframes"]), len(train_ids))
-    palette = class_palette(scene)
-    write_image(save_dir / LEGEND_FILE, legend_image(scene.class_names, palette))
+    def load_data(self) -> None:
+        a, scene = self.a, None
+        scene = self.scene = _load_scene(self.cfg, self.progress)
+        self.say(f"dataset: {scene.summary()}")
+        self.train_ids = np.asarray(scene.train_ids, dtype=np.int64)
+        self.test_ids = np.asarray(scene.test_ids, dtype=np.int64)
+        self.clean = scene.labels[self.train_ids]
+        instances = scene.instances[self.train_ids] if scene.instances is not None else None
+        saved_path = Path(a.saved_labels).expanduser() if a.saved_labels else self.save_dir / DEFAULT_LABELS_FILE
+        rng = np.random.default_rng(self.seed)
+        self.noisy, self.keep, self.task_desc = tasks.apply_task(
+            a, self.clean, instances, scene.frame_indices[self.train_ids], rng, scene.num_classes,
+            saved_path=saved_path, seed=self.seed, progress=self.progress, class_names=scene.class_names)
+        self.say(f"task: {self.task_desc}")
+        self.digest = labels_digest(self.noisy, self.keep)
+        # offline = every training frame is a keyframe
+        mp = self.cfg["mapper"]
+        mp["keyframe_policy"] = "all"
+        mp["max_keyframes"] = max(int(mp["max_keyframes"]), len(self.train_ids))
+        self.palette = class_palette(scene)
+        write_image(self.save_dir / LEGEND_FILE, legend_image(scene.class_names, self.palette))
 
     # -- the map: resumed or new
-    latest = save_dir / CHECKPOINT_DIR / LATEST
-    prior = {"train_seconds": 0.0, "wall_seconds": 0.0}
-    mapper = None
-    if a.resume and latest.is_file():
-        mapper = Mapper.load(latest, device=device)
-        if mapper.num_classes != scene.num_classes or len(mapper.buffer) != len(train_ids):
+    def build_mapper(self) -> None:
+        latest = self.save_dir / CHECKPOINT_DIR / LATEST
+        if self.a.resume and latest.is_file():
+            self.mapper = self._resume(latest)
+            return
+        if self.a.resume:
+            self.say(f"no checkpoint at {latest}: starting from scratch")
+        cfg, scene = self.cfg, self.scene
+        sb = cfg["render"]["scene_bounds"]
+        bounds = np.asarray(sb, dtype=np.float64).reshape(2, 3) if isinstance(sb, (list, tuple)) else \
+            scene_bounds_from_data(scene, self.train_ids, cfg["render"]["depth_range"], cfg["render"]["bounds_margin"])
+        mapper = self.mapper = Mapper(cfg, scene.num_classes, scene.class_names, device=self.device, bounds=bounds)
+        self.say(f"scene bounds (m): {np.round(bounds, 2).tolist()}; model {cfg['model']['type']} on {self.device}")
+        use_sem = bool(cfg["experiment"]["enable_semantic"])
+        use_depth = bool(cfg["experiment"]["enable_depth"])
+        for k, i in enumerate(tqdm(self.train_ids, desc="adding frames", unit="frame", leave=False,
+                                   disable=not self.progress)):
+            f = scene.frame(int(i))
+            f.labels = self.noisy[k] if (self.keep[k] and use_sem) else None
+            if not use_depth:
+                f.depth = None
+            mapper.add_frame(f)
+
+    def _resume(self, latest: Path):
+        cfg, scene, say = self.cfg, self.scene, self.say
+        mapper = Mapper.load(latest, device=self.device)
+        if mapper.num_classes != scene.num_classes or len(mapper.buffer) != len(self.train_ids):
             raise TrainError(f"{latest} holds {len(mapper.buffer)} frames of {mapper.num_classes} classes, "
-                             f"the dataset gives {len(train_ids)} training frames of {scene.num_classes}")
-        state_file = save_dir / CHECKPOINT_DIR / TRAINER_STATE
+                             f"the dataset gives {len(self.train_ids)} training frames of {scene.num_classes}")
+        state_file = self.save_dir / CHECKPOINT_DIR / TRAINER_STATE
         if state_file.is_file():
             try:
                 st = json.loads(state_file.read_text())
                 if int(st.get("step", -1)) == mapper.step_count:
-                    prior = {k: float(st.get(k, 0.0)) for k in prior}
-                if st.get("labels_digest") not in (None, digest):
+                    self.prior = {k: float(st.get(k, 0.0)) for k in self.prior}
+                if st.get("labels_digest") not in (None, self.digest):
                     log.warning("the checkpoint was trained on other labels than this run's task gives "
                                 "(different task flags or seed?); continuing with the checkpoint's labels")
             except (OSError, ValueError) as exc:
                 log.warning("ignoring unreadable %s: %s", state_file, exc)
-        mapper.train_seconds = prior["train_seconds"]
+        mapper.train_seconds = self.prior["train_seconds"]
         # The map keeps the settings it was trained with; only the step budget comes from this run.
         n_iters_now = cfg["train"]["N_iters"]
         differ = [sec for sec in ("model", "render", "train", "mapper")
@@ -620,172 +615,147 @@ def train(cfg: Optional[dict] = None, args=None) -> dict:
             cfg[sec] = copy.deepcopy(mapper.cfg[sec])
         cfg["train"]["N_iters"] = n_iters_now
         say(f"resumed from {latest} at step {mapper.step_count}")
-    else:
-        if a.resume:
-            say(f"no checkpoint at {latest}: starting from scratch")
-        sb = cfg["render"]["scene_bounds"]
-        bounds = np.asarray(sb, dtype=np.float64).reshape(2, 3) if isinstance(sb, (list, tuple)) else \
-            scene_bounds_from_data(scene, train_ids, cfg["render"]["depth_range"], cfg["render"]["bounds_margin"])
-        mapper = Mapper(cfg, scene.num_classes, scene.class_names, device=device, bounds=bounds)
-        say(f"scene bounds (m): {np.round(bounds, 2).tolist()}; model {cfg['model']['type']} on {device}")
-        use_sem = bool(cfg["experiment"]["enable_semantic"])
-        use_depth = bool(cfg["experiment"]["enable_depth"])
-        for k, i in enumerate(tqdm(train_ids, desc="adding frames", unit="frame", leave=False,
-                                   disable=not progress)):
-            f = scene.frame(int(i))
-            f.labels = noisy[k] if (keep[k] and use_sem) else None
-            if not use_depth:
-                f.depth = None
-            mapper.add_frame(f)
-    save_config(cfg, save_dir / "exp_config.yaml")
-    write_json_atomic(save_dir / "run_info.json", {
-        "args": vars(a), "dataset": scene.summary(), "dataset_dir": str(scene.path),
-        "class_names": scene.class_names, "class_ids_original": scene.class_ids_original,
-        "train_frames": scene.frame_indices[train_ids], "test_frames": scene.frame_indices[test_ids],
-        "task": task_desc, "labelled_train_frames": int(keep.sum()), "labels_digest": digest,
-        "scene_bounds": mapper.scene_bounds, "device": str(device),
-        "resumed_from_step": mapper.step_count if a.resume else None,
-    })
+        return mapper
 
-    # -- evaluation setup
-    factor = max(1, int(cfg["render"]["test_viz_factor"]))
-    n_eval = max(0, int(a.n_test_views))
-    test_eval = evenly_spaced_subset(np.arange(len(test_ids)), n_eval)
-    train_eval = evenly_spaced_subset(np.arange(len(train_ids)), n_eval)
-    from .datasets import scene_data as sdm
-    h_eval, w_eval = scene.intrinsics.scaled(1.0 / factor).shape
-    input_scores = score_labels(
-        np.stack([sdm.resize_nearest(clean[k], w_eval, h_eval) for k in train_eval]),
-        np.stack([sdm.resize_nearest(noisy[k], w_eval, h_eval) for k in train_eval]), scene.num_classes)
-    input_scores["labelled_frames"] = int(keep[train_eval].sum())
+    def write_run_info(self) -> None:
+        scene, mapper = self.scene, self.mapper
+        save_config(self.cfg, self.save_dir / "exp_config.yaml")
+        write_json(self.save_dir / "run_info.json", {
+            "args": vars(self.a), "dataset": scene.summary(), "dataset_dir": str(scene.path),
+            "class_names": scene.class_names, "class_ids_original": scene.class_ids_original,
+            "train_frames": scene.frame_indices[self.train_ids], "test_frames": scene.frame_indices[self.test_ids],
+            "task": self.task_desc, "labelled_train_frames": int(self.keep.sum()), "labels_digest": self.digest,
+            "scene_bounds": mapper.scene_bounds, "device": str(self.device),
+            "resumed_from_step": mapper.step_count if self.a.resume else None,
+        })
 
-    warmup = getattr(mapper, "warmup", None)  # compile GPU kernels first so train_seconds is training only
-    if callable(warmup) and device.type == "cuda":
-        say(f"GPU code paths ready in {warmup():.1f} s")
+    # -- evaluation
+    def setup_evaluation(self) -> None:
+        scene, cfg = self.scene, self.cfg
+        self.factor = max(1, int(cfg["render"]["test_viz_factor"]))
+        n_eval = max(0, int(self.a.n_test_views))
+        self.test_eval = evenly_spaced_subset(np.arange(len(self.test_ids)), n_eval)
+        self.train_eval = evenly_spaced_subset(np.arange(len(self.train_ids)), n_eval)
+        h_eval, w_eval = scene.intrinsics.scaled(1.0 / self.factor).shape
+        self.input_scores = score_labels(
+            np.stack([sdm.resize_nearest(self.clean[k], w_eval, h_eval) for k in self.train_eval]),
+            np.stack([sdm.resize_nearest(self.noisy[k], w_eval, h_eval) for k in self.train_eval]),
+            scene.num_classes)
+        self.input_scores["labelled_frames"] = int(self.keep[self.train_eval].sum())
+        if self.device.type == "cuda":   # compile GPU kernels first so train_seconds is training only
+            self.say(f"GPU code paths ready in {self.mapper.warmup():.1f} s")
 
-    n_iters = int(cfg["train"]["N_iters"])
-    step_val = max(1, int(cfg["logging"]["step_val"]))
-    step_ckpt = max(1, int(cfg["logging"]["step_save_ckpt"]))
-    step_print = max(1, int(cfg["logging"]["step_log_print"]))
-    start_step = mapper.step_count
-    metrics_log = MetricsLog(save_dir / METRICS_FILE, resume_step=start_step if a.resume else None)
-    t_loop = time.perf_counter()
-    last_losses: dict = {}
+    def wall(self) -> float:
+        return self.prior["wall_seconds"] + time.perf_counter() - self.t_loop
 
-    def wall() -> float:
-        return prior["wall_seconds"] + time.perf_counter() - t_loop
-
-    def do_eval(step: int, final: bool) -> dict:
-        rdir = save_dir / "render" / f"step_{step:06d}"
-        n_save = len(test_eval) if (final and a.visualise_save) else max(0, int(a.render_views))
-        test_scores = evaluate_views(mapper, scene, test_ids[test_eval], scene.labels[test_ids[test_eval]], factor,
-                                     rdir, n_save, "test", palette=palette, progress=progress)
-        train_scores = evaluate_views(mapper, scene, train_ids[train_eval], clean[train_eval], factor, rdir,
-                                      n_save, "train", input_labels=noisy[train_eval], palette=palette,
-                                      progress=progress)
+    def evaluate(self, step: int, final: bool) -> dict:
+        a, scene, mapper = self.a, self.scene, self.mapper
+        rdir = self.save_dir / "render" / f"step_{step:06d}"
+        n_save = len(self.test_eval) if (final and a.visualise_save) else max(0, int(a.render_views))
+        test_ids = self.test_ids[self.test_eval]
+        test_scores = evaluate_views(mapper, scene, test_ids, scene.labels[test_ids], self.factor,
+                                     rdir, n_save, "test", palette=self.palette, progress=self.progress)
+        train_scores = evaluate_views(mapper, scene, self.train_ids[self.train_eval], self.clean[self.train_eval],
+                                      self.factor, rdir, n_save, "train", input_labels=self.noisy[self.train_eval],
+                                      palette=self.palette, progress=self.progress)
         st = mapper.stats()
-        rec = {"step": step, "train_seconds": st["train_seconds"], "wall_seconds": wall(),
+        rec = {"step": step, "train_seconds": st["train_seconds"], "wall_seconds": self.wall(),
                "iterations_per_second": step / st["train_seconds"] if st["train_seconds"] > 0 else None,
-               "loss": last_losses.get("loss"), "train_batch_psnr": last_losses.get("psnr"),
-               "failed_steps": step_errors, "oom_events": st["oom_events"],
-               "test": test_scores, "train": train_scores, "input_labels": input_scores}
-        metrics_log.append(rec)
-        say(f"[eval] step {step}: test mIoU {_fmt(test_scores['miou'])} acc {_fmt(test_scores['total_accuracy'])} "
-            f"PSNR {_fmt(test_scores['psnr'], 2)} | train-vs-clean mIoU {_fmt(train_scores['miou'])} "
-            f"| input labels mIoU {_fmt(input_scores['miou'])}")
+               "loss": self.last_losses.get("loss"), "train_batch_psnr": self.last_losses.get("psnr"),
+               "failed_steps": self.step_errors, "oom_events": st["oom_events"],
+               "test": test_scores, "train": train_scores, "input_labels": self.input_scores}
+        self.metrics_log.append(rec)
+        self.say(f"[eval] step {step}: test mIoU {_fmt(test_scores['miou'])} acc {_fmt(test_scores['total_accuracy'])} "
+                 f"PSNR {_fmt(test_scores['psnr'], 2)} | train-vs-clean mIoU {_fmt(train_scores['miou'])} "
+                 f"| input labels mIoU {_fmt(self.input_scores['miou'])}")
         return rec
 
-    def do_ckpt(step: int) -> None:
-        _checkpoint(mapper, save_dir, step, {"train_seconds": mapper.train_seconds, "wall_seconds": wall(),
-                                             "labels_digest": digest}, int(a.keep_checkpoints))
+    def checkpoint(self, step: int) -> None:
+        _checkpoint(self.mapper, self.save_dir, step, {"train_seconds": self.mapper.train_seconds,
+                                                       "wall_seconds": self.wall(), "labels_digest": self.digest},
+                    int(self.a.keep_checkpoints))
 
-    stopped = "done"
-    last_eval = last_ckpt = None
-    record: Optional[dict] = None
-    if a.resume and start_step > 0:
-        last_ckpt = start_step
-        if metrics_log.records and int(metrics_log.records[-1]["step"]) == start_step:
-            record, last_eval = metrics_log.records[-1], start_step
-    skipped = step_errors = 0
-    bar = tqdm(total=n_iters, initial=min(start_step, n_iters), desc="training", unit="it", dynamic_ncols=True,
-               disable=not progress)
-    try:
-        while mapper.step_count < n_iters:
-            if a.max_seconds is not None and time.perf_counter() - t_loop >= float(a.max_seconds):
-                stopped = "max_seconds"
-                break
-            try:
-                losses = mapper.step()
-            except (RuntimeError, IndexError, ValueError) as exc:
-                # As the mapper's own training thread does: one failed step (nothing was updated)
-                # does not end a long run; a persistent failure does.
-                step_errors += 1
-                log.warning("training step %d failed (%d so far): %s: %s", mapper.step_count + 1, step_errors,
-                            type(exc).__name__, exc)
-                losses = {}
-                if skipped + 1 >= MAX_SKIPPED_STEPS:
-                    raise TrainError(f"{MAX_SKIPPED_STEPS} training steps in a row failed; last error: "
-                                     f"{type(exc).__name__}: {exc}") from exc
-            if not losses:
-                skipped += 1
-                if skipped >= MAX_SKIPPED_STEPS:
-                    raise TrainError(f"{skipped} training steps in a row were skipped (out of memory?); "
-                                     "lower render.N_rays")
-                continue
-            skipped = 0
-            last_losses = losses
-            step = mapper.step_count
-            bar.update(1)
-            if step % step_print == 0:
-                bar.set_postfix(loss=f"{losses['loss']:.4f}", psnr=f"{losses['psnr']:.2f}", refresh=False)
-            if step % step_val == 0:
-                record, last_eval = do_eval(step, final=step >= n_iters), step
-            if step % step_ckpt == 0:
-                do_ckpt(step)
-                last_ckpt = step
-    except KeyboardInterrupt:
+    # -- the loop
+    def _step(self, skipped: int) -> dict:
+        """One training step; {} when it failed or was skipped (nothing was updated).  As the
+        mapper's own training thread does, one failed step does not end a long run; a persistent
+        failure does (:data:`MAX_SKIPPED_STEPS`)."""
+        mapper = self.mapper
+        try:
+            return mapper.step()
+        except (RuntimeError, IndexError, ValueError) as exc:
+            self.step_errors += 1
+            log.warning("training step %d failed (%d so far): %s: %s", mapper.step_count + 1, self.step_errors,
+                        type(exc).__name__, exc)
+            if skipped + 1 >= MAX_SKIPPED_STEPS:
+                raise TrainError(f"{MAX_SKIPPED_STEPS} training steps in a row failed; last error: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+            return {}
+
+    def loop(self) -> tuple:
+        a, cfg, mapper = self.a, self.cfg, self.mapper
+        n_iters = int(cfg["train"]["N_iters"])
+        step_val = max(1, int(cfg["logging"]["step_val"]))
+        step_ckpt = max(1, int(cfg["logging"]["step_save_ckpt"]))
+        step_print = max(1, int(cfg["logging"]["step_log_print"]))
+        start_step = mapper.step_count
+        self.metrics_log = MetricsLog(self.save_dir / METRICS_FILE, resume_step=start_step if a.resume else None)
+        self.t_loop = time.perf_counter()
+        stopped = "done"
+        last_eval = last_ckpt = None
+        record: Optional[dict] = None
+        if a.resume and start_step > 0:
+            last_ckpt = start_step
+            if self.metrics_log.records and int(self.metrics_log.records[-1]["step"]) == start_step:
+                record, last_eval = self.metrics_log.records[-1], start_step
+        skipped = 0
+        bar = tqdm(total=n_iters, initial=min(start_step, n_iters), desc="training", unit="it", dynamic_ncols=True,
+                   disable=not self.progress)
+        try:
+            while mapper.step_count < n_iters:
+                if a.max_seconds is not None and time.perf_counter() - self.t_loop >= float(a.max_seconds):
+                    stopped = "max_seconds"
+                    break
+                losses = self._step(skipped)
+                if not losses:
+                    skipped += 1
+                    if skipped >= MAX_SKIPPED_STEPS:
+                        raise TrainError(f"{skipped} training steps in a row were skipped (out of memory?); "
+                                         "lower render.N_rays")
+                    continue
+                skipped = 0
+                self.last_losses = losses
+                step = mapper.step_count
+                bar.update(1)
+                if step % step_print == 0:
+                    bar.set_postfix(loss=f"{losses['loss']:.4f}", psnr=f"{losses['psnr']:.2f}", refresh=False)
+                if step % step_val == 0:
+                    record, last_eval = self.evaluate(step, final=step >= n_iters), step
+                if step % step_ckpt == 0:
+                    self.checkpoint(step)
+                    last_ckpt = step
+        except KeyboardInterrupt:
+            bar.close()
+            self.say(f"interrupted at step {mapper.step_count}: saving a checkpoint")
+            self.checkpoint(mapper.step_count)
+            raise
         bar.close()
-        say(f"interrupted at step {mapper.step_count}: saving a checkpoint")
-        do_ckpt(mapper.step_count)
-        raise
-    bar.close()
-    step = mapper.step_count
-    if stopped != "done":
-        say(f"stopped at step {step}: --max_seconds {a.max_seconds:g} reached")
-    if last_eval != step:
-        record = do_eval(step, final=True)
-    if last_ckpt != step:
-        do_ckpt(step)
-    assert record is not None
-    st = mapper.stats()
-    text = (f"Semantic-NeRF ({cfg['model']['type']}) on {scene.path}: {step} steps, "
-            f"{st['train_seconds']:.1f} s training, {wall():.1f} s wall ({stopped}); outputs in {save_dir}\n"
-            f"task: {task_desc}\n{summary_table(record, scene.class_names)}\n")
-    (save_dir / "summary.txt").write_text(text)
-    if progress:
-        print("\n" + text, end="")
-    return dict(record, save_dir=str(save_dir), stopped=stopped, task=task_desc)
+        step = mapper.step_count
+        if stopped != "done":
+            self.say(f"stopped at step {step}: --max_seconds {a.max_seconds:g} reached")
+        if last_eval != step:
+            record = self.evaluate(step, final=True)
+        if last_ckpt != step:
+            self.checkpoint(step)
+        assert record is not None
+        return record, stopped
 
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """CLI entry point (``semnerf-train``); returns the exit status."""
-    from .datasets import DatasetError
-    from .mapper import MapFileError
-
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if not args.quiet else logging.ERROR,
-                        format="%(levelname)s %(name)s: %(message)s")
-    select_gpus(args.gpu)
-    try:
-        train(None, args)
-    except (ConfigError, DatasetError, tasks.TaskError, MapFileError, TrainError, FileNotFoundError) as exc:
-        print(f"semnerf-train: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("semnerf-train: interrupted", file=sys.stderr)
-        return 130
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    def finish(self, record: dict, stopped: str) -> dict:
+        st = self.mapper.stats()
+        text = (f"Semantic-NeRF ({self.cfg['model']['type']}) on {self.scene.path}: {self.mapper.step_count} steps, "
+                f"{st['train_seconds']:.1f} s training, {self.wall():.1f} s wall ({stopped}); outputs in "
+                f"{self.save_dir}\ntask: {self.task_desc}\n{summary_table(record, self.scene.class_names)}\n")
+        (self.save_dir / "summary.txt").write_text(text)
+        if self.progress:
+            print("\n" + text, end="")
+        return dict(record, save_dir=str(self.save_dir), stopped=stopped, task=self.task_desc)

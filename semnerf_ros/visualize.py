@@ -3,12 +3,11 @@
 File names follow the seed's ``render_path`` (``rgb_<name>.png``,
 ``depth_<name>.png`` in uint16 millimetres, ``vis_depth_<name>.png``,
 ``label_<name>.png``, ``vis_label_<name>.png``, ``vis_entropy_<name>.png``).
-Every write goes to a temporary file in the same folder, then ``os.replace``.
+Every write is atomic (:func:`semnerf_ros.io.atomic.atomic_write_bytes`).
 """
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -16,6 +15,7 @@ import cv2
 import numpy as np
 
 from .colormap import PaletteLike, as_palette, colorize_labels, colorize_scalar, legend_image
+from .io.atomic import atomic_write_bytes
 
 
 def write_image(path, image: np.ndarray) -> Path:
@@ -34,15 +34,11 @@ def write_image(path, image: np.ndarray) -> Path:
     elif img.ndim != 2 or img.dtype not in (np.uint8, np.uint16):
         raise TypeError(f"cannot write {img.shape} {img.dtype} image to {p.name}: "
                         "expected (H, W, 3) uint8 RGB or (H, W) uint8/uint16")
+    ok, data = cv2.imencode(p.suffix or ".png", np.ascontiguousarray(img))
+    if not ok:
+        raise OSError(f"OpenCV could not encode {p}")
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.stem}.{os.getpid()}.tmp{p.suffix}")
-    try:
-        if not cv2.imwrite(str(tmp), np.ascontiguousarray(img)):
-            raise OSError(f"OpenCV could not write {p}")
-        os.replace(tmp, p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write_bytes(p, data.tobytes())
     return p
 
 

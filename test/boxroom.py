@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from semnerf_ros.frame import Frame
-from semnerf_ros.geometry import Intrinsics
+from semnerf_ros.engine.frame import Frame
+from semnerf_ros.engine.geometry import Intrinsics
 
 HALF = np.array([2.0, 1.5, 1.25])  # room half-size (m)
 CLASS_COLORS = np.array([[0, 0, 0], [200, 60, 60], [60, 200, 60], [60, 60, 200],

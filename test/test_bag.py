@@ -7,9 +7,18 @@ import cv2
 import numpy as np
 import pytest
 
-from semnerf_ros.ros import bag_writer, convert  # noqa: E402
-from semnerf_ros.ros.bag_writer import (TOPIC_DEPTH, TOPIC_INFO, TOPIC_LABELS,  # noqa: E402
-                                        TOPIC_LABELS_GT, TOPIC_POSE, TOPIC_RGB, BagWriteError)
+from semnerf_ros.bags import reader as bag_reader  # noqa: E402
+from semnerf_ros.bags import writer as bag_writer  # noqa: E402
+from semnerf_ros.bags.writer import (  # noqa: E402
+    TOPIC_DEPTH,
+    TOPIC_INFO,
+    TOPIC_LABELS,
+    TOPIC_LABELS_GT,
+    TOPIC_POSE,
+    TOPIC_RGB,
+    BagWriteError,
+)
+from semnerf_ros.bridge import convert  # noqa: E402
 
 N, W, H = 12, 32, 24
 
@@ -49,7 +58,7 @@ def scene(tmp_path_factory):
 
 def read_all(path):
     out = {}
-    for topic, msgtype, t, msg in bag_writer.read_bag_messages(path):
+    for topic, msgtype, t, msg in bag_reader.read_bag_messages(path):
         out.setdefault(topic, []).append((t, msgtype, msg))
     return out
 
@@ -66,9 +75,9 @@ def test_round_trip(scene, tmp_path, storage):
     assert all(len(v) == N for v in msgs.values())
     assert msgs[TOPIC_POSE][0][1] == "geometry_msgs/msg/PoseStamped"
     # receive-time order over the whole bag, and receive time after the stamp
-    all_times = [t for _, _, t, _ in bag_writer.read_bag_messages(tmp_path / "bag")]
+    all_times = [t for _, _, t, _ in bag_reader.read_bag_messages(tmp_path / "bag")]
     assert all_times == sorted(all_times)
-    for topic, lst in msgs.items():
+    for lst in msgs.values():
         for t, _, m in lst:
             assert t / 1e9 - convert.stamp_to_sec(m.header.stamp) >= 0.002 - 1e-9
     # stamps: frame i at start + i/30 with per-topic jitter within +-3 ms
@@ -100,7 +109,7 @@ def test_round_trip(scene, tmp_path, storage):
     changed = np.mean(noisy[gt > 0] != gt[gt > 0])
     assert 0.5 * 0.75 - 0.05 < changed < 0.5 * 0.75 + 0.05
     assert info["noise_info"]["perturbed_ratio"] == pytest.approx(0.5, abs=0.01)
-    custom = bag_writer.bag_custom_data(tmp_path / "bag")
+    custom = bag_reader.bag_custom_data(tmp_path / "bag")
     assert json.loads(custom["semnerf.class_names"]) == info["class_names"]
     assert custom["semnerf.num_classes"] == "5"
 
@@ -165,7 +174,7 @@ def test_no_rclpy_import(scene, tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys; from semnerf_ros.ros import bag_writer; "
+    code = ("import sys; from semnerf_ros.bags import writer as bag_writer; "
             f"bag_writer.write_scene_bag({str(scene)!r}, {str(tmp_path / 'q')!r}, progress=False); "
             "assert 'rclpy' not in sys.modules, 'rclpy imported'")
     import os
@@ -179,17 +188,17 @@ def test_no_rclpy_import(scene, tmp_path):
 def test_player_publishes_exact_messages_with_timing(scene, tmp_path):
     """semnerf-play in a subprocess; a subscriber here receives the recorded
     messages unchanged, remapped, at the recorded rate scaled by --rate."""
-    import rclpy
     import os
     import subprocess
     import sys
     import time
     from pathlib import Path
 
+    import rclpy
+    from geometry_msgs.msg import PoseStamped
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
-    from geometry_msgs.msg import PoseStamped
 
     bag_writer.write_scene_bag(scene, tmp_path / "bag", rate_hz=10.0, progress=False)
     domain = 100 + os.getpid() % 100
@@ -206,7 +215,8 @@ def test_player_publishes_exact_messages_with_timing(scene, tmp_path):
     ex = SingleThreadedExecutor(context=ctx)
     ex.add_node(node)
     proc = subprocess.Popen([sys.executable, "-m", "semnerf_ros.ros.bag_player", str(tmp_path / "bag"),
-                             "--rate", "2.0", "--wait-for-subscribers", "20", "--quiet", "--topics", TOPIC_LABELS, TOPIC_POSE,
+                             "--rate", "2.0", "--wait-for-subscribers", "20", "--quiet",
+                             "--topics", TOPIC_LABELS, TOPIC_POSE,
                              "--remap", f"{TOPIC_LABELS}:=/labels"], env=env, cwd=str(tmp_path),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -226,7 +236,7 @@ def test_player_publishes_exact_messages_with_timing(scene, tmp_path):
         node.destroy_node()
         rclpy.shutdown(context=ctx)
     assert len(got["labels"]) == N and len(got["pose"]) == N, out
-    recorded = [m for _, _, _, m in bag_writer.read_bag_messages(tmp_path / "bag", [TOPIC_LABELS])]
+    recorded = [m for _, _, _, m in bag_reader.read_bag_messages(tmp_path / "bag", [TOPIC_LABELS])]
     for (_, live), rec in zip(got["labels"], recorded):
         assert bytes(live.data) == bytes(rec.data.tobytes())
         assert (live.header.stamp.sec, live.header.stamp.nanosec) == (rec.header.stamp.sec, rec.header.stamp.nanosec)
@@ -237,27 +247,27 @@ def test_player_publishes_exact_messages_with_timing(scene, tmp_path):
 
 def test_player_options_in_process(scene, tmp_path):
     """--start-offset, --topics, --remap, --clock on an in-process node; option errors."""
-    import rclpy
     import threading
 
+    import rclpy
+    from geometry_msgs.msg import PoseStamped
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from rosgraph_msgs.msg import Clock
-    from geometry_msgs.msg import PoseStamped
 
     from semnerf_ros.ros import bag_player
 
-    assert bag_player.split_ros_args(["b", "--rate", "2", "--ros-args", "-r", "a:=b", "--", "--loop"]) == \
+    assert bag_reader.split_ros_args(["b", "--rate", "2", "--ros-args", "-r", "a:=b", "--", "--loop"]) == \
         (["b", "--rate", "2", "--loop"], ["--ros-args", "-r", "a:=b"])
-    assert bag_player.parse_remaps(["/a:=/b"]) == {"/a": "/b"}
-    with pytest.raises(bag_player.PlayerError):
-        bag_player.parse_remaps(["/a=/b"])
-    with pytest.raises(bag_player.PlayerError):
-        bag_player.message_class("sensor_msgs/Image")
+    assert bag_reader.parse_remaps(["/a:=/b"]) == {"/a": "/b"}
+    with pytest.raises(bag_reader.PlayerError):
+        bag_reader.parse_remaps(["/a=/b"])
+    with pytest.raises(bag_reader.PlayerError):
+        bag_reader.message_class("sensor_msgs/Image")
 
     bag_writer.write_scene_bag(scene, tmp_path / "bag", rate_hz=10.0, progress=False)
-    log_times = [t for _, _, t, _ in bag_writer.read_bag_messages(tmp_path / "bag", [TOPIC_POSE])]
-    all_times = [t for _, _, t, _ in bag_writer.read_bag_messages(tmp_path / "bag")]
+    log_times = [t for _, _, t, _ in bag_reader.read_bag_messages(tmp_path / "bag", [TOPIC_POSE])]
+    all_times = [t for _, _, t, _ in bag_reader.read_bag_messages(tmp_path / "bag")]
     start = min(all_times)
     expected = [t for t in log_times if t >= start + 200_000_000]
     import os
@@ -274,9 +284,9 @@ def test_player_options_in_process(scene, tmp_path):
     spinner = threading.Thread(target=ex.spin, daemon=True)
     spinner.start()
     try:
-        with pytest.raises(bag_player.PlayerError, match="not in the bag"):
+        with pytest.raises(bag_reader.PlayerError, match="not in the bag"):
             bag_player.BagPlayer(node, tmp_path / "bag", topics=["/nope"])
-        with pytest.raises(bag_player.PlayerError, match="rate"):
+        with pytest.raises(bag_reader.PlayerError, match="rate"):
             bag_player.BagPlayer(node, tmp_path / "bag", rate=0.0)
         player = bag_player.BagPlayer(node, tmp_path / "bag", rate=4.0, topics=[TOPIC_POSE],
                                       remaps={TOPIC_POSE: "/p"}, start_offset=0.2, clock_hz=50.0)
@@ -316,7 +326,7 @@ def test_player_loop_and_delay(scene, tmp_path):
 
     delay = 1.5
     bag_writer.write_scene_bag(scene, tmp_path / "bag", rate_hz=10.0, progress=False)
-    recorded = [m for _, _, _, m in bag_writer.read_bag_messages(tmp_path / "bag", [TOPIC_LABELS])]
+    recorded = [m for _, _, _, m in bag_reader.read_bag_messages(tmp_path / "bag", [TOPIC_LABELS])]
     domain = 100 + (os.getpid() + 37) % 100
     root = str(Path(__file__).resolve().parents[1])
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain),

@@ -11,8 +11,9 @@ import pytest
 
 pytest.importorskip("rosbags")
 
+from semnerf_ros.bags import reader as bag_reader  # noqa: E402
+from semnerf_ros.bags import writer as bag_writer  # noqa: E402
 from semnerf_ros.datasets import synthetic  # noqa: E402
-from semnerf_ros.ros import bag_writer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def test_move_bag_renames_the_storage_files(scene, tmp_path):
     assert moved == tmp_path / "b" and not (tmp_path / "a").exists()
     assert _ls(tmp_path / "b") == ["b_0.mcap", "metadata.yaml"]
     assert _count(tmp_path / "b") == n
-    assert bag_writer.bag_custom_data(tmp_path / "b")["semnerf.num_classes"] == "18"
+    assert bag_reader.bag_custom_data(tmp_path / "b")["semnerf.num_classes"] == "18"
     (tmp_path / "c").mkdir()
     with pytest.raises(bag_writer.BagWriteError, match="exists"):
         bag_writer.move_bag(tmp_path / "b", tmp_path / "c")
@@ -100,25 +101,27 @@ def test_demo_bag_has_a_visible_data_file(scene, tmp_path):
 
 def test_demo_cli_noise_flags():
     from semnerf_ros import demo
+    from semnerf_ros.cli import demo as demo_cli
 
-    args = demo.build_parser().parse_args(["--device", "cpu", "--noise", "segmentation", "--noise-strength", "0.25"])
+    args = demo_cli.build_parser().parse_args(["--device", "cpu", "--noise", "segmentation",
+                                               "--noise-strength", "0.25"])
     s = demo.make_settings(args)
     assert (s.noise, s.noise_strength) == ("segmentation", 0.25)
-    s = demo.make_settings(demo.build_parser().parse_args(["--device", "cpu"]))
+    s = demo.make_settings(demo_cli.build_parser().parse_args(["--device", "cpu"]))
     assert (s.noise, s.noise_strength) == ("pixel", 0.5)
     with pytest.raises(demo.DemoError, match="noise-strength"):
-        demo.make_settings(demo.build_parser().parse_args(["--device", "cpu", "--noise-strength", "2"]))
+        demo.make_settings(demo_cli.build_parser().parse_args(["--device", "cpu", "--noise-strength", "2"]))
 
 
 def test_bag_with_segmentation_noise(scene, tmp_path):
-    from semnerf_ros.ros import convert
+    from semnerf_ros.bridge import convert
 
     info = bag_writer.write_scene_bag(scene, tmp_path / "bag", noise="segmentation", noise_ratio=0.6, seed=3,
                                       progress=False)
     assert info["noise_info"]["kind"] == "segmentation" and info["noise_info"]["changed_ratio"] > 0.05
-    assert json.loads(bag_writer.bag_custom_data(tmp_path / "bag")["semnerf.noise"])["model"] == "segmentation"
+    assert json.loads(bag_reader.bag_custom_data(tmp_path / "bag")["semnerf.noise"])["model"] == "segmentation"
     labels = {}
-    for topic, _, _, msg in bag_writer.read_bag_messages(tmp_path / "bag", [bag_writer.TOPIC_LABELS,
+    for topic, _, _, msg in bag_reader.read_bag_messages(tmp_path / "bag", [bag_writer.TOPIC_LABELS,
                                                                             bag_writer.TOPIC_LABELS_GT]):
         labels.setdefault(topic, []).append(convert.image_to_numpy(msg))
     noisy = np.stack(labels[bag_writer.TOPIC_LABELS])

@@ -2,8 +2,14 @@ import cv2
 import numpy as np
 import pytest
 
-from semnerf_ros.colormap import (UNKNOWN_COLOUR, as_palette, colorize_labels, colorize_scalar,
-                                  label_palette, legend_image)
+from semnerf_ros.colormap import (
+    UNKNOWN_COLOUR,
+    as_palette,
+    colorize_labels,
+    colorize_scalar,
+    label_palette,
+    legend_image,
+)
 
 
 def _voc_colour(i):

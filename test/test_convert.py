@@ -4,13 +4,11 @@ import array
 
 import numpy as np
 import pytest
-
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
-from semnerf_ros.geometry import (Intrinsics, IntrinsicsError, PoseError,  # noqa: E402
-                                  optical_from_body_pose)
-from semnerf_ros.ros import convert  # noqa: E402
-from semnerf_ros.ros.convert import UnsupportedEncodingError  # noqa: E402
+from semnerf_ros.bridge import convert  # noqa: E402
+from semnerf_ros.bridge.convert import UnsupportedEncodingError  # noqa: E402
+from semnerf_ros.engine.geometry import Intrinsics, IntrinsicsError, PoseError, optical_from_body_pose  # noqa: E402
 
 RNG = np.random.default_rng(0)
 

@@ -7,13 +7,22 @@ import cv2
 import numpy as np
 import pytest
 
-from semnerf_ros.datasets import (DatasetError, SceneData, detect_kind, load_dataset, load_replica,
-                                  load_scannet, remap_classes, select_frames, split_ids)
+from semnerf_ros.datasets import (
+    DatasetError,
+    SceneData,
+    detect_kind,
+    load_dataset,
+    load_replica,
+    load_scannet,
+    remap_classes,
+    select_frames,
+    split_ids,
+)
 from semnerf_ros.datasets.scannet import NYU40_CLASSES
 from semnerf_ros.datasets.scene_data import resize_depth, resize_nearest
 from semnerf_ros.datasets.synthetic import make_scene
-from semnerf_ros.frame import Frame
-from semnerf_ros.geometry import Intrinsics
+from semnerf_ros.engine.frame import Frame
+from semnerf_ros.engine.geometry import Intrinsics
 
 FRAMES, W, H = 8, 64, 48
 

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 import rclpy  # noqa: F401  hard dependencies of the demo: test/test_install.py names a missing one
+
 import semnerf_ros.msg  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,13 +22,13 @@ TIMEOUT_S = float(os.environ.get("SEMNERF_DEMO_TEST_TIMEOUT", "300"))
 
 
 def test_demo_tiny(tmp_path):
-    from semnerf_ros.plyio import read_ply
+    from semnerf_ros.io.ply import read_ply
 
     out = tmp_path / "demo"
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1",
                SEMNERF_CACHE_DIR=str(tmp_path / "cache"),
                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    cmd = [sys.executable, "-m", "semnerf_ros.demo", "--out", str(out), "--device", "cpu",
+    cmd = [sys.executable, "-m", "semnerf_ros.cli.demo", "--out", str(out), "--device", "cpu",
            "--width", "64", "--height", "48", "--frames", "40", "--duration", "40",
            "--mesh-resolution", "32"]
     t0 = time.monotonic()
@@ -77,18 +77,19 @@ def test_settings_and_bag_reuse(tmp_path, monkeypatch):
     """CPU defaults and the rate they imply; the bag is written once and reused for the
     same arguments; config/semnerf.yaml is found beside the package."""
     from semnerf_ros import demo
+    from semnerf_ros.cli import demo as demo_cli
     from semnerf_ros.datasets.synthetic import ensure_scene
 
     monkeypatch.setenv("SEMNERF_CACHE_DIR", str(tmp_path / "cache"))
-    s = demo.make_settings(demo.build_parser().parse_args(["--device", "cpu", "--out", str(tmp_path / "o")]))
+    s = demo.make_settings(demo_cli.build_parser().parse_args(["--device", "cpu", "--out", str(tmp_path / "o")]))
     assert (s.width, s.height, s.frames, s.duration) == (160, 120, 150, 120.0)
     assert s.rate == pytest.approx(5.0 / 120.0) and s.render_scale == 0.25 and 1 <= s.domain_id <= 100
-    s = demo.make_settings(demo.build_parser().parse_args(
+    s = demo.make_settings(demo_cli.build_parser().parse_args(
         ["--device", "cpu", "--out", str(tmp_path / "o"), "--width", "64", "--height", "48", "--frames", "40",
          "--rate", "0.1", "--domain-id", "7"]))
     assert s.duration == pytest.approx(40 / 30.0 / 0.1) and s.render_scale == 0.5 and s.domain_id == 7
     with pytest.raises(demo.DemoError, match="--device"):
-        demo.make_settings(demo.build_parser().parse_args(["--device", "tpu"]))
+        demo.make_settings(demo_cli.build_parser().parse_args(["--device", "tpu"]))
     assert demo.find_params_file() == ROOT / "config" / "semnerf.yaml"
 
     s.out.mkdir(parents=True)

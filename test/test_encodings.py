@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from semnerf_ros.fields.encodings import HASH_PRIMES, HashEncoding, PositionalEncoding, SHEncoding
+from semnerf_ros.engine.fields.encodings import HASH_PRIMES, HashEncoding, PositionalEncoding, SHEncoding
 
 
 def slow_hash_encoding(enc: HashEncoding, x: np.ndarray) -> np.ndarray:
@@ -72,8 +72,8 @@ def test_hash_encoding_gradient_matches_autograd_of_reference_path():
 #: decorated (at import), so a process that already imported them cannot switch modes.
 TRITON_CHECK = r"""
 import sys, torch
-from semnerf_ros.fields import hash_triton
-from semnerf_ros.fields.encodings import HashEncoding
+from semnerf_ros.engine.fields import hash_triton
+from semnerf_ros.engine.fields.encodings import HashEncoding
 dev = sys.argv[1]
 torch.manual_seed(0)
 # levels 0-1 dense, 2-4 hashed (a 2^9-row table); features 2

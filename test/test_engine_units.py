@@ -9,13 +9,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
-
 from boxroom import NUM_CLASSES, box_frames
-from semnerf_ros.config import make_config
-from semnerf_ros.mapper import Mapper
-from semnerf_ros.models import NeRFSemanticModel, build_model, semantic_loss
-from semnerf_ros.occupancy import OccupancyGrid
+
+from semnerf_ros.engine.config import make_config
+from semnerf_ros.engine.mapper import Mapper
+from semnerf_ros.engine.models import NeRFSemanticModel, build_model, semantic_loss
+from semnerf_ros.engine.occupancy import OccupancyGrid
 
 BOX = [[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]
 

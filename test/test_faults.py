@@ -31,26 +31,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-
 import rclpy  # a hard dependency: test/test_install.py names it when missing
-
+import torch
+from boxroom import NUM_CLASSES, TINY_ENGINE, box_frames  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from boxroom import NUM_CLASSES, TINY_ENGINE, box_frames  # noqa: E402
-from semnerf_ros import plyio  # noqa: E402
-from semnerf_ros.config import load_config  # noqa: E402
-from semnerf_ros.frame import Frame  # noqa: E402
-from semnerf_ros.geometry import PoseError  # noqa: E402
-from semnerf_ros.mapper import Mapper  # noqa: E402
-from semnerf_ros.mesh import read_mesh, write_mesh  # noqa: E402
-from semnerf_ros.ros import convert  # noqa: E402
-from semnerf_ros.ros.node import STAMP_REBASE_SETS, SemNerfNode, _interfaces  # noqa: E402
-from semnerf_ros.ros.params import ParameterValueError  # noqa: E402
+from semnerf_ros.bridge import convert  # noqa: E402
+from semnerf_ros.bridge.intake import STAMP_REBASE_SETS  # noqa: E402
+from semnerf_ros.bridge.params import ParameterValueError  # noqa: E402
+from semnerf_ros.engine.config import load_config  # noqa: E402
+from semnerf_ros.engine.frame import Frame  # noqa: E402
+from semnerf_ros.engine.geometry import PoseError  # noqa: E402
+from semnerf_ros.engine.mapper import Mapper  # noqa: E402
+from semnerf_ros.engine.mesh import read_mesh, write_mesh  # noqa: E402
+from semnerf_ros.io import atomic as atomic_io  # noqa: E402
+from semnerf_ros.ros.node import SemNerfNode  # noqa: E402
+from semnerf_ros.ros.services import load_interfaces as _interfaces  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 IFACE = _interfaces()
@@ -192,9 +192,10 @@ class Rig:
     def settle(self, timeout=10.0):
         """Wait until every synchronized set is accounted for (accepted or rejected)."""
         n = self.node
-        ok = wait(lambda: n.frames_synced + n.frames_rejected == n.sync.emitted + self.injected
-                  and not n._intake, timeout)
-        assert ok, (n.frames_synced, n.frames_rejected, n.sync.emitted, self.injected, n.reject_counts)
+        ok = wait(lambda: n.ledger.frames_synced + n.ledger.frames_rejected == n.sync.emitted + self.injected
+                  and not n.intake.queue, timeout)
+        assert ok, (n.ledger.frames_synced, n.ledger.frames_rejected, n.sync.emitted, self.injected,
+                    n.ledger.reject_counts)
 
     # -- checks
     def status(self):
@@ -209,9 +210,9 @@ class Rig:
         s = self.node.sync.stats()
         for i, t in enumerate(self.node._synced_topics):
             assert s["received"][i] == s["emitted"] + s["dropped"][i] + s["queued"][i], (t, s)
-            assert self.node._received[t] == s["received"][i]
-        assert s["emitted"] + self.injected == self.node.frames_synced + self.node.frames_rejected
-        assert self.node.frames_rejected == sum(v for k, v in self.node.reject_counts.items()
+            assert self.node.ledger.received[t] == s["received"][i]
+        assert s["emitted"] + self.injected == self.node.ledger.frames_synced + self.node.ledger.frames_rejected
+        assert self.node.ledger.frames_rejected == sum(v for k, v in self.node.ledger.reject_counts.items()
                                                 if k != "invalid_camera_info")
 
     def map_state(self):
@@ -229,12 +230,12 @@ class Rig:
     def assert_recovers(self, n=2):
         """Good input that follows is accepted and rendered outputs carrying its stamp are published."""
         self.settle()
-        synced = self.node.frames_synced
+        synced = self.node.ledger.frames_synced
         stamps = []
         for _ in range(n):                 # at the nominal rate: each set is taken before the next
             stamps.append(self.send())
             self.settle()
-        assert self.node.frames_synced == synced + n, self.node.reject_counts
+        assert self.node.ledger.frames_synced == synced + n, self.node.ledger.reject_counts
         want = stamps[-1]
         got = wait(lambda: any(abs(convert.stamp_to_sec(m.header.stamp) - want) < 1e-6
                                for m in list(self.semantic)), 15)
@@ -302,7 +303,7 @@ def run_faults(r, faults):
         assert reasons.get(reason, 0) - reasons0.get(reason, 0) == n, (reason, reasons)
     for topic, n in drop.items():
         assert dropped[topic] - dropped0[topic] == n, (topic, dropped)
-    for _m, reason, topic, text in faults:
+    for _m, reason, _topic, text in faults:
         assert any(text in w and f"({reason})" in w for w in r.log.warnings()), \
             (reason, text, r.log.warnings())
     return reasons
@@ -365,7 +366,7 @@ def test_02_image_size_mismatch(rig):
     r.assert_map_intact(before)
     r.camera_info(convert.camera_info_from_intrinsics(r.intr))
     # the same camera at half resolution (same aspect ratio) is accepted with scaled intrinsics
-    synced = r.node.frames_synced
+    synced = r.node.ledger.frames_synced
 
     def all_half(msgs):
         for t, enc in (("rgb", "rgb8"), ("labels", "mono8"), ("depth", "32FC1")):
@@ -373,7 +374,7 @@ def test_02_image_size_mismatch(rig):
 
     r.send(all_half)
     r.settle()
-    assert r.node.frames_synced == synced + 1 and r.node._latest[1] == r.intr.resized(16, 12)
+    assert r.node.ledger.frames_synced == synced + 1 and r.node._latest[1] == r.intr.resized(16, 12)
     r.assert_accounted()
     r.assert_map_intact(before, keyframes_may_grow=True)
     r.assert_recovers()
@@ -426,15 +427,15 @@ def test_04_invalid_and_non_rigid_pose(rig):
             [[1, 0.3, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])):
         with pytest.raises(PoseError, match="orthonormal"):
             r.mapper.add_frame(Frame(rgb=f.rgb, pose=bad, intrinsics=f.intrinsics, labels=f.labels))
-        r.node._enqueue_frame(Frame(rgb=f.rgb, pose=bad, intrinsics=f.intrinsics, labels=f.labels))
+        r.node.intake.put(Frame(rgb=f.rgb, pose=bad, intrinsics=f.intrinsics, labels=f.labels))
         r.injected += 1
-    assert wait(lambda: r.node.reject_counts["invalid_pose"] == len(faults) + 2, 5), r.node.reject_counts
+    assert wait(lambda: r.node.ledger.reject_counts["invalid_pose"] == len(faults) + 2, 5), r.node.ledger.reject_counts
     r.assert_map_intact(before)
     # a quaternion a little off unit length (float noise, |q| = 1.05) is normalised, not rejected
-    synced = r.node.frames_synced
+    synced = r.node.ledger.frames_synced
     r.send(pose(scaled_quat(1.05)))
     r.settle()
-    assert r.node.frames_synced == synced + 1
+    assert r.node.ledger.frames_synced == synced + 1
     np.testing.assert_allclose(r.node._latest[0][:3, :3].T @ r.node._latest[0][:3, :3], np.eye(3), atol=1e-9)
     r.assert_recovers()
 
@@ -451,10 +452,10 @@ def test_05_invalid_depth_pixels_are_ignored_frame_kept(rig):
         d[12:16] = 0.0
         msgs["depth"] = image(d, "32FC1", msgs["depth"])
 
-    kf = r.node.keyframes_added
+    kf = r.node.ledger.keyframes_added
     r.send(holes)
     r.settle()
-    assert r.node.frames_rejected == 0 and r.node.keyframes_added == kf + 1, r.node.reject_counts
+    assert r.node.ledger.frames_rejected == 0 and r.node.ledger.keyframes_added == kf + 1, r.node.ledger.reject_counts
     buf = r.mapper.buffer
     stored = buf.depth[buf.order[-1]].float().numpy()
     truth = r.frames[(r.k - 1) % len(r.frames)].depth
@@ -464,7 +465,7 @@ def test_05_invalid_depth_pixels_are_ignored_frame_kept(rig):
     r.send(set_msg("depth", lambda m: image(np.full((H, W), np.nan, np.float32), "32FC1", m)))
     r.send(set_msg("depth", lambda m: image(np.zeros((H, W), np.uint16), "16UC1", m)))
     r.settle()
-    assert r.node.frames_rejected == 0 and r.node.keyframes_added == kf + 3
+    assert r.node.ledger.frames_rejected == 0 and r.node.ledger.keyframes_added == kf + 3
     assert float(buf.depth[buf.order[-1]].float().abs().max()) == 0.0
     r.assert_map_intact(before, keyframes_may_grow=True)    # adding frames does not change the field
     out = r.mapper.step(3)                                   # training on them stays finite
@@ -482,7 +483,7 @@ def test_06_stamps_out_of_order_duplicate_future_stale(rig):
         (None, now - 100.0, "stale_stamp", "s old (max_stamp_age 30.0 s)"),
         (None, now + 100.0, "future_stamp", "s ahead of now (max_future 2.0 s)"),
     ]
-    for _m, stamp, reason, text in faults:
+    for _m, stamp, _reason, _text in faults:
         r.send(stamp=stamp)
     good = r.send()
     r.send(stamp=good - 0.5)               # out of order
@@ -506,12 +507,12 @@ def test_06b_far_future_stamp_without_bound_does_not_lock_out(rig):
     r.send()
     r.send(stamp=time.time() + 1e6)
     r.settle()
-    synced = r.node.frames_synced
+    synced = r.node.ledger.frames_synced
     for _ in range(STAMP_REBASE_SETS + 2):
         r.send()
         r.settle()                         # at the nominal rate (no mapper_busy drops)
-    assert r.node.reject_counts == {"out_of_order": STAMP_REBASE_SETS - 1}
-    assert r.node.frames_synced == synced + 3
+    assert r.node.ledger.reject_counts == {"out_of_order": STAMP_REBASE_SETS - 1}
+    assert r.node.ledger.frames_synced == synced + 3
     assert any("taking their stamps as the new time base" in w for w in r.log.warnings()), r.log.warnings()
     r.assert_accounted()
     r.assert_recovers()
@@ -531,7 +532,7 @@ def test_07_camera_info_missing_or_zero_focal(rig):
         r.camera_info(m)
     reasons, dropped, _ = r.status()
     assert reasons["invalid_camera_info"] == 4 and dropped["camera_info"] == 4
-    assert r.node.frames_rejected == 1                          # a bad camera_info is not a frame
+    assert r.node.ledger.frames_rejected == 1                          # a bad camera_info is not a frame
     assert any("focal length fx=0.0" in w for w in r.log.warnings("invalid_camera_info"))
     run_faults(r, [(None, "no_camera_info", "rgb", "no valid camera_info")])   # still none valid
     r.assert_map_intact(before)
@@ -557,16 +558,16 @@ def test_08_burst_of_ten_times_the_rate_is_dropped_not_queued(rig):
             r.send()
             if i % 30 == 29:
                 live_max = max(live_max, sum(type(o) is Frame for o in gc.get_objects()))
-                intake_max = max(intake_max, len(r.node._intake))
+                intake_max = max(intake_max, len(r.node.intake.queue))
                 sync_max = max(sync_max, max(r.node.sync.queue_lengths()))
             time.sleep(0.01)
     r.settle()
     reasons, dropped, _ = r.status()
     busy = reasons["mapper_busy"]
     print(f"\nburst: {n_sets} sets at 100 Hz, mapper_busy drops {busy}, accepted "
-          f"{r.node.frames_synced}, live Frame objects <= {live_max}, intake <= {intake_max}, "
+          f"{r.node.ledger.frames_synced}, live Frame objects <= {live_max}, intake <= {intake_max}, "
           f"sync queue <= {sync_max}")
-    assert busy >= n_sets - 4 and r.node.frames_synced + busy == n_sets, reasons
+    assert busy >= n_sets - 4 and r.node.ledger.frames_synced + busy == n_sets, reasons
     assert intake_max <= 2 and sync_max <= 1
     # the scene's 24 frames + the intake queue (2) + the one add_frame waits with
     assert live_max <= len(r.frames) + 3
@@ -625,7 +626,7 @@ class FullDisk:
 def export(r, path, fmt=""):
     """``~/export_mesh`` (its service callback)."""
     req = IFACE["ExportMesh"].Request(path=str(path), format=fmt)
-    return r.node._srv_export(req, IFACE["ExportMesh"].Response())
+    return r.node.map_services.export(req, IFACE["ExportMesh"].Response())
 
 
 def test_10_export_to_bad_places_and_full_disk(rig, tmp_path, monkeypatch):
@@ -648,8 +649,8 @@ def test_10_export_to_bad_places_and_full_disk(rig, tmp_path, monkeypatch):
         resp = export(r, path)
         assert not resp.success and text in resp.message and str(path.parent) in resp.message, resp.message
     # disk full in the middle of the write (binary PLY and text OBJ): no partial file, old file kept
-    real_open = plyio._open_temp_file
-    monkeypatch.setattr(plyio, "_open_temp_file", lambda fd, mode, **kw: FullDisk(real_open(fd, mode, **kw)))
+    real_open = atomic_io._open_temp_file
+    monkeypatch.setattr(atomic_io, "_open_temp_file", lambda fd, mode, **kw: FullDisk(real_open(fd, mode, **kw)))
     for name in ("mesh.ply", "mesh.obj"):
         resp = export(r, tmp_path / name)
         assert not resp.success and "No space left on device" in resp.message, resp.message
@@ -664,10 +665,11 @@ def test_10_export_to_bad_places_and_full_disk(rig, tmp_path, monkeypatch):
         return FullDisk(f) if os.readlink(f"/proc/self/fd/{fd}").startswith(str(tmp_path)) else f
 
     monkeypatch.setattr(os, "fdopen", fdopen)
-    resp = r.node._srv_save(IFACE["SaveMap"].Request(path=str(tmp_path / "map.pt")), IFACE["SaveMap"].Response())
+    resp = r.node.map_services.save(IFACE["SaveMap"].Request(path=str(tmp_path / "map.pt")),
+                                    IFACE["SaveMap"].Response())
     monkeypatch.undo()
     assert not resp.success and "No space left on device" in resp.message, resp.message
-    resp = r.node._srv_save(IFACE["SaveMap"].Request(path=str(tmp_path / "no" / "map.pt")),
+    resp = r.node.map_services.save(IFACE["SaveMap"].Request(path=str(tmp_path / "no" / "map.pt")),
                             IFACE["SaveMap"].Response())
     assert not resp.success and "does not exist" in resp.message
     assert not (tmp_path / "map.pt").exists() and len(list(tmp_path.iterdir())) == (3 if os.geteuid() else 2)
@@ -685,7 +687,7 @@ def test_11_export_and_save_while_training(rig, tmp_path):
     results = {}
 
     def save():
-        results["save"] = r.node._srv_save(IFACE["SaveMap"].Request(path=str(tmp_path / "live.pt")),
+        results["save"] = r.node.map_services.save(IFACE["SaveMap"].Request(path=str(tmp_path / "live.pt")),
                                            IFACE["SaveMap"].Response())
 
     def export_mesh():
@@ -716,8 +718,8 @@ def test_11_export_and_save_while_training(rig, tmp_path):
 
 SLOW_WRITE_NODE = """\
 import sys, time
-from semnerf_ros import plyio
-real = plyio._open_temp_file
+from semnerf_ros.io import atomic as atomic_io
+real = atomic_io._open_temp_file
 class Slow:
     def __init__(self, f): self.f = f
     def write(self, data):
@@ -729,8 +731,8 @@ class Slow:
     def __enter__(self): return self
     def __exit__(self, *exc): return self.f.__exit__(*exc)
     def __getattr__(self, name): return getattr(self.f, name)
-plyio._open_temp_file = lambda fd, mode, **kw: Slow(real(fd, mode, **kw))
-from semnerf_ros.ros.node import main
+atomic_io._open_temp_file = lambda fd, mode, **kw: Slow(real(fd, mode, **kw))
+from semnerf_ros.cli.node import main
 main(sys.argv[1:])
 """
 
@@ -814,8 +816,8 @@ def test_12b_keyboard_interrupt_inside_a_write_leaves_no_partial_file(scene, tmp
             self.f.write(memoryview(data).cast("B")[: len(data) // 2])
             raise KeyboardInterrupt
 
-    real_open = plyio._open_temp_file
-    monkeypatch.setattr(plyio, "_open_temp_file", lambda fd, mode, **kw: Interrupted(real_open(fd, mode, **kw)))
+    real_open = atomic_io._open_temp_file
+    monkeypatch.setattr(atomic_io, "_open_temp_file", lambda fd, mode, **kw: Interrupted(real_open(fd, mode, **kw)))
     with pytest.raises(KeyboardInterrupt):
         write_mesh(mesh, tmp_path / "mesh.ply")
     real_fdopen = os.fdopen
@@ -859,7 +861,7 @@ def test_13_gpu_out_of_memory_during_a_step(rig):
     assert "training continues" in r.log.warnings("out of GPU memory")[0]
     assert all(torch.isfinite(p).all() for p in m.model.parameters())
     # out of memory while rendering an output: that output is skipped, later ones are published
-    view = m._view_renderer  # views render from a snapshot of the model (semnerf_ros.view_renderer)
+    view = m._view_renderer  # views render from a snapshot of the model (semnerf_ros.engine.view_renderer)
     real_render = view.render
     once = {"n": 1}
 
@@ -899,12 +901,13 @@ def test_14_corrupt_or_truncated_checkpoint(rig, scene, tmp_path):
     (tmp_path / "a_dir.pt").mkdir()
     files["a_dir.pt"] = (None, "map file not found")
     for name, (_, text) in files.items():
-        resp = r.node._srv_load(IFACE["LoadMap"].Request(path=str(tmp_path / name)), IFACE["LoadMap"].Response())
+        resp = r.node.map_services.load(IFACE["LoadMap"].Request(path=str(tmp_path / name)),
+                                        IFACE["LoadMap"].Response())
         assert not resp.success and "live map unchanged" in resp.message and text in resp.message, (name, resp.message)
         assert name in resp.message
     r.assert_map_intact(before)
     r.assert_recovers()
-    resp = r.node._srv_load(IFACE["LoadMap"].Request(path=str(scene["map"])), IFACE["LoadMap"].Response())
+    resp = r.node.map_services.load(IFACE["LoadMap"].Request(path=str(scene["map"])), IFACE["LoadMap"].Response())
     assert resp.success, resp.message
     # at start-up (load_on_start) a corrupt map is a clear start-up error
     ctx = rclpy.Context()

@@ -54,7 +54,7 @@ def test_every_hard_dependency_imports():
 def test_the_node_finds_its_interfaces():
     """Without its interfaces the node starts without ~/status and the map services;
     in an install that is a failure, not a mode to test around."""
-    from semnerf_ros.ros.node import _interfaces
+    from semnerf_ros.ros.services import load_interfaces as _interfaces
 
     iface = _interfaces()
     assert iface is not None, "semnerf_ros.msg / semnerf_ros.srv do not import: run scripts/build_interfaces.py"

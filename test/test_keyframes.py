@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 import torch
-
 from boxroom import box_frames, look_at
-from semnerf_ros.frame import Frame
-from semnerf_ros.geometry import Intrinsics
-from semnerf_ros.keyframes import KeyframePolicy, ReplayBuffer
+
+from semnerf_ros.engine.frame import Frame
+from semnerf_ros.engine.geometry import Intrinsics
+from semnerf_ros.engine.keyframes import KeyframePolicy, ReplayBuffer
 
 INTR = Intrinsics.from_hfov(32, 24, 90.0)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from semnerf_ros.ros.params import PARAMS, SPECS, check_value, check_values
+from semnerf_ros.bridge.params import PARAMS, SPECS, check_value, check_values
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = [ROOT / "launch" / "semnerf.launch.py", ROOT / "launch" / "replay.launch.py"]
@@ -60,7 +60,7 @@ def test_launch_arguments_structurally():
     table = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
                  and getattr(n.targets[0], "id", "") == "TOPIC_ARGUMENTS")
     assert {row[2] for row in table} == NODE_INPUTS
-    from semnerf_ros.ros import bag_writer
+    from semnerf_ros.bags import writer as bag_writer
 
     assert {row[1] for row in table} == {bag_writer.TOPIC_RGB, bag_writer.TOPIC_INFO, bag_writer.TOPIC_POSE,
                                          bag_writer.TOPIC_LABELS, bag_writer.TOPIC_DEPTH}

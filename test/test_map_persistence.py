@@ -14,11 +14,11 @@ import logging
 import numpy as np
 import pytest
 import torch
-
 from boxroom import NUM_CLASSES, box_frames
-from semnerf_ros.config import make_config
-from semnerf_ros.keyframes import KeyframePolicy
-from semnerf_ros.mapper import MAP_FILE_SECTIONS, Mapper
+
+from semnerf_ros.engine.config import make_config
+from semnerf_ros.engine.keyframes import KeyframePolicy
+from semnerf_ros.engine.mapper import MAP_FILE_SECTIONS, Mapper
 
 N_FRAMES = 12
 

@@ -5,12 +5,12 @@ import time
 import numpy as np
 import pytest
 import torch
-
 from boxroom import HALF, NUM_CLASSES, box_frames
-from semnerf_ros.config import make_config
-from semnerf_ros.frame import FrameError
-from semnerf_ros.geometry import PoseError
-from semnerf_ros.mapper import MapFileError, Mapper, MapNotReadyError
+
+from semnerf_ros.engine.config import make_config
+from semnerf_ros.engine.frame import FrameError
+from semnerf_ros.engine.geometry import PoseError
+from semnerf_ros.engine.mapper import MapFileError, MapNotReadyError, Mapper
 from semnerf_ros.metrics import confusion_matrix, segmentation_scores
 
 

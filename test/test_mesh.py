@@ -7,9 +7,19 @@ import numpy as np
 import pytest
 import torch
 
-from semnerf_ros import mesh as mesh_mod
-from semnerf_ros.mesh import (MeshExportError, NoSurfaceError, SemanticMesh, extract_mesh, marker_chunks,
-                              mesh_accuracy, read_mesh, sigma_from_occupancy, write_mesh)
+from semnerf_ros.bridge.markers import marker_chunks
+from semnerf_ros.cli import mesh as mesh_cli
+from semnerf_ros.engine import mesh as mesh_mod
+from semnerf_ros.engine.mesh import (
+    MeshExportError,
+    NoSurfaceError,
+    SemanticMesh,
+    extract_mesh,
+    read_mesh,
+    sigma_from_occupancy,
+    write_mesh,
+)
+from semnerf_ros.mesh_eval import mesh_accuracy
 
 R = 0.5
 BOX = np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
@@ -313,7 +323,7 @@ def test_mesh_accuracy_self_and_shifted():
 
 
 class FakeMapper:
-    """Stands in for semnerf_ros.mapper.Mapper: the CLI only needs load + extract_mesh."""
+    """Stands in for semnerf_ros.engine.mapper.Mapper: the CLI only needs load + extract_mesh."""
 
     calls = []
 
@@ -335,8 +345,8 @@ def test_cli(tmp_path, monkeypatch, capsys):
         loaded.append((path, device))
         return FakeMapper()
 
-    monkeypatch.setattr(mesh_mod, "_load_map", fake_load)
-    rc = mesh_mod.main(["--map", str(map_file), "--sem", "--resolution", "32", "--clean", "--device", "cpu",
+    monkeypatch.setattr(mesh_cli, "_load_map", fake_load)
+    rc = mesh_cli.main(["--map", str(map_file), "--sem", "--resolution", "32", "--clean", "--device", "cpu",
                         "--no-progress"])
     assert rc == 0
     out = tmp_path / "mesh_reconstruction" / "semantic_mesh_dim32_neart2.ply"
@@ -348,7 +358,7 @@ def test_cli(tmp_path, monkeypatch, capsys):
     back = read_mesh(out)
     assert set(np.unique(back.vertex_labels)) == {1, 2}
 
-    rc = mesh_mod.main(["--map", str(map_file), "--output", str(tmp_path / "o.obj"), "--resolution", "24",
+    rc = mesh_cli.main(["--map", str(map_file), "--output", str(tmp_path / "o.obj"), "--resolution", "24",
                         "--bounds", "-1", "-1", "-1", "1", "1", "1", "--threshold", "10"])
     assert rc == 0 and (tmp_path / "o.obj").exists()
     assert np.allclose(FakeMapper.calls[-1]["bounds"], BOX)
@@ -366,5 +376,5 @@ def test_cli(tmp_path, monkeypatch, capsys):
     ]
     for argv, code, msg in cases:
         capsys.readouterr()
-        assert mesh_mod.main(argv) == code, argv
+        assert mesh_cli.main(argv) == code, argv
         assert msg in capsys.readouterr().err

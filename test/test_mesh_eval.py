@@ -2,10 +2,9 @@
 import numpy as np
 import pytest
 
-from semnerf_ros.geometry import Intrinsics
-from semnerf_ros.mesh import SemanticMesh
-from semnerf_ros.mesh_eval import (closest_point_on_triangles, mesh_accuracy, point_to_mesh_distance,
-                                   visible_mask)
+from semnerf_ros.engine.geometry import Intrinsics
+from semnerf_ros.engine.mesh import SemanticMesh
+from semnerf_ros.mesh_eval import closest_point_on_triangles, mesh_accuracy, point_to_mesh_distance, visible_mask
 
 
 def _grid(n, x0, x1, y0, y1, z, label):

@@ -8,10 +8,10 @@ views saw (the cameras on their small circle, looking slightly down, never see t
 import numpy as np
 import pytest
 import yaml
-
 from boxroom import HALF, NUM_CLASSES, TINY_ENGINE, box_frames
-from semnerf_ros.config import make_config
-from semnerf_ros.mapper import Mapper
+
+from semnerf_ros.engine.config import make_config
+from semnerf_ros.engine.mapper import Mapper
 from semnerf_ros.mesh_eval import mesh_accuracy, visible_mask
 
 

@@ -3,8 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from semnerf_ros.metrics import (SegmentationEvaluator, confusion_matrix, depth_errors, psnr,
-                                 segmentation_scores, ssim)
+from semnerf_ros.metrics import SegmentationEvaluator, confusion_matrix, depth_errors, psnr, segmentation_scores, ssim
 
 
 def test_confusion_matrix_by_hand_ignores_void_gt():

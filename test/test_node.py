@@ -22,9 +22,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 import rclpy  # a hard dependency: test/test_install.py names it when missing
-
 from geometry_msgs.msg import PoseStamped  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -33,11 +31,12 @@ from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
+from semnerf_ros.bridge import convert  # noqa: E402
+from semnerf_ros.bridge.params import ParameterValueError  # noqa: E402
 from semnerf_ros.colormap import colorize_labels  # noqa: E402
-from semnerf_ros.geometry import Intrinsics  # noqa: E402
-from semnerf_ros.ros import convert  # noqa: E402
-from semnerf_ros.ros.node import SemNerfNode, _interfaces  # noqa: E402
-from semnerf_ros.ros.params import ParameterValueError  # noqa: E402
+from semnerf_ros.engine.geometry import Intrinsics  # noqa: E402
+from semnerf_ros.ros.node import SemNerfNode  # noqa: E402
+from semnerf_ros.ros.services import load_interfaces as _interfaces  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 W, H = 64, 48
@@ -81,8 +80,7 @@ class FakeMapper:
 
     def render(self, pose, intr, scale=1.0):
         it = intr.scaled(scale)
-        with self.lock:
-            f = self.frames[-1]
+        f = self._frame_at(pose)
         ys = (np.arange(it.height) * f.labels.shape[0] // it.height)
         xs = (np.arange(it.width) * f.labels.shape[1] // it.width)
         lab = f.labels[ys][:, xs].astype(np.int32)
@@ -90,8 +88,19 @@ class FakeMapper:
                                depth=np.full(lab.shape, 2.0, np.float32), labels=lab,
                                entropy=np.full(lab.shape, 0.5, np.float32), intrinsics=it)
 
-    def extract_mesh(self, resolution=128, density_threshold=None):
-        from semnerf_ros.mesh import SemanticMesh
+    def _frame_at(self, pose, wait_s=0.5):
+        """The frame taken at ``pose`` (the node renders the pose of the newest input and hands
+        that frame to the mapper a moment later: wait up to ``wait_s`` for it), else the newest."""
+        end = time.monotonic() + wait_s
+        while True:
+            with self.lock:
+                at = [f for f in self.frames if np.allclose(f.pose, pose)]
+                if at or time.monotonic() >= end:
+                    return at[-1] if at else self.frames[-1]
+            time.sleep(0.005)
+
+    def extract_mesh(self, resolution=128, density_threshold=None, cancel=None, chunk=None):
+        from semnerf_ros.engine.mesh import SemanticMesh
 
         self.calls.append(("extract_mesh", resolution, density_threshold))
         v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32)
@@ -254,10 +263,9 @@ def test_outputs_carry_input_stamp_and_frame(harness_factory):
         assert m.header.frame_id == "cam_optical" and m.encoding == enc
         assert (m.width, m.height) == (W // 2, H // 2)   # render_scale 0.5
     # The images are the mapper's render of that pose, unchanged: the fake mapper "renders" the
-    # latest frame (i = 7) subsampled to the render scale, so each output has one exact expected
-    # value (labels not remapped, rows not flipped, colours from the palette, floats kept).  The
-    # node publishes one render per input stamp (issue 19, bug 11), so the last images above,
-    # stamped with frame 7, are the ones rendered once the mapper held all 8 frames.
+    # frame taken at the requested pose (i = 7) subsampled to the render scale, so each output has
+    # one exact expected value (labels not remapped, rows not flipped, colours from the palette,
+    # floats kept).  Each input stamp is published once, so the last set is the render of frame 7.
     want = scene_labels(7)[::2, ::2]
     lab = convert.labels_from_image_msg(h.got["semantic"][-1])
     np.testing.assert_array_equal(lab, want)
@@ -272,10 +280,10 @@ def test_outputs_carry_input_stamp_and_frame(harness_factory):
     f = h.mapper.frames[-1]
     assert f.intrinsics == INTR and f.labels.dtype == np.int32 and f.stamp == pytest.approx(stamps[-1])
     np.testing.assert_allclose(f.pose[:3, 3], [1.4, 0, 0], atol=1e-9)
-    assert h.wait(lambda: h.node.frames_synced == 8, 2)
-    assert h.node.frames_rejected == 0 and h.node.keyframes_added == 4
+    assert h.wait(lambda: h.node.ledger.frames_synced == 8, 2)
+    assert h.node.ledger.frames_rejected == 0 and h.node.ledger.keyframes_added == 4
     assert h.node.sync.stats()["dropped"] == [0, 0, 0]
-    assert h.node.images_published >= 2
+    assert h.node.ledger.images_published >= 2
 
 
 def test_progress_log_line(harness_factory, capfd):
@@ -285,7 +293,7 @@ def test_progress_log_line(harness_factory, capfd):
     for i in range(3):
         h.publish(frame_msgs(i, 1000.0 + i / 10.0, rng))
         time.sleep(0.05)
-    assert h.wait(lambda: h.node.frames_synced == 3 and h.node.images_published >= 1, 5)
+    assert h.wait(lambda: h.node.ledger.frames_synced == 3 and h.node.ledger.images_published >= 1, 5)
     capfd.readouterr()
     h.node._log_progress()
     h.node.set_parameters([Parameter("log_period", value=2.5)])
@@ -310,7 +318,8 @@ def test_invalid_inputs_are_counted_not_fatal(harness_factory):
         time.sleep(0.08)
 
     send()
-    assert h.wait(lambda: len(h.mapper.frames) == 1, 5), (h.node.sync.stats(), h.node.reject_counts, h.node._received)
+    assert h.wait(lambda: len(h.mapper.frames) == 1, 5), \
+        (h.node.sync.stats(), h.node.ledger.reject_counts, h.node.ledger.received)
 
     def bad_encoding(m):
         m[1] = convert.numpy_to_image(np.zeros((H, W), np.float32), "32FC1", m[1].header)
@@ -337,9 +346,9 @@ def test_invalid_inputs_are_counted_not_fatal(harness_factory):
     send(stamp=t[0])            # now a duplicate of an accepted frame
     expected = {"unsupported_encoding": 2, "label_out_of_range": 1, "invalid_pose": 1, "size_mismatch": 1,
                 "pose_frame_mismatch": 1, "out_of_order": 1, "duplicate_stamp": 1}
-    assert h.wait(lambda: h.node.reject_counts == expected, 5), h.node.reject_counts
+    assert h.wait(lambda: h.node.ledger.reject_counts == expected, 5), h.node.ledger.reject_counts
     assert len(h.mapper.frames) == 2
-    assert h.node.frames_rejected == 8 and h.node.frames_synced == 2
+    assert h.node.ledger.frames_rejected == 8 and h.node.ledger.frames_synced == 2
     send()                      # still alive and accepting
     assert h.wait(lambda: len(h.mapper.frames) == 3, 5)
     require_interfaces()   # MapStatus is what status_message() builds
@@ -365,7 +374,7 @@ def test_unmatched_messages_dropped_and_counted(harness_factory):
         h.pubs["pose"].publish(pose)
     assert h.wait(lambda: h.node.sync.stats()["received"][2] == 3, 5)
     time.sleep(0.1)
-    assert not h.mapper.frames and h.node.frames_synced == 0 and h.node.frames_rejected == 0
+    assert not h.mapper.frames and h.node.ledger.frames_synced == 0 and h.node.ledger.frames_rejected == 0
 
 
 def test_no_camera_info_and_parameter_intrinsics(harness_factory):
@@ -374,7 +383,7 @@ def test_no_camera_info_and_parameter_intrinsics(harness_factory):
     rgb, lab, pose, _ = frame_msgs(0, 50.0, np.random.default_rng(3), jitter=0.0)
     for p, m in (("labels", lab), ("pose", pose), ("rgb", rgb)):
         h.pubs[p].publish(m)
-    assert h.wait(lambda: h.node.reject_counts.get("no_camera_info") == 1, 5)
+    assert h.wait(lambda: h.node.ledger.reject_counts.get("no_camera_info") == 1, 5)
     h2 = harness_factory(use_camera_info=False, fx=INTR.fx, fy=INTR.fy, cx=INTR.cx, cy=INTR.cy,
                          width=W * 2, height=H * 2)
     for p, m in (("labels", lab), ("pose", pose), ("rgb", rgb)):
@@ -439,7 +448,7 @@ def test_services_and_markers(harness_factory, tmp_path):
     assert h.wait(lambda: h.node._latest is not None, 5)
     r = h.call(Trigger, "/semnerf_node/export_mesh_default", Trigger.Request())
     assert r.success, r.message
-    from semnerf_ros.mesh import read_mesh
+    from semnerf_ros.engine.mesh import read_mesh
 
     m = read_mesh(tmp_path / "mesh.ply")
     assert m.num_faces == 4 and m.num_vertices == 4
@@ -573,7 +582,7 @@ def test_node_end_to_end(room, tmp_path):
     from rcl_interfaces.srv import GetParameters, SetParameters
 
     from semnerf_ros import metrics, tasks
-    from semnerf_ros.mesh import read_mesh
+    from semnerf_ros.engine.mesh import read_mesh
 
     (tmp_path / "tiny.yaml").write_text(TINY_ENGINE)
     domain = next_domain()
@@ -639,7 +648,7 @@ def test_node_end_to_end(room, tmp_path):
         while time.monotonic() < deadline:
             i = k % len(room)
             stamp = t0 + k / 10.0
-            jit = lambda: stamp + rng.uniform(-0.003, 0.003)  # noqa: E731
+            jit = lambda stamp=stamp: stamp + rng.uniform(-0.003, 0.003)  # noqa: E731
             frame = "camera_color_optical_frame"
             hdr = convert.make_header(stamp, frame)
             pubs["info"].publish(convert.camera_info_from_intrinsics(room.intrinsics, hdr))

@@ -16,6 +16,7 @@ import time
 import numpy as np
 import pytest
 import rclpy
+from boxroom import NUM_CLASSES, TINY_ENGINE, box_frames
 from builtin_interfaces.msg import Time
 from nav_msgs.msg import Odometry
 from rclpy.executors import MultiThreadedExecutor
@@ -23,11 +24,11 @@ from rclpy.parameter import Parameter
 from rosgraph_msgs.msg import Clock
 from std_srvs.srv import Trigger
 
-from boxroom import NUM_CLASSES, TINY_ENGINE, box_frames
-from semnerf_ros.config import load_config
-from semnerf_ros.mapper import Mapper
-from semnerf_ros.ros import convert
-from semnerf_ros.ros.node import SemNerfNode, _interfaces
+from semnerf_ros.bridge import convert
+from semnerf_ros.engine.config import load_config
+from semnerf_ros.engine.mapper import Mapper
+from semnerf_ros.ros.node import SemNerfNode
+from semnerf_ros.ros.services import load_interfaces as _interfaces
 
 W, H = 32, 24
 _domains = itertools.count()
@@ -107,7 +108,7 @@ class Rig:
         """One synchronized set; returns once the node has taken or rejected it (at the nominal
         rate: a burst would overflow the 2-deep intake queue, counted as mapper_busy)."""
         n = self.node
-        done = n.frames_synced + n.frames_rejected
+        done = n.ledger.frames_synced + n.ledger.frames_rejected
         hdr = convert.make_header(stamp, "cam")
         pose_msg = pose_msg if pose_msg is not None else convert.pose_stamped_from_pose(f.pose, "map", stamp)
         self.deliver(convert.numpy_to_image(f.rgb, "rgb8", hdr),
@@ -116,8 +117,9 @@ class Rig:
 
     def settle(self, n_sets, timeout=20.0):
         n = self.node
-        assert wait(lambda: n.frames_synced + n.frames_rejected >= n_sets and not n._intake, timeout), \
-            (n.frames_synced, n.frames_rejected, n.reject_counts)
+        assert wait(lambda: n.ledger.frames_synced + n.ledger.frames_rejected >= n_sets and not n.intake.queue,
+                    timeout), \
+            (n.ledger.frames_synced, n.ledger.frames_rejected, n.ledger.reject_counts)
 
     def close(self):
         self.node.close()
@@ -246,7 +248,7 @@ def test_odometry_pose_in_body_axes_reaches_the_map_as_the_optical_pose(rig, sce
         odom.pose.pose = convert.pose_stamped_from_pose(body_pose(f.pose), "map", stamp).pose
         r.send_frame(f, stamp, pose_msg=odom)
     r.settle(4)
-    assert r.node.frames_synced == 4 and r.node.frames_rejected == 0, r.node.reject_counts
+    assert r.node.ledger.frames_synced == 4 and r.node.ledger.frames_rejected == 0, r.node.ledger.reject_counts
     buf = r.mapper.buffer
     assert len(buf) == 4
     for slot, f in zip(buf.order, frames):
@@ -272,14 +274,14 @@ def test_use_sim_time_judges_stamps_by_the_clock_topic(rig, scene):
     r.send_frame(f[0], sim + 0.5)          # current by /clock (wall-clock time: 56 years stale)
     r.send_frame(f[2], sim + 10.0)         # 10 s ahead of /clock: future
     r.settle(3)
-    assert r.node.frames_synced == 1, r.node.reject_counts
-    assert r.node.reject_counts == {"stale_stamp": 1, "future_stamp": 1}
+    assert r.node.ledger.frames_synced == 1, r.node.ledger.reject_counts
+    assert r.node.ledger.reject_counts == {"stale_stamp": 1, "future_stamp": 1}
     assert len(r.mapper.buffer) == 1 and r.mapper.buffer.slot_stamps[r.mapper.buffer.order[0]] == sim + 0.5
     sim = 1020.0                            # the clock moves on: a frame at 1020.2 is current
     assert wait(lambda: (tick(), r.node.get_clock().now().nanoseconds == int(sim * 1e9))[1], 10)
     r.send_frame(f[3], sim + 0.2)
     r.settle(4)
-    assert r.node.frames_synced == 2 and len(r.mapper.buffer) == 2
+    assert r.node.ledger.frames_synced == 2 and len(r.mapper.buffer) == 2
     assert r.node.status_message().header.stamp.sec == 1020     # status stamped with sim time
 
 
@@ -300,9 +302,10 @@ def test_reset_map_with_the_real_mapper(rig, scene):
     # the engine config gives explicit scene bounds: a fresh, untrained field over the same box
     assert m.model is not old_model and np.array_equal(m.scene_bounds, old_model.scene_bounds.numpy())
     assert m.optimizer.state_dict()["state"] == {}
-    # ... which is not rendered as if it were a map (it would be the initialisation's noise)
+    # ... which is not rendered as if it were a map (it would be the initialisation's noise): the node
+    # refuses before it asks the engine (the engine's own refusal, MapNotReadyError, is test_mapper's)
     resp = r.render_view(frames[0].pose)
-    assert not resp.success and "no keyframes yet" in resp.message, resp.message
+    assert not resp.success and "map has no keyframes yet" in resp.message, resp.message
     st = r.call(r.iface["GetStatus"], "get_status", r.iface["GetStatus"].Request()).status
     assert (st.keyframes, st.step, st.frames_synced) == (0, 0, 3)   # the node's input counters survive
     resp = r.call(Trigger, "export_mesh_default", Trigger.Request())
@@ -311,7 +314,7 @@ def test_reset_map_with_the_real_mapper(rig, scene):
     for i, f in enumerate(frames[6:8]):
         r.send_frame(f, t0 - 10.0 + 0.1 * i)
     r.settle(5)
-    assert r.node.frames_synced == 5 and not r.node.reject_counts, r.node.reject_counts
+    assert r.node.ledger.frames_synced == 5 and not r.node.ledger.reject_counts, r.node.ledger.reject_counts
     assert m.buffer.keyframe_ids == [0, 1] and m.model is not None
     np.testing.assert_allclose(m.buffer.poses[m.buffer.order[0]].numpy(), frames[6].pose, atol=1e-6)
     m.step(2)

@@ -33,9 +33,12 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from semnerf_ros.geometry import Intrinsics  # noqa: E402
-from semnerf_ros.ros import convert  # noqa: E402
-from semnerf_ros.ros.node import SemNerfNode, ShutdownSignals, _interfaces, size_mismatch  # noqa: E402
+from semnerf_ros.bridge import convert  # noqa: E402
+from semnerf_ros.bridge.frames import size_mismatch  # noqa: E402
+from semnerf_ros.engine.geometry import Intrinsics  # noqa: E402
+from semnerf_ros.ros.node import SemNerfNode  # noqa: E402
+from semnerf_ros.ros.process import ShutdownSignals  # noqa: E402
+from semnerf_ros.ros.services import load_interfaces as _interfaces  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 W, H = 32, 24
@@ -94,7 +97,7 @@ class FakeMapper:
                                entropy=np.full(lab.shape, 0.5, np.float32), intrinsics=it)
 
     def extract_mesh(self, resolution=128, density_threshold=None, cancel=None, chunk=None):
-        from semnerf_ros.mesh import ExtractionCancelled, SemanticMesh
+        from semnerf_ros.engine.mesh import ExtractionCancelled, SemanticMesh
 
         self.calls.append(("extract_mesh", resolution))
         end = time.monotonic() + self.extract_seconds
@@ -253,7 +256,7 @@ def test_bug1_input_without_publisher_is_named_with_the_fix(make, capfd):
     drops = [ln for ln in err.splitlines() if "queue overflow" in ln]
     assert drops and all("nothing is waiting on /depth (has it stopped?); no publisher on /depth (remap depth:="
                          in ln for ln in drops), drops
-    assert h.node.frames_synced == 0
+    assert h.node.ledger.frames_synced == 0
 
 
 def test_bug1_inputs_that_send_but_never_sync_report_the_stamp_skew(make, capfd):
@@ -279,7 +282,7 @@ def test_bug1_quiet_when_frames_synchronize(make, capfd):
     for i in range(12):
         h.send(frame_msgs(i, 3000.0 + i / 10.0))
         time.sleep(0.1)
-    assert h.node.frames_synced > 0
+    assert h.node.ledger.frames_synced > 0
     assert "no frame synchronized" not in capfd.readouterr().err
 
 
@@ -287,12 +290,11 @@ def test_bug1_quiet_when_frames_synchronize(make, capfd):
 def test_bug3_training_rate_reads_zero_once_paused(monkeypatch):
     """Mapper.stats(): the rate is measured up to now, so a paused trainer reads 0."""
     sys.path.insert(0, str(Path(__file__).parent))
+    import yaml
     from boxroom import NUM_CLASSES, TINY_ENGINE, box_frames
 
-    import yaml
-
-    from semnerf_ros import mapper as mapper_mod
-    from semnerf_ros.config import make_config
+    from semnerf_ros.engine import mapper as mapper_mod
+    from semnerf_ros.engine.config import make_config
 
     monkeypatch.setattr(mapper_mod, "RATE_WINDOW_S", 0.5)
     m = mapper_mod.Mapper(make_config(yaml.safe_load(TINY_ENGINE)), NUM_CLASSES, device="cpu")
@@ -307,7 +309,7 @@ def test_bug3_training_rate_reads_zero_once_paused(monkeypatch):
 def test_bug3_progress_log_says_paused(make, capfd):
     h = make()
     h.stream(2)
-    assert wait(lambda: h.node.frames_synced == 2)
+    assert wait(lambda: h.node.ledger.frames_synced == 2)
     assert h.node.set_parameters([Parameter("training_enabled", value=False)])[0].successful
     capfd.readouterr()
     h.node._log_progress()
@@ -335,8 +337,8 @@ def test_bug4_size_mismatch_counted_on_the_wrong_topic_over_dds(make):
     big = frame_msgs(0, 4000.0, size=(H + 8, W + 8))
     msgs["rgb"] = big["rgb"]          # rgb of another size than labels and camera_info
     h.send(msgs)
-    assert wait(lambda: h.node.reject_counts.get("size_mismatch") == 1)
-    assert h.node._rejected_by_topic["rgb"] == 1 and h.node._rejected_by_topic["labels"] == 0
+    assert wait(lambda: h.node.ledger.reject_counts.get("size_mismatch") == 1)
+    assert h.node.ledger.rejected_by_topic["rgb"] == 1 and h.node.ledger.rejected_by_topic["labels"] == 0
     if IFACE is not None:
         st = h.node.status_message()
         dropped = dict(zip(st.topics, st.dropped))
@@ -366,7 +368,7 @@ def test_bug5_export_target_checked_before_extraction(make, tmp_path, monkeypatc
         r = h.call(srv, "/semnerf_node/export_mesh", srv.Request(path=path, format=fmt))
         assert not r.success and why in r.message, (path, r.message)
     # glb without its writer: refused before the work too
-    from semnerf_ros import mesh as mesh_mod
+    from semnerf_ros.engine import mesh as mesh_mod
 
     monkeypatch.setattr(mesh_mod, "_glb_writer_available", lambda: False)
     r = h.call(srv, "/semnerf_node/export_mesh", srv.Request(path=str(tmp_path / "m.glb")))
@@ -382,7 +384,7 @@ def test_bug5_glb_export_writes_a_readable_file(tmp_path):
     trimesh = pytest.importorskip(
         "trimesh", reason="trimesh (requirements.txt) is not installed in this environment: "
                           "run scripts/setup.sh to install it")
-    from semnerf_ros.mesh import SemanticMesh, check_export_target, write_mesh
+    from semnerf_ros.engine.mesh import SemanticMesh, check_export_target, write_mesh
 
     v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32)
     f = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]], np.int32)
@@ -450,7 +452,7 @@ def test_bug8_integer_for_double_parameter_at_runtime(make):
 def test_bug9_different_problems_of_one_reason_are_each_logged(make, capfd):
     h = make(warn_period=60.0)
     h.stream(1)
-    assert wait(lambda: h.node.frames_synced == 1)
+    assert wait(lambda: h.node.ledger.frames_synced == 1)
     capfd.readouterr()
 
     def send_pose(i, mutate):
@@ -467,7 +469,7 @@ def test_bug9_different_problems_of_one_reason_are_each_logged(make, capfd):
     send_pose(1, nan)
     send_pose(2, nan)         # the same problem again: throttled
     send_pose(3, norm2)       # another problem of the same reason: logged at once
-    assert wait(lambda: h.node.reject_counts.get("invalid_pose") == 3)
+    assert wait(lambda: h.node.ledger.reject_counts.get("invalid_pose") == 3)
     err = warnings_in(capfd.readouterr().err)
     assert sum("NaN or Inf" in ln for ln in err) == 1, err
     assert sum("norm 2.0000" in ln for ln in err) == 1, err
@@ -500,7 +502,7 @@ def test_bug11_no_render_published_twice_with_one_stamp(make):
     semantic = h.subscribe("/semnerf_node/semantic")
     infos = h.subscribe("/semnerf_node/camera_info", CameraInfo)
     h.stream(3)
-    assert wait(lambda: h.node.frames_synced == 3)
+    assert wait(lambda: h.node.ledger.frames_synced == 3)
     assert wait(lambda: len(semantic) >= 1)
     time.sleep(1.0)                    # 20 ticks of publish_rate after the input stopped
     stamps = [convert.stamp_to_sec(m.header.stamp) for m in semantic]
@@ -543,7 +545,7 @@ def test_bug7_shutdown_cancels_a_running_export(make, tmp_path, capfd):
     cli = h.io.create_client(Trigger, "/semnerf_node/export_mesh_default")
     assert cli.wait_for_service(timeout_sec=5.0)
     fut = cli.call_async(Trigger.Request())
-    assert wait(lambda: h.node.running_work(), 5)
+    assert wait(lambda: h.node.ops.running_work(), 5)
     capfd.readouterr()
     t0 = time.monotonic()
     work = h.node.begin_shutdown("SIGINT")
@@ -719,7 +721,7 @@ def test_cpu_profile_taken_on_a_cpu_and_logged(capfd):
 def test_cpu_params_file_is_valid_and_differs_only_where_it_should():
     import yaml
 
-    from semnerf_ros.ros.params import PARAMS, SPECS, check_value, check_values, find_config_file
+    from semnerf_ros.bridge.params import PARAMS, SPECS, check_value, check_values, find_config_file
 
     gpu = yaml.safe_load((ROOT / "config" / "semnerf.yaml").read_text())["/**"]["ros__parameters"]
     cpu = yaml.safe_load((ROOT / "config" / "semnerf_cpu.yaml").read_text())["/**"]["ros__parameters"]

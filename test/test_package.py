@@ -250,12 +250,12 @@ def status_node(interfaces):
 
     import rclpy
     import yaml
+    from boxroom import NUM_CLASSES, TINY_ENGINE, box_frames
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.parameter import Parameter
 
-    from boxroom import NUM_CLASSES, TINY_ENGINE, box_frames
-    from semnerf_ros.config import make_config
-    from semnerf_ros.mapper import Mapper
+    from semnerf_ros.engine.config import make_config
+    from semnerf_ros.engine.mapper import Mapper
     from semnerf_ros.ros.node import SemNerfNode
 
     mapper = Mapper(make_config(yaml.safe_load(TINY_ENGINE)), NUM_CLASSES, device="cpu")

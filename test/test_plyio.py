@@ -4,8 +4,8 @@ import os
 import numpy as np
 import pytest
 
-from semnerf_ros import plyio
-from semnerf_ros.plyio import MeshExportError, PlyError, read_ply, write_ply
+from semnerf_ros.io import atomic as atomic_io
+from semnerf_ros.io.ply import MeshExportError, PlyError, read_ply, write_ply
 
 
 def _tetra():
@@ -161,8 +161,8 @@ def test_atomic_write_failure_leaves_no_partial_file(tmp_path, monkeypatch):
     v, f, c, lab = _tetra()
     target = tmp_path / "mesh.ply"
     target.write_bytes(b"previous content")
-    real_open = plyio._open_temp_file
-    monkeypatch.setattr(plyio, "_open_temp_file",
+    real_open = atomic_io._open_temp_file
+    monkeypatch.setattr(atomic_io, "_open_temp_file",
                         lambda fd, mode, **kw: _FailingFile(real_open(fd, mode, **kw), 200))
     with pytest.raises(MeshExportError, match="mesh.ply") as info:
         write_ply(target, v, f, c, lab)
@@ -185,7 +185,7 @@ def test_unwritable_or_missing_directory(tmp_path, monkeypatch):
     # Permission bits do not stop root, so simulate the refusal of the filesystem.
     def deny(*a, **k):
         raise PermissionError(13, "Permission denied")
-    monkeypatch.setattr(plyio.tempfile, "mkstemp", deny)
+    monkeypatch.setattr(atomic_io.tempfile, "mkstemp", deny)
     with pytest.raises(MeshExportError, match="m.ply"):
         write_ply(tmp_path / "m.ply", v, f)
     assert not (tmp_path / "m.ply").exists()

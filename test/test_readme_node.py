@@ -56,8 +56,8 @@ def _executable(word: str) -> list:
 
 @pytest.fixture(scope="module")
 def demo_bag(tmp_path_factory):
+    from semnerf_ros.bags.writer import write_scene_bag
     from semnerf_ros.datasets.synthetic import ensure_scene
-    from semnerf_ros.ros.bag_writer import write_scene_bag
 
     base = tmp_path_factory.mktemp("readme")
     scene = ensure_scene(frames=FRAMES, width=WIDTH, height=HEIGHT, path=base / "scene", progress=False)

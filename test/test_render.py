@@ -4,9 +4,15 @@ import math
 import numpy as np
 import torch
 
-from semnerf_ros.occupancy import OccupancyGrid, march_rays
-from semnerf_ros.render import (nerf_deltas, sample_pdf, semantic_entropy, semantic_probabilities,
-                                stratified_samples, volume_render)
+from semnerf_ros.engine.occupancy import OccupancyGrid, march_rays
+from semnerf_ros.engine.render import (
+    nerf_deltas,
+    sample_pdf,
+    semantic_entropy,
+    semantic_probabilities,
+    stratified_samples,
+    volume_render,
+)
 
 
 def test_volume_render_two_samples_by_hand():

@@ -237,11 +237,12 @@ def test_train_cli_has_the_flags():
 
 
 def test_input_miou_table_on_a_synthetic_house(tmp_path):
-    from semnerf_ros import segmentation_noise as sn
+    from semnerf_ros.cli import noise_table
 
     out = tmp_path / "t.json"
-    assert sn.main(["--seeds", "2", "--strengths", "0", "0.5", "--frames", "10", "--width", "32", "--height", "24",
-                    "--out", str(out)]) == 0
+    assert noise_table.main(["--seeds", "2", "--strengths", "0", "0.5", "--frames", "10", "--width", "32",
+                            "--height", "24",
+                            "--out", str(out)]) == 0
     import json
 
     t = json.loads(out.read_text())

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from semnerf_ros.ros.sync import ApproximateTimeSynchronizer, header_stamp_ns, stamp_to_ns
+from semnerf_ros.bridge.sync import ApproximateTimeSynchronizer, header_stamp_ns, stamp_to_ns
 
 
 class Msg:

@@ -10,9 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
+from semnerf_ros.cli import make_scene as make_scene_cli
 from semnerf_ros.datasets import synthetic
-from semnerf_ros.geometry import Intrinsics, project_points
-from semnerf_ros.plyio import read_ply
+from semnerf_ros.engine.geometry import Intrinsics, project_points
+from semnerf_ros.io.ply import read_ply
 
 FRAMES, W, H = 8, 64, 48
 
@@ -257,10 +258,11 @@ def test_refuses_foreign_non_empty_folder(tmp_path):
 
 def test_cli_writes_scene_and_passes_bag_options(tmp_path, monkeypatch, capsys):
     calls = []
-    fake = types.ModuleType("semnerf_ros.ros.bag_writer")
-    fake.write_scene_bag = lambda scene_dir, bag_path, **opts: calls.append((scene_dir, bag_path, opts)) or {"frames": 2}
-    monkeypatch.setitem(sys.modules, "semnerf_ros.ros.bag_writer", fake)
-    rc = synthetic.main([str(tmp_path / "s"), "--frames", "2", "--width", "32", "--height", "24",
+    fake = types.ModuleType("semnerf_ros.bags.writer")
+    fake.write_scene_bag = lambda scene_dir, bag_path, **opts: (calls.append((scene_dir, bag_path, opts))
+                                                                or {"frames": 2})
+    monkeypatch.setitem(sys.modules, "semnerf_ros.bags.writer", fake)
+    rc = make_scene_cli.main([str(tmp_path / "s"), "--frames", "2", "--width", "32", "--height", "24",
                          "--quiet", "--bag", str(tmp_path / "b.mcap"), "--noise", "region",
                          "--noise-ratio", "0.3", "--rate", "15", "--bag-format", "sqlite3"])
     assert rc == 0
@@ -272,7 +274,7 @@ def test_cli_writes_scene_and_passes_bag_options(tmp_path, monkeypatch, capsys):
 
 
 def test_cli_writes_a_real_bag(tmp_path):
-    rc = synthetic.main([str(tmp_path / "s"), "--frames", "3", "--width", "32", "--height", "24",
+    rc = make_scene_cli.main([str(tmp_path / "s"), "--frames", "3", "--width", "32", "--height", "24",
                          "--quiet", "--bag", str(tmp_path / "bag"), "--noise", "pixel",
                          "--noise-ratio", "0.2"])
     assert rc == 0
@@ -280,9 +282,9 @@ def test_cli_writes_a_real_bag(tmp_path):
 
 
 def test_cli_bag_without_writer_fails_clearly(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "semnerf_ros.ros.bag_writer", None)  # import raises ImportError
-    rc = synthetic.main([str(tmp_path / "s"), "--frames", "1", "--width", "16", "--height", "12",
+    monkeypatch.setitem(sys.modules, "semnerf_ros.bags.writer", None)  # import raises ImportError
+    rc = make_scene_cli.main([str(tmp_path / "s"), "--frames", "1", "--width", "16", "--height", "12",
                          "--quiet", "--bag", str(tmp_path / "b.mcap")])
     assert rc == 2
-    assert "bag_writer" in capsys.readouterr().err
+    assert "bags.writer" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()  # failed before rendering

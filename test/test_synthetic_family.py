@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from semnerf_ros.cli import make_scene as make_scene_cli
 from semnerf_ros.datasets import synthetic
 from semnerf_ros.datasets.synthetic import plan as plan_mod
 from semnerf_ros.datasets.synthetic.trajectory import CLEARANCE, FreeSpace
-from semnerf_ros.geometry import Intrinsics
+from semnerf_ros.engine.geometry import Intrinsics
 
 SEEDS = [1, 2, 4, 9, 13, 30, 46, 92]   # single, two, three rooms and corridors; 30/46/92 once had blocked rooms
 
@@ -200,7 +201,7 @@ def test_scene_arrays_equal_the_files(tmp_path):
     assert arrays["intrinsics"] == data.intrinsics
     assert arrays["class_names"] == list(data.class_names) == synthetic.CLASS_NAMES
     assert arrays["train_labels"].dtype == np.int32 and arrays["train_depth"].dtype == np.float32
-    from semnerf_ros.plyio import read_ply
+    from semnerf_ros.io.ply import read_ply
 
     mesh = read_ply(folder / "mesh_gt.ply")
     assert np.array_equal(arrays["mesh_vertices"], mesh["vertices"])
@@ -213,7 +214,7 @@ def test_scene_arrays_equal_the_files(tmp_path):
 
 def test_cli_picks_the_ray_caster(tmp_path, capsys):
     pytest.importorskip("torch")
-    rc = synthetic.main([str(tmp_path / "s"), "--frames", "2", "--width", "24", "--height", "16", "--seed", "3",
+    rc = make_scene_cli.main([str(tmp_path / "s"), "--frames", "2", "--width", "24", "--height", "16", "--seed", "3",
                          "--raycaster", "torch", "--device", "cpu", "--quiet"])
     assert rc == 0
     out = capsys.readouterr().out
@@ -223,12 +224,12 @@ def test_cli_picks_the_ray_caster(tmp_path, capsys):
 
 def test_cli_bag_with_segmentation_noise(tmp_path):
     pytest.importorskip("rosbags")
-    from semnerf_ros.ros import bag_writer
+    from semnerf_ros.bags import reader as bag_reader
 
-    rc = synthetic.main([str(tmp_path / "s"), "--frames", "4", "--width", "32", "--height", "24", "--seed", "9",
+    rc = make_scene_cli.main([str(tmp_path / "s"), "--frames", "4", "--width", "32", "--height", "24", "--seed", "9",
                          "--quiet", "--bag", str(tmp_path / "bag"), "--noise", "segmentation",
                          "--noise-strength", "0.4"])
     assert rc == 0
-    noise = json.loads(bag_writer.bag_custom_data(tmp_path / "bag")["semnerf.noise"])
+    noise = json.loads(bag_reader.bag_custom_data(tmp_path / "bag")["semnerf.noise"])
     assert noise["model"] == "segmentation" and noise["ratio"] == 0.4
     assert (tmp_path / "bag" / "bag_0.mcap").is_file()

@@ -7,9 +7,21 @@ import pytest
 from scipy import ndimage
 
 from semnerf_ros import tasks
-from semnerf_ros.tasks import (TaskError, apply_task, evenly_spaced, label_propagation, load_corrupted,
-                               pixel_noise, ratio_count, region_flip, save_corrupted, select_label_frames,
-                               sparse_views, sr_sampling_grid, super_resolution_labels)
+from semnerf_ros.tasks import (
+    TaskError,
+    apply_task,
+    evenly_spaced,
+    label_propagation,
+    load_corrupted,
+    pixel_noise,
+    ratio_count,
+    region_flip,
+    save_corrupted,
+    select_label_frames,
+    sparse_views,
+    sr_sampling_grid,
+    super_resolution_labels,
+)
 
 C = 6  # void + wall, floor, chair, table, lamp
 
@@ -207,8 +219,8 @@ def test_sr_dense_equals_nearest_upsampling(scene):
         assert valid.all() and out.dtype == np.int32
         low = labels[:, ::f, ::f]
         np.testing.assert_array_equal(out, np.repeat(np.repeat(low, f, axis=1), f, axis=2))
-        seed = np.stack([cv2.resize(cv2.resize(l, (64 // f, 64 // f), interpolation=cv2.INTER_NEAREST),
-                                    (64, 64), interpolation=cv2.INTER_NEAREST) for l in labels])
+        seed = np.stack([cv2.resize(cv2.resize(lab, (64 // f, 64 // f), interpolation=cv2.INTER_NEAREST),
+                                    (64, 64), interpolation=cv2.INTER_NEAREST) for lab in labels])
         np.testing.assert_array_equal(out, seed)
 
 

@@ -10,10 +10,9 @@ can resolve).  Scores are the seed's mIoU against the clean labels: "train" on t
 views (the ones whose labels were corrupted), "test" on the unseen ones; "input" is the
 corrupted training labels scored on the same training views.
 """
-import numpy as np
 import pytest
-
 from boxroom import write_box_replica
+
 from semnerf_ros import tasks
 from semnerf_ros import train as tr
 

@@ -7,11 +7,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from boxroom import HALF, write_box_replica
+
 from semnerf_ros import tasks
 from semnerf_ros import train as tr
-from semnerf_ros.config import DEFAULTS, load_config, make_config
+from semnerf_ros.cli import train as train_cli
+from semnerf_ros.engine.config import DEFAULTS, load_config, make_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -196,7 +197,7 @@ def test_pixel_denoising_improves_on_the_noisy_labels_and_resumes(box_dir, tmp_p
 
 def test_builtin_scene_with_the_papers_mlps_and_sparse_views(tmp_path, monkeypatch, capsys):
     from semnerf_ros.datasets import synthetic
-    from semnerf_ros.mapper import Mapper
+    from semnerf_ros.engine.mapper import Mapper
 
     scene_dir = synthetic.make_scene(tmp_path / "scene", frames=10, width=32, height=24, progress=False)
     calls = []
@@ -211,7 +212,7 @@ def test_builtin_scene_with_the_papers_mlps_and_sparse_views(tmp_path, monkeypat
             "--sparse_views", "--sparse_ratio", "0.4", "--iters", "1000", "--max_seconds", "1",
             "--set", "experiment.width=32", "--set", "experiment.height=24", "--set", "experiment.train_step=2",
             "--set", "experiment.test_offset=1"] + [x for s in TINY_NERF_SET for x in ("--set", s)]
-    assert tr.main(argv) == 0
+    assert train_cli.main(argv) == 0
     assert len(calls) == 1  # dataset_dir "" -> the built-in scene
     printed = capsys.readouterr().out
     assert "input labels vs clean" in printed and "test views" in printed  # the summary table
@@ -228,8 +229,8 @@ def test_builtin_scene_with_the_papers_mlps_and_sparse_views(tmp_path, monkeypat
 
 
 def test_cli_reports_bad_input(tmp_path, capsys):
-    assert tr.main(["--dataset_dir", str(tmp_path / "missing"), "--save_dir", str(tmp_path / "o"),
+    assert train_cli.main(["--dataset_dir", str(tmp_path / "missing"), "--save_dir", str(tmp_path / "o"),
                     "--device", "cpu", "--quiet"]) == 2
     assert "not found" in capsys.readouterr().err
-    assert tr.main(["--config_file", str(tmp_path / "none.yaml"), "--quiet"]) == 2
+    assert train_cli.main(["--config_file", str(tmp_path / "none.yaml"), "--quiet"]) == 2
     assert "config file not found" in capsys.readouterr().err

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from semnerf_ros.config import make_config
-from semnerf_ros.keyframes import RayBatch
-from semnerf_ros.models import build_model
-from semnerf_ros.occupancy import march_rays, march_rays_dense
-from semnerf_ros.render import alpha_from_density, weights_from_alpha, weights_from_density
-from semnerf_ros.trainer import Trainer, wants_cuda_graph
-from semnerf_ros.view_renderer import ViewRenderer
+from semnerf_ros.engine.config import make_config
+from semnerf_ros.engine.keyframes import RayBatch
+from semnerf_ros.engine.models import build_model
+from semnerf_ros.engine.occupancy import march_rays, march_rays_dense
+from semnerf_ros.engine.render import alpha_from_density, weights_from_alpha, weights_from_density
+from semnerf_ros.engine.trainer import Trainer, wants_cuda_graph
+from semnerf_ros.engine.view_renderer import ViewRenderer
 
 BOX = [[-1.5, -1.5, -1.0], [1.5, 1.5, 1.0]]
 
@@ -133,7 +133,7 @@ def test_semantic_loss_reaches_geometry_only_when_allowed(branch, geometry_grad,
     b = batch(256, seed=4)
     out = m.render_rays(b.origins, b.dirs, torch.full((256,), 0.05), torch.full((256,), 4.0), training=True,
                         jitter=torch.rand(256, 2))
-    from semnerf_ros.models import semantic_loss
+    from semnerf_ros.engine.models import semantic_loss
 
     semantic_loss(out["semantic"], b.labels).backward()
     geometry = list(m.field.density_net.parameters()) + [m.field.encoding.table]

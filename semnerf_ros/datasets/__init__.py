@@ -10,6 +10,7 @@ from typing import Optional
 from .replica import is_replica_dir, load_replica
 from .scannet import NYU13_CLASSES, NYU40_CLASSES, is_scannet_dir, load_scannet
 from .scene_data import DatasetError, SceneData, remap_classes, select_frames, split_ids
+from .synthetic import default_scene_dir, ensure_scene, make_scene, scene_arrays
 
 __all__ = [
     "DatasetError", "SceneData", "load_dataset", "detect_kind", "load_replica", "load_scannet",
@@ -57,11 +58,3 @@ def load_dataset(path, kind: str = "auto", width: Optional[int] = 320, height: O
         raise DatasetError(f"unknown dataset kind {kind!r}; expected auto, replica or scannet")
     return loader(path, width=width, height=height, train_step=train_step,
                   test_offset=test_offset, total_num=total_num, **options)
-
-
-def __getattr__(name):
-    # The generator is a subpackage of its own; import it only when asked for.
-    if name in ("make_scene", "ensure_scene", "default_scene_dir", "scene_arrays"):
-        from . import synthetic
-        return getattr(synthetic, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,19 +19,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
-from ..geometry import Intrinsics
-from .scene_data import (DatasetError, SceneData, default_class_names, numbered_files,
-                         read_image, read_label_image, read_rgb, remap_classes, resize_depth,
-                         resize_nearest, resize_rgb, select_frames)
+from ..engine.geometry import Intrinsics
+from .loader import FrameSequence, check_size, load_sequence
+from .scene_data import DatasetError, SceneData, numbered_files, read_image, resize_depth
 
 DEFAULT_HFOV_DEG = 90.0
 DEFAULT_DEPTH_SCALE = 1000.0
@@ -109,26 +105,8 @@ def _native_intrinsics(info: dict, width: int, height: int, source: Path) -> Int
     return Intrinsics.from_hfov(width, height, hfov)
 
 
-def load_replica(path, width: Optional[int] = 320, height: Optional[int] = 240,
-                 train_step: int = 5, test_offset: int = 2, total_num: int = 0,
-                 class_ids: Optional[Sequence[int]] = None, load_depth: bool = True,
-                 load_instances: bool = True, progress: bool = True,
-                 num_workers: Optional[int] = None) -> SceneData:
-    """Load a Replica-layout folder.
-
-    Args:
-        path: the sequence folder (holding ``rgb/``, ``traj_w_c.txt``, ...).
-        width, height: output resolution in pixels (None = the files' own).
-        train_step, test_offset, total_num: the seed's split — train frames are
-            ``range(0, total, train_step)``, test frames ``train + test_offset``
-            (dropped past the end), ``total`` = the first ``total_num`` frames (0 = all).
-            Only train and test frames are loaded.
-        class_ids: original class ids to keep, in order (others become void);
-            default: the ids present in the loaded frames (the seed's rule).
-        load_depth, load_instances: skip those images when False.
-    Raises:
-        DatasetError naming the missing or mismatched file.
-    """
+def parse_replica(path, load_depth: bool = True, load_instances: bool = True) -> FrameSequence:
+    """The files, poses and camera of a Replica-layout folder (see the module docstring)."""
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise DatasetError(f"Replica folder not found: {folder}")
@@ -155,76 +133,54 @@ def load_replica(path, width: Optional[int] = 320, height: Optional[int] = 240,
         if len(traj) <= numbers[-1]:
             raise DatasetError(f"{folder / 'traj_w_c.txt'} holds {len(traj)} poses but the "
                                f"images go up to frame {numbers[-1]}")
-        poses_all = traj[numbers]
+        poses = traj[numbers]
     else:  # numbering not starting at 0 and one pose per image: pair in order
-        poses_all = traj
-    finite = np.all(np.isfinite(poses_all.reshape(len(numbers), -1)), axis=1)
-    if not finite.all():
-        bad = [numbers[i] for i in np.flatnonzero(~finite)]
-        warnings.warn(f"{folder}: skipping {len(bad)} frames with non-finite poses: {bad[:10]}",
-                      stacklevel=2)
-    valid = np.flatnonzero(finite)
-    load, train_pos, test_pos = select_frames(len(valid), train_step, test_offset, total_num)
-    chosen = valid[load]
-
+        poses = traj
     info = read_intrinsics_file(folder / "intrinsics.json")
-    first = read_rgb(rgb_files[numbers[chosen[0]]])
-    h0, w0 = first.shape[:2]
-    native = _native_intrinsics(info, w0, h0, folder / "intrinsics.json")
-    out_w = int(width) if width else w0
-    out_h = int(height) if height else h0
-    intr = native if (out_w, out_h) == (w0, h0) else native.resized(out_w, out_h)
     depth_scale = float(info.get("depth_scale", DEFAULT_DEPTH_SCALE))
     if not (math.isfinite(depth_scale) and depth_scale > 0):
         raise DatasetError(f"{folder}: depth_scale must be positive, got {depth_scale}")
 
-    n = len(chosen)
-    rgb = np.empty((n, out_h, out_w, 3), np.uint8)
-    raw_labels = None
-    depth = np.empty((n, out_h, out_w), np.float32) if depth_files is not None else None
-    instances = np.empty((n, out_h, out_w), np.int32) if inst_files is not None else None
-    labels_holder: list = [None] * n
-
-    def load_one(k: int) -> None:
-        num = numbers[chosen[k]]
-        img = first if k == 0 else read_rgb(rgb_files[num])
-        if img.shape[:2] != (h0, w0):
-            raise DatasetError(f"{rgb_files[num]} is {img.shape[1]}x{img.shape[0]}, "
-                               f"the sequence is {w0}x{h0}")
-        rgb[k] = resize_rgb(img, out_w, out_h)
-        lab = read_label_image(sem_files[num])
-        _check_size(sem_files[num], lab, w0, h0)
-        labels_holder[k] = resize_nearest(lab, out_w, out_h)
-        if depth is not None:
-            d = read_image(depth_files[num])
+    def depth_reader(out: Intrinsics, native: Intrinsics, _first: int):
+        def read(path: Path) -> np.ndarray:
+            d = read_image(path)
             if d.ndim != 2:
-                raise DatasetError(f"{depth_files[num]}: depth must be single-channel, got {d.shape}")
-            _check_size(depth_files[num], d, w0, h0)
-            depth[k] = resize_depth(d.astype(np.float32) / depth_scale, out_w, out_h)
-        if instances is not None:
-            ins = read_label_image(inst_files[num])
-            _check_size(inst_files[num], ins, w0, h0)
-            instances[k] = resize_nearest(ins, out_w, out_h)
+                raise DatasetError(f"{path}: depth must be single-channel, got {d.shape}")
+            check_size(path, d, native.width, native.height)
+            return resize_depth(d.astype(np.float32) / depth_scale, out.width, out.height)
+        return read
 
-    workers = num_workers or min(4, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for _ in tqdm(pool.map(load_one, range(n)), total=n, desc=f"loading {folder.name}",
-                      unit="frame", disable=not progress, leave=False):
-            pass
-    raw_labels = np.stack(labels_holder)
-    labels, ids = remap_classes(raw_labels, class_ids)
-    table = _class_table(folder, info)
-    meta = {"depth_scale": depth_scale, "native_intrinsics": native.to_dict()}
+    meta = {"depth_scale": depth_scale}
     if "instance_to_class" in info:
         meta["instance_to_class"] = {int(k): int(v) for k, v in info["instance_to_class"].items()}
-    return SceneData(
-        rgb=rgb, labels=labels, instances=instances, depth=depth,
-        poses=poses_all[chosen].astype(np.float64), intrinsics=intr,
-        class_names=default_class_names(ids, table), class_ids_original=ids,
-        frame_indices=np.asarray([numbers[c] for c in chosen], dtype=np.int64),
-        train_ids=train_pos.astype(np.int64), test_ids=test_pos.astype(np.int64),
-        fps=float(info.get("fps", 30.0)), path=folder, kind="replica", meta=meta,
-    )
+    return FrameSequence(folder=folder, kind="replica", numbers=numbers, poses=poses, rgb=rgb_files, labels=sem_files,
+                    camera=lambda w, h: _native_intrinsics(info, w, h, folder / "intrinsics.json"),
+                    depth=depth_files, instances=inst_files, depth_reader=depth_reader,
+                    class_table=_class_table(folder, info), fps=float(info.get("fps", 30.0)), meta=meta)
+
+
+def load_replica(path, width: Optional[int] = 320, height: Optional[int] = 240,
+                 train_step: int = 5, test_offset: int = 2, total_num: int = 0,
+                 class_ids: Optional[Sequence[int]] = None, load_depth: bool = True,
+                 load_instances: bool = True, progress: bool = True,
+                 num_workers: Optional[int] = None) -> SceneData:
+    """Load a Replica-layout folder (:func:`parse_replica`, then :func:`~.loader.load_sequence`).
+
+    Args:
+        path: the sequence folder (holding ``rgb/``, ``traj_w_c.txt``, ...).
+        width, height: output resolution in pixels (None = the files' own).
+        train_step, test_offset, total_num: the seed's split — train frames are
+            ``range(0, total, train_step)``, test frames ``train + test_offset``
+            (dropped past the end), ``total`` = the first ``total_num`` frames (0 = all).
+            Only train and test frames are loaded.
+        class_ids: original class ids to keep, in order (others become void);
+            default: the ids present in the loaded frames (the seed's rule).
+        load_depth, load_instances: skip those images when False.
+    Raises:
+        DatasetError naming the missing or mismatched file.
+    """
+    return load_sequence(parse_replica(path, load_depth, load_instances), width, height, train_step, test_offset,
+                         total_num, class_ids, progress, num_workers)
 
 
 def _check_same_numbers(folder: Path, sub: str, numbers: list, files: dict) -> None:
@@ -235,9 +191,3 @@ def _check_same_numbers(folder: Path, sub: str, numbers: list, files: dict) -> N
             f"{folder}: {sub}/ does not match rgb/ ({len(files)} vs {len(numbers)} images; "
             f"missing frames {missing[:10]}{'...' if len(missing) > 10 else ''}, "
             f"extra frames {extra[:10]}{'...' if len(extra) > 10 else ''})")
-
-
-def _check_size(path: Path, img: np.ndarray, w: int, h: int) -> None:
-    if img.shape[:2] != (h, w):
-        raise DatasetError(f"{path} is {img.shape[1]}x{img.shape[0]} but the colour images "
-                           f"are {w}x{h}")

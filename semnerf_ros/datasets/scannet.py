@@ -25,20 +25,16 @@ found in the scene folder or up to two folders above it.
 from __future__ import annotations
 
 import csv
-import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional, Sequence
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
-from ..geometry import Intrinsics
-from .scene_data import (DatasetError, SceneData, default_class_names, numbered_files,
-                         read_image, read_label_image, read_rgb, remap_classes, resize_depth,
-                         resize_nearest, resize_rgb, select_frames)
+from ..engine.geometry import Intrinsics
+from .loader import FrameSequence, load_sequence
+from .scene_data import DatasetError, SceneData, numbered_files, read_image, resize_depth
 
 NYU40_CLASSES = [
     "void", "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window",
@@ -197,29 +193,11 @@ class _DepthResampler:
         return out
 
 
-def load_scannet(path, width: Optional[int] = 320, height: Optional[int] = 240,
-                 train_step: int = 5, test_offset: int = 2, total_num: int = 0,
-                 label_mode: str = "auto", class_ids: Optional[Sequence[int]] = None,
-                 load_depth: bool = True, load_instances: bool = True,
-                 progress: bool = True, num_workers: Optional[int] = None,
-                 sample_step: Optional[int] = None) -> SceneData:
-    """Load a ScanNet scene folder.
-
-    Args:
-        width, height: output resolution (None = the colour images' own).
-        train_step (alias ``sample_step``, the seed's name), test_offset, total_num:
-            the seed's split over the frames with valid poses.
-        label_mode: ``nyu40`` / ``nyu13`` (map ScanNet ids with the tsv, which must
-            exist), ``raw`` (keep the ids in the files), ``auto`` (nyu40 if the tsv
-            is found, else raw with a warning).
-        class_ids: ids (after the label mapping) to keep; default: those present.
-    Raises:
-        DatasetError naming the missing or mismatched file.
-    """
+def parse_scannet(path, label_mode: str = "auto", load_depth: bool = True,
+                  load_instances: bool = True) -> FrameSequence:
+    """The files, poses, cameras and label mapping of a ScanNet scene (either layout)."""
     if label_mode not in ("auto", "nyu40", "nyu13", "raw"):
         raise DatasetError(f"label_mode must be auto, nyu40, nyu13 or raw, got {label_mode!r}")
-    if sample_step is not None:
-        train_step = int(sample_step)
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise DatasetError(f"ScanNet folder not found: {folder}")
@@ -241,92 +219,63 @@ def load_scannet(path, width: Optional[int] = 320, height: Optional[int] = 240,
             if missing:
                 raise DatasetError(f"{folder}: {len(missing)} colour frames have no {what} file "
                                    f"(first: {missing[:5]})")
-
-    # Poses; skip lost-tracking frames as the seed does.
-    poses = []
-    keep = []
-    for n in numbers:
-        T = _read_matrix_4x4(poses_f[n])
-        if np.all(np.isfinite(T)):
-            poses.append(T)
-            keep.append(n)
-    skipped = len(numbers) - len(keep)
-    if skipped:
-        warnings.warn(f"{folder}: skipped {skipped} of {len(numbers)} frames with non-finite "
-                      f"poses (lost tracking)", stacklevel=2)
-    if not keep:
-        raise DatasetError(f"{folder}: no frame has a finite pose")
-    load, train_pos, test_pos = select_frames(len(keep), train_step, test_offset, total_num)
-    chosen = [keep[i] for i in load]
-    poses_arr = np.stack([poses[i] for i in load])
-
-    # Cameras.
+    poses = np.stack([_read_matrix_4x4(poses_f[n]) for n in numbers])   # -inf: lost tracking
     kc, kd = _camera_matrices(layout, folder)
-    first = read_rgb(colour[chosen[0]])
-    hc, wc = first.shape[:2]
-    native = Intrinsics.from_K(kc, wc, hc)
-    out_w, out_h = int(width or wc), int(height or hc)
-    intr = native if (out_w, out_h) == (wc, hc) else native.resized(out_w, out_h)
-    resampler = None
-    if depth_f is not None:
-        d0 = read_image(depth_f[chosen[0]])
-        hd, wd = d0.shape[:2]
-        if kd is None:  # same field of view as colour
-            depth_intr = native.resized(wd, hd)
-        else:
-            depth_intr = Intrinsics.from_K(kd, wd, hd)
-        resampler = _DepthResampler(intr, depth_intr)
 
-    # Label mapping.
+    def depth_reader(out: Intrinsics, native: Intrinsics, first: int):
+        d0 = read_image(depth_f[first])
+        hd, wd = d0.shape[:2]
+        depth_intr = native.resized(wd, hd) if kd is None else Intrinsics.from_K(kd, wd, hd)  # same FOV as colour
+        resampler = _DepthResampler(out, depth_intr)
+
+        def read(path: Path) -> np.ndarray:
+            d = read_image(path)
+            if d.shape[:2] != resampler.depth_shape:
+                raise DatasetError(f"{path} is {d.shape[1]}x{d.shape[0]}, expected "
+                                   f"{resampler.depth_shape[1]}x{resampler.depth_shape[0]}")
+            return resampler(d.astype(np.float32) / DEFAULT_DEPTH_SCALE)
+        return read
+
     mapping, names_table = _label_mapping(folder, label_mode)
     effective_mode = "raw" if mapping is None else ("nyu40" if label_mode == "auto" else label_mode)
-
-    n = len(chosen)
-    rgb = np.empty((n, out_h, out_w, 3), np.uint8)
-    raw = [None] * n
-    depth = np.empty((n, out_h, out_w), np.float32) if resampler is not None else None
-    instances = np.empty((n, out_h, out_w), np.int32) if inst_f is not None else None
-
-    def load_one(k: int) -> None:
-        num = chosen[k]
-        img = first if k == 0 else read_rgb(colour[num])
-        if img.shape[:2] != (hc, wc):
-            raise DatasetError(f"{colour[num]} is {img.shape[1]}x{img.shape[0]}, "
-                               f"the sequence is {wc}x{hc}")
-        rgb[k] = resize_rgb(img, out_w, out_h)
-        raw[k] = resize_nearest(read_label_image(labels_f[num]), out_w, out_h)
-        if depth is not None:
-            d = read_image(depth_f[num])
-            if d.shape[:2] != resampler.depth_shape:
-                raise DatasetError(f"{depth_f[num]} is {d.shape[1]}x{d.shape[0]}, expected "
-                                   f"{resampler.depth_shape[1]}x{resampler.depth_shape[0]}")
-            depth[k] = resampler(d.astype(np.float32) / DEFAULT_DEPTH_SCALE)
-        if instances is not None:
-            instances[k] = resize_nearest(read_label_image(inst_f[num]), out_w, out_h)
-
-    workers = num_workers or min(4, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for _ in tqdm(pool.map(load_one, range(n)), total=n, desc=f"loading {folder.name}",
-                      unit="frame", disable=not progress, leave=False):
-            pass
-    raw_labels = np.stack(raw).astype(np.int64)
+    label_map = None
     if mapping is not None:
-        top = max(int(raw_labels.max()), max(mapping))
-        lut = np.zeros(top + 1, dtype=np.int64)  # ids the tsv does not know -> void
-        for sid, nid in mapping.items():
-            lut[sid] = nid
-        raw_labels = lut[raw_labels]
-    labels, ids = remap_classes(raw_labels, class_ids)
-    return SceneData(
-        rgb=rgb, labels=labels, instances=instances, depth=depth, poses=poses_arr,
-        intrinsics=intr, class_names=default_class_names(ids, names_table),
-        class_ids_original=ids, frame_indices=np.asarray(chosen, dtype=np.int64),
-        train_ids=train_pos.astype(np.int64), test_ids=test_pos.astype(np.int64),
-        fps=30.0, path=folder, kind="scannet",
-        meta={"label_mode": effective_mode,
-              "skipped_invalid_poses": skipped, "native_intrinsics": native.to_dict(),
-              "depth_scale": DEFAULT_DEPTH_SCALE},
-    )
+        def label_map(raw: np.ndarray) -> np.ndarray:
+            raw = raw.astype(np.int64)
+            lut = np.zeros(max(int(raw.max()), max(mapping)) + 1, dtype=np.int64)  # unknown ids -> void
+            for sid, nid in mapping.items():
+                lut[sid] = nid
+            return lut[raw]
+    return FrameSequence(folder=folder, kind="scannet", numbers=numbers, poses=poses, rgb=colour, labels=labels_f,
+                         camera=lambda w, h: Intrinsics.from_K(kc, w, h), depth=depth_f, instances=inst_f,
+                         depth_reader=depth_reader, label_map=label_map, class_table=names_table,
+                         labels_match_rgb=False, fps=30.0,
+                         meta={"label_mode": effective_mode, "depth_scale": DEFAULT_DEPTH_SCALE})
+
+
+def load_scannet(path, width: Optional[int] = 320, height: Optional[int] = 240,
+                 train_step: int = 5, test_offset: int = 2, total_num: int = 0,
+                 label_mode: str = "auto", class_ids: Optional[Sequence[int]] = None,
+                 load_depth: bool = True, load_instances: bool = True,
+                 progress: bool = True, num_workers: Optional[int] = None,
+                 sample_step: Optional[int] = None) -> SceneData:
+    """Load a ScanNet scene folder (:func:`parse_scannet`, then :func:`~.loader.load_sequence`).
+
+    Args:
+        width, height: output resolution (None = the colour images' own).
+        train_step (alias ``sample_step``, the seed's name), test_offset, total_num:
+            the seed's split over the frames with valid poses.
+        label_mode: ``nyu40`` / ``nyu13`` (map ScanNet ids with the tsv, which must
+            exist), ``raw`` (keep the ids in the files), ``auto`` (nyu40 if the tsv
+            is found, else raw with a warning).
+        class_ids: ids (after the label mapping) to keep; default: those present.
+    Raises:
+        DatasetError naming the missing or mismatched file.
+    """
+    if sample_step is not None:
+        train_step = int(sample_step)
+    seq = parse_scannet(path, label_mode, load_depth, load_instances)
+    return load_sequence(seq, width, height, train_step, test_offset, total_num, class_ids, progress, num_workers)
 
 
 def _read_matrix_4x4(path: Path) -> np.ndarray:

@@ -11,8 +11,8 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
-from ..frame import Frame
-from ..geometry import Intrinsics
+from ..engine.frame import Frame
+from ..engine.geometry import Intrinsics
 
 
 class DatasetError(ValueError):

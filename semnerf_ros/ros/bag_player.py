@@ -18,98 +18,27 @@ nodes run with ``use_sim_time:=true``.  Ctrl-C / SIGTERM stop it cleanly.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import time
 from pathlib import Path
 from typing import Optional
 
+import rclpy
+from builtin_interfaces.msg import Time
+from rclpy.executors import ExternalShutdownException
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rosbags.rosbag2 import Reader
+from rosgraph_msgs.msg import Clock
 
-class PlayerError(RuntimeError):
-    """A bag or an option the player cannot use."""
-
-
-def message_class(msgtype: str):
-    """The rclpy message class of a ROS 2 type name ``pkg/msg/Name``."""
-    parts = msgtype.split("/")
-    if len(parts) != 3:
-        raise PlayerError(f"not a ROS 2 message type name: {msgtype!r}")
-    pkg, sub, name = parts
-    try:
-        return getattr(importlib.import_module(f"{pkg}.{sub}"), name)
-    except (ImportError, AttributeError) as exc:
-        raise PlayerError(f"message type {msgtype} is not available in this Python "
-                          f"environment: {exc}") from exc
-
-
-def parse_remaps(remaps: list) -> dict:
-    out = {}
-    for r in remaps or []:
-        if ":=" not in r:
-            raise PlayerError(f"--remap expects FROM:=TO, got {r!r}")
-        a, b = r.split(":=", 1)
-        if not a or not b:
-            raise PlayerError(f"--remap expects FROM:=TO, got {r!r}")
-        out[a] = b
-    return out
-
-
-def split_ros_args(argv: list) -> tuple[list, list]:
-    """Split a command line into the player's own arguments and the ROS ones
-    (each ``--ros-args ...`` block, up to a ``--`` or the end)."""
-    own, ros, inside = [], [], False
-    for a in argv:
-        if a == "--ros-args":
-            inside = True
-            ros.append(a)
-        elif inside and a == "--":
-            inside = False
-        elif inside:
-            ros.append(a)
-        else:
-            own.append(a)
-    return own, ros
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="semnerf-play", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("bag", help="rosbag2 folder (or a single .mcap / .db3 file)")
-    p.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1.0)")
-    p.add_argument("--loop", action="store_true", help="play again from the start when done")
-    p.add_argument("--remap", nargs="+", default=[], metavar="FROM:=TO",
-                   help="rename topics, e.g. /camera/pose:=/pose")
-    p.add_argument("--topics", nargs="+", default=None, metavar="TOPIC",
-                   help="play only these topics (names in the bag)")
-    p.add_argument("--start-offset", type=float, default=0.0, metavar="S",
-                   help="skip the first S seconds of the bag")
-    p.add_argument("--qos", choices=("sensor_data", "reliable"), default="reliable",
-                   help="publisher QoS (reliable reaches both reliable and best-effort subscribers)")
-    p.add_argument("--qos-depth", type=int, default=10, help="publisher queue depth (default 10)")
-    p.add_argument("--clock", action="store_true",
-                   help="publish /clock (rosgraph_msgs/Clock) with the bag time, with every message and "
-                        "at --clock-rate in between")
-    p.add_argument("--clock-rate", type=float, default=40.0, metavar="HZ",
-                   help="/clock rate between messages (default 40)")
-    p.add_argument("--delay", type=float, default=0.0, metavar="S",
-                   help="wait S seconds before playing (lets subscribers connect)")
-    p.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="S",
-                   help="before playing, wait up to S seconds until every topic has a subscriber, or "
-                        "until the subscribed topics stayed the same for 2 s (topics nobody reads do "
-                        "not hold playback back)")
-    p.add_argument("--quiet", action="store_true", help="no progress line")
-    return p
+from ..bags.reader import PlayerError, message_class, parse_remaps
 
 
 class BagPlayer:
-    """Plays one bag on an rclpy node (created by :func:`main`)."""
+    """Plays one bag on an rclpy node (created by :func:`play`)."""
 
     def __init__(self, node, bag: str, rate: float = 1.0, topics: Optional[list] = None,
                  remaps: Optional[dict] = None, start_offset: float = 0.0, qos: str = "reliable",
                  qos_depth: int = 10, clock_hz: Optional[float] = None):
-        from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-        from rosbags.rosbag2 import Reader
-
         if not rate > 0:
             raise PlayerError(f"--rate must be positive, got {rate}")
         if start_offset < 0:
@@ -151,8 +80,6 @@ class BagPlayer:
         self._topic_out = {c.id: remaps.get(c.topic, c.topic) for c in self.connections}
         self.clock_pub = None
         if clock_hz is not None:
-            from rosgraph_msgs.msg import Clock
-
             self._Clock = Clock
             self.clock_pub = node.create_publisher(Clock, "/clock", 10)
         self.start_ns = self.reader.start_time + int(self.start_offset * 1e9)
@@ -182,8 +109,6 @@ class BagPlayer:
         return False
 
     def _publish_clock(self, bag_ns: int) -> None:
-        from builtin_interfaces.msg import Time
-
         self.clock_pub.publish(self._Clock(clock=Time(sec=bag_ns // 1_000_000_000,
                                                       nanosec=bag_ns % 1_000_000_000)))
 
@@ -229,15 +154,12 @@ class BagPlayer:
             self._progress(bag_ns, final=True)
 
 
-def main(argv: Optional[list] = None) -> int:
-    """Entry point; returns 0 when done or interrupted, 1 on an error."""
-    import rclpy
-    from rclpy.executors import ExternalShutdownException
-
-    own, ros = split_ros_args(sys.argv[1:] if argv is None else list(argv))
-    args = build_parser().parse_args(own)
-    # only the --ros-args part goes to rcl: it would take `--remap A:=B` as a legacy remap rule
-    rclpy.init(args=[sys.argv[0]] + ros)
+def play(args: argparse.Namespace, ros_args: list) -> int:
+    """Play ``args.bag`` with the options of :func:`semnerf_ros.cli.play.build_parser`;
+    ``ros_args``: the ``--ros-args ...`` part of the command line (only that goes to rcl: it
+    would take ``--remap A:=B`` as a legacy remap rule).  Returns 0 when done or interrupted,
+    1 on an error."""
+    rclpy.init(args=[sys.argv[0]] + ros_args)
     node = rclpy.create_node("semnerf_play")
     player = None
     code = 0
@@ -277,5 +199,6 @@ def main(argv: Optional[list] = None) -> int:
     return code
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m semnerf_ros.ros.bag_player: the same as semnerf-play
+    from ..cli.play import main
+    raise SystemExit(main())

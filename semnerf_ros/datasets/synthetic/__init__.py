@@ -11,27 +11,37 @@ Modules, one concept each:
 
 * :mod:`.geometry` -- class list, primitive meshes, the triangle soup ``SceneGeometry``
 * :mod:`.plan` -- floor plans (rooms, walls, openings); :mod:`.layout` -- houses from plans
-  (``build_room``); :mod:`.classic` -- the demo room; :mod:`.furniture` -- pieces and their placement
+  (``build_room``) and their scans (``camera_path``); :mod:`.classic` -- the demo room;
+  :mod:`.furniture` -- pieces and their placement
 * :mod:`.appearance` -- materials, lights and the outside (``Shader``, ``Lighting``)
-* :mod:`.trajectory` -- handheld-scan camera paths through every room (``camera_path``)
+* :mod:`.trajectory` -- handheld-scan camera paths through every room (``planned_path``, ``FreeSpace``)
 * :mod:`.raycast` -- Open3D and torch ray casters; :mod:`.rendering` -- ``Renderer``
 * :mod:`.output` -- files and cache (``make_scene``, ``ensure_scene``); :mod:`.arrays` --
-  in-memory split for benchmarks (``scene_arrays``); :mod:`.cli` -- ``semnerf-make-scene``
+  in-memory split for benchmarks (``scene_arrays``); the CLI ``semnerf-make-scene`` is
+  :mod:`semnerf_ros.cli.make_scene`
 """
 from .appearance import Lighting, Shader
 from .arrays import scene_arrays
-from .cli import main
 from .geometry import CLASS_ID, CLASS_NAMES, SceneGeometry
-from .layout import build_room
-from .output import (COMPLETION_MARKER, DEPTH_SCALE, FPS, GENERATOR_VERSION, HFOV_DEG, default_scene_dir,
-                     ensure_scene, make_scene, scene_is_complete)
+from .layout import build_room, camera_path
+from .output import (
+                     COMPLETION_MARKER,
+                     DEPTH_SCALE,
+                     FPS,
+                     GENERATOR_VERSION,
+                     HFOV_DEG,
+                     default_scene_dir,
+                     ensure_scene,
+                     make_scene,
+                     scene_is_complete,
+)
 from .raycast import RAYCASTERS, TorchRayCaster, make_raycaster, open3d_available
 from .rendering import Renderer
-from .trajectory import camera_path, look_rotation, path_report
+from .trajectory import look_rotation, path_report
 
 __all__ = [
     "CLASS_NAMES", "CLASS_ID", "COMPLETION_MARKER", "DEPTH_SCALE", "FPS", "GENERATOR_VERSION", "HFOV_DEG",
     "Lighting", "Renderer", "SceneGeometry", "Shader", "TorchRayCaster", "RAYCASTERS",
-    "build_room", "camera_path", "default_scene_dir", "ensure_scene", "look_rotation", "main",
+    "build_room", "camera_path", "default_scene_dir", "ensure_scene", "look_rotation",
     "make_raycaster", "make_scene", "open3d_available", "path_report", "scene_arrays", "scene_is_complete",
 ]

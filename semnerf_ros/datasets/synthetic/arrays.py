@@ -10,16 +10,17 @@ with only numpy, OpenCV and torch makes the rooms itself.
 from __future__ import annotations
 
 import time
+
 import numpy as np
 from tqdm import tqdm
 
-from ...geometry import Intrinsics
+from ...engine.geometry import Intrinsics
 from ..scene_data import split_ids
 from .geometry import CLASS_NAMES
-from .layout import build_room
+from .layout import build_room, camera_path
 from .output import DEPTH_SCALE, HFOV_DEG, SceneStats, check_args, depth_to_mm, roundtrip_poses
 from .rendering import Renderer, iter_batches
-from .trajectory import camera_path, path_report
+from .trajectory import path_report
 
 
 def scene_arrays(seed: int, frames: int = 300, width: int = 320, height: int = 240, train_step: int = 5,
@@ -36,7 +37,7 @@ def scene_arrays(seed: int, frames: int = 300, width: int = 320, height: int = 2
       and open doors); ``train_poses`` / ``test_poses`` (N,4,4) float64
       camera-to-world (OpenCV axes, z up); ``train_instances`` / ``test_instances``
       (N,H,W) int32 (0 = none); ``train_ids`` / ``test_ids`` frame numbers;
-    * ``intrinsics`` (:class:`~semnerf_ros.geometry.Intrinsics`), ``class_names``
+    * ``intrinsics`` (:class:`~semnerf_ros.engine.geometry.Intrinsics`), ``class_names``
       (list, ``[0] == "void"``), ``num_classes``, ``instance_to_class`` (dict);
     * with ``mesh``: ``mesh_vertices`` (V,3) float32, ``mesh_faces`` (F,3) int32,
       ``mesh_labels`` (V,) int32, ``mesh_colors`` (V,3) uint8 -- the ground truth that

@@ -13,17 +13,32 @@ import math
 
 import numpy as np
 
-from .appearance import (M_BOOK, M_CABINET, M_CHECKER, M_DOOR, M_FABRIC, M_METAL, M_PAINTING,
-                         M_PLAIN, M_PLANKS, M_PLASTER, M_SCREEN, M_SHADE, M_WALLPAPER, M_WINDOW, M_WOOD,
-                         Lighting)
-from .geometry import WORLD as _WORLD
-from .geometry import Placement as _Obj
-from .geometry import SceneGeometry
+from .appearance import (
+    M_BOOK,
+    M_CABINET,
+    M_CHECKER,
+    M_DOOR,
+    M_FABRIC,
+    M_METAL,
+    M_PAINTING,
+    M_PLAIN,
+    M_PLANKS,
+    M_PLASTER,
+    M_SCREEN,
+    M_SHADE,
+    M_WALLPAPER,
+    M_WINDOW,
+    M_WOOD,
+    Lighting,
+)
 from .furniture import chair as _chair
 from .furniture import jitter as _jitter
 from .furniture import pick as _pick
 from .furniture import plant as _plant
 from .furniture import vary as _vary
+from .geometry import WORLD as _WORLD
+from .geometry import Placement as _Obj
+from .geometry import SceneGeometry
 from .plan import FloorPlan
 
 ROOM_SIZE = (6.0, 5.0, 2.7)  # x, y, z extent in metres; the room spans [-3, 3] x [-2.5, 2.5] x [0, 2.7]

@@ -14,8 +14,20 @@ from typing import Optional
 
 import numpy as np
 
-from .appearance import (M_BOOK, M_CABINET, M_CARPET, M_CHECKER, M_FABRIC, M_LEAF, M_METAL, M_PAINTING,
-                         M_PLAIN, M_SCREEN, M_SHADE, M_WOOD)
+from .appearance import (
+    M_BOOK,
+    M_CABINET,
+    M_CARPET,
+    M_CHECKER,
+    M_FABRIC,
+    M_LEAF,
+    M_METAL,
+    M_PAINTING,
+    M_PLAIN,
+    M_SCREEN,
+    M_SHADE,
+    M_WOOD,
+)
 from .geometry import Placement, SceneGeometry
 from .plan import FloorPlan
 
@@ -138,9 +150,11 @@ def misc_items(b: Builder, obj: Placement, z: float, xs, ys) -> None:
         if kind == 0:
             g.cylinder(obj, (x, y, z), 0.04, 0.1, g.instance("misc", "cup"), M_PLAIN, vary(rng, (0.92, 0.92, 0.95)))
         elif kind == 1:
-            g.cylinder(obj, (x, y, z), 0.11, 0.06, g.instance("misc", "bowl"), M_PLAIN, vary(rng, (0.75, 0.35, 0.2), 0.2))
+            g.cylinder(obj, (x, y, z), 0.11, 0.06, g.instance("misc", "bowl"), M_PLAIN,
+                       vary(rng, (0.75, 0.35, 0.2), 0.2))
         else:
-            g.sphere(obj, (x, y, z + 0.09), 0.09, g.instance("misc", "vase"), M_PLAIN, vary(rng, (0.8, 0.75, 0.65), 0.2))
+            g.sphere(obj, (x, y, z + 0.09), 0.09, g.instance("misc", "vase"), M_PLAIN,
+                     vary(rng, (0.8, 0.75, 0.65), 0.2))
 
 
 def pendant_lamp(b: Builder, obj: Placement, ceiling: float, bottom: float) -> None:
@@ -256,7 +270,8 @@ def screen(b: Builder, obj: Placement, x: float, y: float, z: float, width: floa
     g = b.g
     inst = g.instance("monitor", name)
     h = width * 0.6
-    g.box(obj, (x - 0.09 * width / 0.6, y - 0.08, z), (0.18 * width / 0.6, 0.16, 0.015), inst, M_METAL, (0.15, 0.15, 0.16))
+    g.box(obj, (x - 0.09 * width / 0.6, y - 0.08, z), (0.18 * width / 0.6, 0.16, 0.015), inst, M_METAL,
+          (0.15, 0.15, 0.16))
     g.box(obj, (x - 0.025, y - 0.06, z + 0.015), (0.05, 0.03, 0.15), inst, M_METAL, (0.15, 0.15, 0.16))
     g.box(obj, (x - width / 2, y - 0.03, z + 0.12), (width, 0.03, h), inst, M_SCREEN, (0.10, 0.16, 0.28),
           (0.05, 0.05, 0.06), seed=b.s())

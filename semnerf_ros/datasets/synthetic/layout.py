@@ -15,12 +15,24 @@ import math
 
 import numpy as np
 
-from .appearance import (M_BRICK, M_CARPET, M_DOOR, M_METAL, M_PLAIN, M_PLANKS, M_PLASTER, M_TILES, M_WALLPAPER,
-                         M_WOOD, Lighting)
+from .appearance import (
+    M_BRICK,
+    M_CARPET,
+    M_DOOR,
+    M_METAL,
+    M_PLAIN,
+    M_PLANKS,
+    M_PLASTER,
+    M_TILES,
+    M_WALLPAPER,
+    M_WOOD,
+    Lighting,
+)
 from .classic import classic_room
 from .furniture import WHITE_PAINT, WOOD_DARK, WOOD_LIGHT, WOOD_RED, Builder, furnish_room, pick, vary
 from .geometry import WORLD, Placement, SceneGeometry
 from .plan import OPPOSITE, FloorPlan, Opening, make_plan
+from .trajectory import FreeSpace, classic_path, planned_path
 
 WALL_COLOURS = [(0.86, 0.84, 0.80), (0.78, 0.82, 0.85), (0.86, 0.80, 0.70), (0.76, 0.81, 0.74),
                 (0.90, 0.90, 0.88), (0.82, 0.76, 0.74), (0.70, 0.74, 0.80), (0.88, 0.85, 0.72)]
@@ -43,8 +55,6 @@ def build_room(seed: int = 0) -> SceneGeometry:
     seed = int(seed)
     if seed == 0:
         return classic_room(0)
-    from .trajectory import FreeSpace
-
     rng = np.random.default_rng([seed, 13])
     plan = None
     for _ in range(50):
@@ -266,3 +276,17 @@ def _lighting(plan: FloorPlan, rng: np.random.Generator) -> Lighting:
                     key=float(rng.uniform(0.45, 0.65)), fill=float(rng.uniform(0.12, 0.3)), bounce=0.25,
                     tint=np.asarray(pick(rng, TINTS), np.float32), sky=np.asarray(pick(rng, SKIES), np.float32),
                     ground=np.asarray(pick(rng, GROUNDS), np.float32))
+
+
+def camera_path(frames: int, seed: int = 0, geometry=None) -> np.ndarray:
+    """(frames, 4, 4) camera-to-world poses (OpenCV axes, world z up, metres) of the
+    scan of house ``seed``; ``geometry``: its :func:`build_room` result, if
+    already built (other seeds need the floor plan)."""
+    if int(seed) == 0:
+        return classic_path(frames, 0)
+    if geometry is None:
+        geometry = build_room(seed)
+    return planned_path(geometry.plan, frames, np.random.default_rng([int(seed), 17]))
+
+
+# ----------------------------------------------------------------------------- free space

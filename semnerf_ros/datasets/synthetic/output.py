@@ -25,11 +25,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ...geometry import Intrinsics
+from ...engine.geometry import Intrinsics
+from ...io.ply import write_ply
 from .geometry import CLASS_NAMES, SceneGeometry
-from .layout import build_room
+from .layout import build_room, camera_path
 from .rendering import Renderer, iter_batches
-from .trajectory import camera_path, path_report
+from .trajectory import path_report
 
 #: Bumped whenever the output of some seed changes (v2: the family of houses for seeds != 0;
 #: seed 0's images, depth, labels and mesh are unchanged since v1).
@@ -160,7 +161,6 @@ def make_scene(out_dir, frames: int = 300, width: int = 320, height: int = 240, 
     ``FileExistsError`` if ``out_dir`` holds unrelated files.
     """
     check_args(frames, width, height)
-    from ...plyio import write_ply
 
     t_start = time.perf_counter()
     out = Path(out_dir).expanduser()
@@ -178,7 +178,8 @@ def make_scene(out_dir, frames: int = 300, width: int = 320, height: int = 240, 
         for ids, r in iter_batches(renderer, poses, range(frames), batch, render_threads):
             for j, i in enumerate(ids):
                 pending += [
-                    pool.submit(_write_png, out / "rgb" / f"rgb_{i}.png", np.ascontiguousarray(r["rgb"][j][:, :, ::-1])),
+                    pool.submit(_write_png, out / "rgb" / f"rgb_{i}.png",
+                                np.ascontiguousarray(r["rgb"][j][:, :, ::-1])),
                     pool.submit(_write_png, out / "depth" / f"depth_{i}.png", depth_to_mm(r["depth"][j])),
                     pool.submit(_write_png, out / "semantic_class" / f"semantic_class_{i}.png", r["labels"][j]),
                     pool.submit(_write_png, out / "semantic_instance" / f"semantic_instance_{i}.png",

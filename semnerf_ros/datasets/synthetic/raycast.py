@@ -19,6 +19,7 @@ import math
 from typing import Optional
 
 import numpy as np
+import torch
 
 from .geometry import S_BOX, SceneGeometry
 
@@ -28,7 +29,7 @@ RAYCASTERS = ("auto", "open3d", "torch")
 def open3d_available() -> bool:
     """True when ``open3d`` imports (the default caster)."""
     try:
-        import open3d  # noqa: F401
+        import open3d  # noqa: F401  (optional heavy dependency: Embree ray casting)
     except ImportError:
         return False
     return True
@@ -54,7 +55,7 @@ class Open3DRayCaster:
     name = "open3d"
 
     def __init__(self, geom: SceneGeometry):
-        import open3d as o3d
+        import open3d as o3d  # optional heavy dependency: Embree ray casting
 
         self.g = geom
         self.scene = o3d.t.geometry.RaycastingScene()
@@ -68,7 +69,7 @@ class Open3DRayCaster:
 
     def cast_packed(self, rays: np.ndarray) -> tuple:
         """Rays packed as (..., 6) float32 ``[origin, direction]``; results keep the leading shape."""
-        import open3d as o3d
+        import open3d as o3d  # optional heavy dependency: Embree ray casting
 
         out = self.scene.cast_rays(o3d.core.Tensor(np.ascontiguousarray(rays, dtype=np.float32)))
         t = out["t_hit"].numpy()
@@ -92,7 +93,6 @@ class TorchRayCaster:
     EPS = 1e-6
 
     def __init__(self, geom: SceneGeometry, device=None, ray_chunk: Optional[int] = None):
-        import torch
 
         self.torch = torch
         if device is None:

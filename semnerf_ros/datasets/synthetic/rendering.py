@@ -8,9 +8,12 @@ an open door show the :meth:`.appearance.Shader.environment` colour.
 """
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
-from ...geometry import Intrinsics
+from ...engine.geometry import Intrinsics
 from .appearance import Shader
 from .geometry import SceneGeometry
 from .raycast import make_raycaster
@@ -113,8 +116,6 @@ def iter_batches(renderer: Renderer, poses: np.ndarray, frame_ids, batch: int = 
     """Render the frames ``frame_ids`` (indices into ``poses``) in batches of ``batch`` on
     ``threads`` threads (numpy, Open3D and torch release the GIL); yields
     ``(ids, result)`` in order, so consumers are deterministic."""
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
 
     ids = [int(i) for i in frame_ids]
     chunks = iter([ids[a:a + batch] for a in range(0, len(ids), batch)])

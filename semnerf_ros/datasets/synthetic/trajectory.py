@@ -19,6 +19,7 @@ from typing import Optional
 
 import numpy as np
 from scipy import ndimage
+from skimage.graph import MCP_Geometric
 
 from .plan import FloorPlan
 
@@ -67,20 +68,6 @@ def classic_path(frames: int, seed: int = 0) -> np.ndarray:
         poses[k] = T
     return poses
 
-
-def camera_path(frames: int, seed: int = 0, geometry=None) -> np.ndarray:
-    """(frames, 4, 4) camera-to-world poses (OpenCV axes, world z up, metres) of the
-    scan of house ``seed``; ``geometry``: its :func:`.layout.build_room` result, if
-    already built (other seeds need the floor plan)."""
-    if int(seed) == 0:
-        return classic_path(frames, 0)
-    if geometry is None:
-        from .layout import build_room
-        geometry = build_room(seed)
-    return planned_path(geometry.plan, frames, np.random.default_rng([int(seed), 17]))
-
-
-# ----------------------------------------------------------------------------- free space
 
 class FreeSpace:
     """The floor plan as a grid: where the camera may be, and how far from obstacles.
@@ -213,7 +200,6 @@ def _room_tour(plan: FloorPlan, rng) -> list:
 
 
 def _route(fs: FreeSpace, cost: np.ndarray, a: tuple, b: tuple) -> np.ndarray:
-    from skimage.graph import MCP_Geometric
 
     if a == b:
         return np.array([a])

@@ -6,9 +6,9 @@ import json
 import sys
 import time
 
-from .geometry import CLASS_NAMES
-from .output import COMPLETION_MARKER, make_scene
-from .raycast import RAYCASTERS
+from ..datasets.synthetic.geometry import CLASS_NAMES
+from ..datasets.synthetic.output import COMPLETION_MARKER, make_scene
+from ..datasets.synthetic.raycast import RAYCASTERS
 
 NOISE_CHOICES = ("pixel", "region", "segmentation", "none")
 
@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
                         "auto = open3d when it imports (default)")
     p.add_argument("--device", default=None, help="torch caster device, e.g. cuda or cpu (default: CUDA if available)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    b = p.add_argument_group("rosbag output (needs semnerf_ros.ros.bag_writer)")
+    b = p.add_argument_group("rosbag output (needs semnerf_ros.bags.writer)")
     b.add_argument("--bag", metavar="PATH", help="also write the sequence as a ROS 2 bag")
     b.add_argument("--bag-format", choices=("mcap", "sqlite3"), default="mcap",
                    help="bag storage format (default mcap)")
@@ -59,9 +59,10 @@ def main(argv=None) -> int:
     write_scene_bag = None
     if args.bag:
         try:
-            from ...ros.bag_writer import write_scene_bag
+            # optional at run time: only --bag needs it (rosbags); a clear error when it cannot load
+            from ..bags.writer import write_scene_bag
         except ImportError as exc:
-            print(f"semnerf-make-scene: --bag needs semnerf_ros.ros.bag_writer, which cannot be "
+            print(f"semnerf-make-scene: --bag needs semnerf_ros.bags.writer, which cannot be "
                   f"imported: {exc}", file=sys.stderr)
             return 2
     t0 = time.perf_counter()

@@ -20,6 +20,8 @@ from typing import Any, Optional
 
 import yaml
 
+from .seed_keys import warn_unread_keys
+
 
 class ConfigError(ValueError):
     """A configuration value or file that cannot be used."""
@@ -326,6 +328,8 @@ def load_config(path=None, overrides: Optional[dict] = None) -> dict:
             raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
         if not isinstance(data, dict):
             raise ConfigError(f"{p}: top level must be a mapping of sections")
+    warn_unread_keys(data, str(path) if path is not None else "config")
+    warn_unread_keys(overrides, "the overrides")
     cfg = _base_for(data, overrides)
     cfg = merge(cfg, data)
     if overrides:

@@ -20,8 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from ..geometry import (Intrinsics, IntrinsicsError, body_from_optical_pose, optical_from_body_pose,
-                        pose_from_position_quaternion, position_quaternion_from_pose, validate_pose)
+from ..engine.geometry import (
+    Intrinsics,
+    IntrinsicsError,
+    body_from_optical_pose,
+    optical_from_body_pose,
+    pose_from_position_quaternion,
+    position_quaternion_from_pose,
+    validate_pose,
+)
 
 
 class UnsupportedEncodingError(ValueError):
@@ -67,13 +74,13 @@ def sec_to_stamp(sec: float, msg_class=None):
     total_ns = int(round(sec * 1e9))
     s, ns = divmod(total_ns, 1_000_000_000)
     if msg_class is None:
-        from builtin_interfaces.msg import Time as msg_class
+        from builtin_interfaces.msg import Time as msg_class  # optional: ROS message classes, only to build messages
     return msg_class(sec=int(s), nanosec=int(ns))
 
 
 def make_header(stamp: Any = 0.0, frame_id: str = ""):
     """``std_msgs/msg/Header`` from a stamp (seconds or a Time message) and a frame."""
-    from std_msgs.msg import Header
+    from std_msgs.msg import Header  # optional: ROS message classes, only to build messages
 
     if not (hasattr(stamp, "sec") and hasattr(stamp, "nanosec")):
         stamp = sec_to_stamp(stamp)
@@ -152,9 +159,9 @@ def numpy_to_image(arr: np.ndarray, encoding: str, header: Any = None, msg_class
     h, w = a.shape[:2]
     big = sys.byteorder == "big"
     if msg_class is None:
-        from sensor_msgs.msg import Image as msg_class
+        from sensor_msgs.msg import Image as msg_class  # optional: ROS message classes, only to build messages
         if header is None:
-            from std_msgs.msg import Header
+            from std_msgs.msg import Header  # optional: ROS message classes, only to build messages
             header = Header()
         return msg_class(header=header, height=h, width=w, encoding=encoding, is_bigendian=int(big),
                          step=w * channels * dtype.itemsize, data=a.tobytes())
@@ -232,8 +239,8 @@ def intrinsics_from_camera_info(msg: Any) -> Intrinsics:
 def camera_info_from_intrinsics(intr: Intrinsics, header: Any = None):
     """``sensor_msgs/msg/CameraInfo`` for an undistorted pinhole camera:
     ``plumb_bob`` with zero distortion, R = I, P = [K | 0]."""
-    from sensor_msgs.msg import CameraInfo
-    from std_msgs.msg import Header
+    from sensor_msgs.msg import CameraInfo  # optional: ROS message classes, only to build messages
+    from std_msgs.msg import Header  # optional: ROS message classes, only to build messages
 
     K = intr.K
     P = np.zeros((3, 4))
@@ -274,6 +281,7 @@ def pose_stamped_from_pose(T: np.ndarray, frame_id: str = "map", stamp: Any = 0.
                            convention: str = "optical"):
     """``geometry_msgs/msg/PoseStamped`` from a 4x4 camera-to-world optical
     pose; ``convention='body'`` writes the REP-103 body-axes frame instead."""
+    # optional: ROS message classes, only to build messages
     from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion
 
     if convention not in POSE_CONVENTIONS:

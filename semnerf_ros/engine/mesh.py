@@ -27,29 +27,34 @@ the default 10 /m is the density at which a 10 cm slab absorbs 63 % of the light
 :func:`sigma_from_occupancy` converts the seed's (level, delta) pairs.
 
 Units: vertices in world metres; colours uint8 RGB; labels int32 class ids (0 = void).
-No ROS imports: the ROS node turns :func:`marker_chunks` into visualization_msgs/Marker.
+No ROS imports: :mod:`semnerf_ros.bridge.markers` turns a mesh into RViz markers.
 """
 from __future__ import annotations
 
-import argparse
-import inspect
 import math
-import sys
+import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
+import torch
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+from skimage.measure import marching_cubes
+from tqdm import tqdm
 
-from .mesh_eval import mesh_accuracy, sample_surface  # noqa: F401  (re-exported: the mesh API)
-from .plyio import MeshExportError, PlyError, atomic_output, read_ply, write_ply
+from ..colormap import label_palette
+from ..io.atomic import check_directory
+from ..io.ply import MeshExportError, PlyError, atomic_output, read_ply, write_ply
 
 __all__ = [
     "SemanticMesh", "NoSurfaceError", "ExtractionCancelled", "MeshExportError", "PlyError",
     "extract_mesh", "sigma_from_occupancy", "remove_small_components", "vertex_normals",
-    "write_mesh", "check_export_target", "read_mesh", "read_ply", "marker_chunks", "decimate", "mesh_accuracy",
-    "sample_surface", "main",
+    "write_mesh", "check_export_target", "read_mesh", "read_ply", "decimate",
 ]
 
 DEFAULT_GREY = (180, 180, 180)
@@ -73,7 +78,6 @@ def _check_cancel(cancel: Optional[Callable[[], bool]], stage: str) -> None:
 
 
 def _palette(n: int) -> np.ndarray:
-    from .colormap import label_palette
     return label_palette(max(int(n), 1))
 
 
@@ -86,7 +90,6 @@ class SemanticMesh:
     vertex_labels (V,) int32 class ids (0 = void); class_names[i] names id i;
     palette (C,3) uint8 colours of the ids; stats: timings (s) and extraction facts.
     """
-
     vertices: np.ndarray
     faces: np.ndarray
     vertex_colors: np.ndarray
@@ -174,7 +177,6 @@ def sigma_from_occupancy(level: float, delta: float) -> float:
 # --------------------------------------------------------------------------- extraction helpers
 
 def _infer_device(fn, device):
-    import torch
     if device is not None:
         return torch.device(device)
     owner = getattr(fn, "__self__", None)
@@ -193,14 +195,12 @@ def _grid_shape(bounds: np.ndarray, resolution: int):
 
 
 def _query_density_grid(density_fn, lo, voxel, shape, chunk, device, progress, cancel=None):
-    import torch
     nx, ny, nz = shape
     total = nx * ny * nz
     grid = np.empty(total, dtype=np.float32)
     lo_t = torch.as_tensor(lo, dtype=torch.float32, device=device)
     starts = range(0, total, chunk)
     if progress:
-        from tqdm import tqdm
         starts = tqdm(starts, desc="density grid", unit="chunk", leave=False)
     for start in starts:
         _check_cancel(cancel, "the density grid")
@@ -231,8 +231,6 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
 
 def _face_components(faces: np.ndarray, n_vertices: int):
     """Connected-component id of every face (faces sharing a vertex are connected)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
     rows = np.concatenate([faces[:, 0], faces[:, 1]])
     cols = np.concatenate([faces[:, 1], faces[:, 2]])
     adj = coo_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(n_vertices, n_vertices))
@@ -271,14 +269,12 @@ def _eval_heads(points, viewdirs, semantic_fn, color_fn):
 def _shade_vertices(vertices, normals, density_fn, semantic_fn, color_fn, mode, offset, n_samples,
                     chunk, device, progress, cancel=None):
     """Colours (V,3) float [0,1] and logits (V,C) from the field at the mesh vertices."""
-    import torch
     n_v = vertices.shape[0]
     rgb_out = np.zeros((n_v, 3), np.float32) if color_fn is not None else None
     sem_out = None
     per_chunk = max(1, chunk // (n_samples if mode == "ray" else 1))
     starts = range(0, n_v, per_chunk)
     if progress:
-        from tqdm import tqdm
         starts = tqdm(starts, desc="vertex colours/classes", unit="chunk", leave=False)
     # signed distances along the outward normal, outermost first
     ts = offset * (1.0 - 2.0 * (torch.arange(n_samples, device=device, dtype=torch.float32) + 0.5) / n_samples)
@@ -364,9 +360,6 @@ def extract_mesh(density_fn: Callable, bounds, resolution: int = 256,
     Raises :class:`NoSurfaceError` if sigma never crosses the threshold (or returns an
     empty mesh if ``allow_empty``).  ``mesh.stats`` holds seconds per stage and grid facts.
     """
-    import torch
-    from skimage.measure import marching_cubes
-
     t_all = time.perf_counter()
     bounds = np.asarray(bounds, dtype=np.float64)
     if bounds.shape == (6,):
@@ -495,7 +488,7 @@ def _resolve_format(path: Path, fmt: Optional[str]) -> tuple[Path, str]:
 
 def _glb_writer_available() -> bool:
     try:
-        import trimesh  # noqa: F401
+        import trimesh  # noqa: F401  (optional dependency: glb export)
     except ImportError:
         return False
     return True
@@ -509,16 +502,11 @@ def check_export_target(path, fmt: Optional[str] = None) -> tuple[Path, str]:
     read-only mounts and permissions that ``os.access`` misreads for root).
     Returns ``(absolute path with extension, format)``; raises ``ValueError``
     for the format and :class:`MeshExportError` for the rest, naming the problem."""
-    import os
-    import tempfile
-
-    from .plyio import _check_directory
-
     path, fmt = _resolve_format(Path(path).expanduser().absolute(), fmt)
     if fmt == "glb" and not _glb_writer_available():
         raise MeshExportError(f"cannot write {path}: glb export needs the 'trimesh' package, which is "
                               f"not installed (pip install trimesh), or write .ply / .obj")
-    _check_directory(path)
+    check_directory(path)
     try:
         fd, probe = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=".probe")
     except OSError as exc:
@@ -553,7 +541,7 @@ def write_mesh(mesh: SemanticMesh, path, fmt: Optional[str] = None, semantic_col
                 np.savetxt(fh, mesh.faces.astype(np.int64) + 1, fmt="f %d %d %d")
         return path
     try:
-        import trimesh
+        import trimesh  # optional dependency: glb export
     except ImportError:
         raise MeshExportError(f"cannot write {path}: glb export needs the 'trimesh' package, which is "
                               f"not installed (pip install trimesh), or write .ply / .obj") from None
@@ -623,7 +611,7 @@ def decimate(mesh: SemanticMesh, target_faces: int, method: str = "auto") -> Sem
     o3d = None
     if method != "cluster":
         try:
-            import open3d as o3d
+            import open3d as o3d  # optional heavy dependency: quadric decimation
         except ImportError:
             if method == "quadric":
                 raise ImportError("quadric decimation needs the 'open3d' package; use method='cluster'") from None
@@ -634,156 +622,9 @@ def decimate(mesh: SemanticMesh, target_faces: int, method: str = "auto") -> Sem
         m.remove_unreferenced_vertices()
         verts = np.asarray(m.vertices, dtype=np.float32)
         faces = np.asarray(m.triangles, dtype=np.int32).reshape(-1, 3)
-        from scipy.spatial import cKDTree
         src = cKDTree(mesh.vertices).query(verts)[1] if verts.shape[0] else np.zeros(0, np.int64)
     else:
         verts, faces, src = _cluster_decimate(mesh.vertices.astype(np.float64), mesh.faces, target_faces)
     stats = dict(mesh.stats, decimated_from_faces=mesh.num_faces)
     return SemanticMesh(verts, faces, mesh.vertex_colors[src], mesh.vertex_labels[src],
                         list(mesh.class_names), mesh.palette.copy(), stats)
-
-
-def marker_chunks(mesh: SemanticMesh, max_triangles: int = 60000, semantic_colors: bool = True,
-                  decimate_to: Optional[int] = None, decimation: str = "auto") -> list:
-    """Triangle lists for RViz ``Marker.TRIANGLE_LIST`` markers.
-
-    Returns ``[(points (3T,3) float32 m, colors (3T,4) float32 RGBA 0..1), ...]``: each
-    triangle's three corners in order, at most ``max_triangles`` triangles per chunk, every
-    triangle of the (optionally decimated to ``decimate_to`` faces, see :func:`decimate`
-    for ``decimation``) mesh exactly once.
-    """
-    max_triangles = int(max_triangles)
-    if max_triangles < 1:
-        raise ValueError(f"max_triangles must be >= 1, got {max_triangles}")
-    if decimate_to is not None:
-        mesh = decimate(mesh, decimate_to, method=decimation)
-    if mesh.num_faces == 0:
-        return []
-    colors8 = mesh.semantic_colors() if semantic_colors else mesh.vertex_colors
-    rgba = np.ones((mesh.num_vertices, 4), np.float32)
-    rgba[:, :3] = colors8.astype(np.float32) / 255.0
-    out = []
-    for start in range(0, mesh.num_faces, max_triangles):
-        idx = mesh.faces[start:start + max_triangles].reshape(-1)
-        out.append((np.ascontiguousarray(mesh.vertices[idx]), np.ascontiguousarray(rgba[idx])))
-    return out
-
-
-# --------------------------------------------------------------------------- CLI
-
-def _build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="semnerf-mesh",
-        description="Extract a coloured or semantic mesh from a saved semnerf map "
-                    "(the seed's SSR/extract_colour_mesh.py).")
-    p.add_argument("--map", required=True, help="map file written by Mapper.save")
-    p.add_argument("--sem", action="store_true", help="colour vertices by class (palette) instead of RGB")
-    p.add_argument("--resolution", "--grid_dim", dest="resolution", type=int, default=256,
-                   help="voxels along the longest side of the bounds (seed: --grid_dim 256)")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="density iso-level sigma in 1/m (default: the map's default, else 10)")
-    p.add_argument("--bounds", type=float, nargs=6, metavar=("XMIN", "YMIN", "ZMIN", "XMAX", "YMAX", "ZMAX"),
-                   help="world box in metres (default: the map's scene bounds)")
-    p.add_argument("--save_dir", default=None,
-                   help="output folder; the mesh goes to SAVE_DIR/mesh_reconstruction/ (default: beside the map)")
-    p.add_argument("--output", "-o", default=None, help="output file (overrides --save_dir)")
-    p.add_argument("--format", choices=_FORMATS, default=None, help="mesh format (default: from --output or ply)")
-    p.add_argument("--clean", type=int, nargs="?", const=400, default=0, metavar="MIN_FACES",
-                   help="drop connected components under MIN_FACES faces (flag alone: 400, the seed's)")
-    p.add_argument("--near_t", type=float, default=2.0,
-                   help="colour rays start 0.1*near_t m outside the surface (seed's option)")
-    p.add_argument("--device", default=None, help="torch device for the map, e.g. cuda, cuda:1, cpu")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
-    return p
-
-
-def _load_map(path: str, device):
-    from .mapper import Mapper   # deferred: the mapper pulls in the model code
-    return Mapper.load(path, device=device)
-
-
-def _accepts(fn, name: str) -> bool:
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.name == name or p.kind == p.VAR_KEYWORD for p in params)
-
-
-def main(argv=None) -> int:
-    """``semnerf-mesh``: exit 0 ok, 2 bad arguments or unreadable map, 1 other errors."""
-    parser = _build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:       # argparse printed the problem on stderr
-        return int(exc.code or 0)
-
-    def fail(code, msg):
-        print(f"semnerf-mesh: error: {msg}", file=sys.stderr)
-        return code
-
-    if args.resolution < 2:
-        return fail(2, f"--resolution must be >= 2, got {args.resolution}")
-    if args.near_t <= 0:
-        return fail(2, f"--near_t must be > 0, got {args.near_t}")
-    if args.bounds is not None and not all(args.bounds[i] < args.bounds[i + 3] for i in range(3)):
-        return fail(2, f"--bounds min must be below max on every axis, got {args.bounds}")
-    map_path = Path(args.map)
-    if not map_path.is_file():
-        return fail(2, f"map file not found: {map_path}")
-    if args.output is not None:
-        out = Path(args.output)
-        suffix = out.suffix.lower().lstrip(".")
-        if args.format and suffix and suffix != args.format:
-            return fail(2, f"--output {out} has extension .{suffix} but --format is {args.format}")
-        try:
-            out, fmt = _resolve_format(out, args.format)
-        except ValueError as exc:
-            return fail(2, str(exc))
-    else:
-        fmt = args.format or "ply"
-        base = Path(args.save_dir) if args.save_dir else map_path.parent
-        out = base / "mesh_reconstruction" / (f"{'semantic' if args.sem else 'colour'}_mesh_dim{args.resolution}"
-                                              f"_neart{args.near_t:g}.{fmt}")
-    t0 = time.perf_counter()
-    try:
-        mapper = _load_map(str(map_path), args.device)
-    except ImportError as exc:
-        return fail(1, f"cannot import the mapper: {exc}")
-    except Exception as exc:  # noqa: BLE001 - any failure to read the map is the user's input
-        return fail(2, f"cannot load map {map_path}: {type(exc).__name__}: {exc}")
-    t_load = time.perf_counter() - t0
-    try:
-        kwargs = {"resolution": args.resolution, "density_threshold": args.threshold,
-                  "bounds": None if args.bounds is None else np.asarray(args.bounds).reshape(2, 3)}
-        optional = {"min_component_faces": args.clean, "normal_offset": 0.1 * args.near_t,
-                    "progress": args.progress}
-        post_clean = False
-        for key, value in optional.items():
-            if _accepts(mapper.extract_mesh, key):
-                kwargs[key] = value
-            elif key == "min_component_faces" and value:
-                post_clean = True
-            elif key == "normal_offset" and args.near_t != 2.0:
-                print("semnerf-mesh: warning: this map's extract_mesh does not take normal_offset; "
-                      "--near_t ignored", file=sys.stderr)
-        mesh = mapper.extract_mesh(**kwargs)
-        if post_clean and mesh.num_faces:   # the mapper does not forward min_component_faces
-            comp = _face_components(mesh.faces, mesh.num_vertices)
-            mesh = mesh.submesh(np.bincount(comp)[comp] >= args.clean)
-        if args.output is None:
-            out.parent.mkdir(parents=True, exist_ok=True)
-        path = write_mesh(mesh, out, fmt=fmt, semantic_colors=args.sem)
-    except NoSurfaceError as exc:
-        return fail(1, str(exc))
-    except Exception as exc:  # noqa: BLE001 - reported, exit code 1
-        return fail(1, f"{type(exc).__name__}: {exc}")
-    seconds = time.perf_counter() - t0
-    print(f"wrote {path}: {mesh.num_vertices} vertices, {mesh.num_faces} faces, "
-          f"{'semantic' if args.sem else 'rendered'} colours, {seconds:.2f} s "
-          f"(load {t_load:.2f} s, extract {mesh.stats.get('seconds_total', float('nan')):.2f} s)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

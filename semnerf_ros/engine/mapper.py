@@ -33,6 +33,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..io.atomic import AtomicWriteError
+from ..io.atomic import atomic_write_bytes as write_bytes_atomically
+from ..logs import ThrottledLog
+from . import mesh as mesh_mod
 from .config import make_config
 from .frame import Frame
 from .geometry import Intrinsics, camera_rays, validate_pose
@@ -107,20 +111,14 @@ def resolve_device(spec=None) -> torch.device:
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (:func:`semnerf_ros.plyio.atomic_output`:
-    temporary file in the same directory, fsync, ``os.replace``); no partial
-    file is left on failure.  Raises :class:`MapFileError` naming the problem."""
-    from .plyio import MeshExportError, atomic_output
-
-    path = Path(path).expanduser().absolute()
-    if not path.parent.is_dir():
-        raise MapFileError(f"cannot write {path}: directory {path.parent} does not exist")
+    """Write ``data`` to ``path`` with the package's atomic writer
+    (:func:`semnerf_ros.io.atomic.atomic_write_bytes`: temporary file in the same
+    directory, fsync, ``os.replace``); no partial file is left on failure.  Raises
+    :class:`MapFileError` naming the problem."""
     try:
-        with atomic_output(path, "wb") as fh:
-            fh.write(data)
-    except MeshExportError as exc:
+        return write_bytes_atomically(path, data)
+    except AtomicWriteError as exc:
         raise MapFileError(str(exc)) from exc
-    return path
 
 
 class Mapper:
@@ -176,8 +174,7 @@ class Mapper:
             self._build_model(np.asarray(bounds, dtype=np.float64).reshape(2, 3))
         self.n_rays = int(self.cfg["render"]["N_rays"])
         self._reset_counters()
-        self._log_times: dict = {}
-        self._log_suppressed: dict = {}
+        self._throttled = ThrottledLog(LOG_PERIOD_S)
         # background thread
         self._thread: Optional[threading.Thread] = None
         self._stop_evt = threading.Event()
@@ -405,20 +402,9 @@ class Mapper:
         return not alive
 
     def _log_throttled(self, key: str, level: int, msg: str, *args, exc_info: bool = False) -> None:
-        """Log at most once per :data:`LOG_PERIOD_S` per ``key``; the next line
-        says how many were suppressed (a fault repeating every step must not
-        flood the log)."""
-        now = time.monotonic()
-        last = self._log_times.get(key)
-        if last is not None and now - last < LOG_PERIOD_S:
-            self._log_suppressed[key] = self._log_suppressed.get(key, 0) + 1
-            return
-        self._log_times[key] = now
-        n = self._log_suppressed.pop(key, 0)
-        if n:
-            msg += " [%d more like this in the last %.0f s]"
-            args = args + (n, now - last)
-        log.log(level, msg, *args, exc_info=exc_info)
+        """Log at most once per :data:`LOG_PERIOD_S` per ``key`` (:class:`semnerf_ros.logs.ThrottledLog`:
+        the next line says how many were suppressed; a fault repeating every step must not flood the log)."""
+        self._throttled(key, msg % args, lambda text: log.log(level, text, exc_info=exc_info))
 
     @property
     def is_training(self) -> bool:
@@ -517,8 +503,6 @@ class Mapper:
         classes (see :mod:`semnerf_ros.mesh`), from a consistent snapshot.
         ``shading`` passes ``sample_mode``, ``normal_offset``, ``ray_samples``,
         ``chunk``, ``allow_empty`` or ``cancel`` through to :func:`semnerf_ros.mesh.extract_mesh`."""
-        from . import mesh as mesh_mod
-
         snap = self.snapshot_model()
         b = np.asarray(bounds, dtype=np.float64).reshape(2, 3) if bounds is not None else \
             snap.scene_bounds.cpu().numpy().astype(np.float64)

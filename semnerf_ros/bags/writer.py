@@ -32,9 +32,19 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import numpy as np
+import yaml
+from rosbags.rosbag2 import StoragePlugin, Writer
+from tqdm import tqdm
+
+from .. import tasks
+from ..bridge.convert import numpy_to_image
+from ..datasets import detect_kind, load_dataset
+from ..datasets.replica import read_intrinsics_file
+from ..engine.geometry import position_quaternion_from_pose, validate_pose
+from .reader import typestore
 
 STORAGES = ("mcap", "sqlite3")
 NOISE_MODELS = ("pixel", "region", "segmentation", "none")
@@ -58,25 +68,12 @@ class BagWriteError(ValueError):
     """Arguments or a scene that cannot be written as a bag."""
 
 
-def typestore():
-    """rosbags' ROS 2 typestore of the newest distribution it knows (Kilted,
-    else Jazzy, else its LATEST)."""
-    from rosbags.typesys import Stores, get_typestore
-
-    for name in ("ROS2_KILTED", "ROS2_JAZZY", "LATEST"):
-        if hasattr(Stores, name):
-            return get_typestore(getattr(Stores, name))
-    raise BagWriteError("rosbags knows no ROS 2 typestore")  # pragma: no cover
-
-
 def _load_scene(scene_dir):
     """Every frame at the files' own resolution.  When a Replica-layout scene
     names all its classes (``intrinsics.json`` ``class_names``, as the built-in
     synthetic room does) the file ids are kept, so the bag's ids are the
     scene's class ids; otherwise they are remapped to the ids present (the
     seed's rule) and the bag's ``custom_data`` holds the names."""
-    from ..datasets import detect_kind, load_dataset
-    from ..datasets.replica import read_intrinsics_file
 
     options = {"progress": False}
     if detect_kind(scene_dir) == "replica":
@@ -101,7 +98,6 @@ def noisy_labels(labels: np.ndarray, instances: Optional[np.ndarray], num_classe
       bleeding boundaries, false blobs, persistent over consecutive frames);
     * ``none``: the ground truth.
     """
-    from .. import tasks
 
     if noise not in NOISE_MODELS:
         raise BagWriteError(f"noise must be one of {NOISE_MODELS}, got {noise!r}")
@@ -121,7 +117,6 @@ def move_bag(src, dst) -> Path:
     """Move the rosbag2 folder ``src`` to ``dst`` (must not exist), renaming its storage
     files after the new folder as ``ros2 bag record`` does (``<dst name>_<i>.<ext>``)
     and updating ``metadata.yaml`` to match.  Returns ``dst``."""
-    import yaml
 
     src, dst = Path(src), Path(dst)
     if dst.exists():
@@ -163,8 +158,6 @@ def write_scene_bag(scene_dir, bag_path, storage: str = "mcap", rate_hz: float =
     or ``none`` at ``noise_ratio`` (the strength, see :func:`noisy_labels`).  Returns a
     summary dict: ``path``, ``frames``, ``topics`` ({topic: count}), ``num_classes``,
     ``class_names``, ``noise_info`` (the tasks module's statistics)."""
-    from rosbags.rosbag2 import StoragePlugin, Writer
-    from tqdm import tqdm
 
     if storage not in STORAGES:
         raise BagWriteError(f"storage must be one of {STORAGES}, got {storage!r}")
@@ -200,8 +193,6 @@ def write_scene_bag(scene_dir, bag_path, storage: str = "mcap", rate_hz: float =
     PoseStamped, Pose = T["geometry_msgs/msg/PoseStamped"], T["geometry_msgs/msg/Pose"]
     Point, Quaternion = T["geometry_msgs/msg/Point"], T["geometry_msgs/msg/Quaternion"]
 
-    from ..geometry import position_quaternion_from_pose, validate_pose
-    from .convert import numpy_to_image
 
     def header(t: float, frame: str):
         total = int(round(t * 1e9))
@@ -282,27 +273,3 @@ def write_scene_bag(scene_dir, bag_path, storage: str = "mcap", rate_hz: float =
             shutil.rmtree(tmp_path, ignore_errors=True)
     return {"path": str(bag_path), "frames": n, "topics": counts, "num_classes": num_classes,
             "class_names": list(scene.class_names), "noise_info": noise_info}
-
-
-def read_bag_messages(bag_path, topics: Optional[list] = None) -> Iterator[tuple]:
-    """Yield ``(topic, msgtype, log_time_ns, message)`` in log-time order, the
-    messages deserialised by rosbags (``.data`` of images is a numpy array;
-    :mod:`semnerf_ros.ros.convert` reads them)."""
-    from rosbags.rosbag2 import Reader
-
-    ts = typestore()
-    with Reader(bag_path) as reader:
-        conns = [c for c in reader.connections if topics is None or c.topic in topics]
-        for conn, t, raw in reader.messages(connections=conns):
-            yield conn.topic, conn.msgtype, t, ts.deserialize_cdr(raw, conn.msgtype)
-
-
-def bag_custom_data(bag_path) -> dict:
-    """The bag's ``custom_data`` (``semnerf.*`` keys written by :func:`write_scene_bag`)."""
-    import yaml
-
-    meta = Path(bag_path) / "metadata.yaml"
-    if not meta.is_file():
-        raise BagWriteError(f"not a rosbag2 folder (no metadata.yaml): {bag_path}")
-    info = (yaml.safe_load(meta.read_text()) or {}).get("rosbag2_bagfile_information", {})
-    return dict(info.get("custom_data") or {})

@@ -15,6 +15,8 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import torch
+from scipy.spatial.transform import Rotation
 
 # Rotation taking optical-frame vectors into a REP-103 body frame (x forward,
 # y left, z up): columns are the optical x (right), y (down), z (forward) axes
@@ -141,7 +143,6 @@ def pose_from_position_quaternion(position, quaternion_xyzw) -> np.ndarray:
     geometry_msgs/Pose.  Raises :class:`PoseError` for a non-finite input or a
     quaternion far from unit length (|q| outside [0.9, 1.1]); a nearly unit one
     is normalised."""
-    from scipy.spatial.transform import Rotation
 
     p = np.asarray(position, dtype=np.float64).reshape(3)
     q = np.asarray(quaternion_xyzw, dtype=np.float64).reshape(4)
@@ -158,7 +159,6 @@ def pose_from_position_quaternion(position, quaternion_xyzw) -> np.ndarray:
 
 def position_quaternion_from_pose(pose) -> tuple[np.ndarray, np.ndarray]:
     """Inverse of :func:`pose_from_position_quaternion`: (xyz, quaternion xyzw)."""
-    from scipy.spatial.transform import Rotation
 
     T = np.asarray(pose, dtype=np.float64)
     return T[:3, 3].copy(), Rotation.from_matrix(T[:3, :3]).as_quat()
@@ -206,7 +206,6 @@ def project_points(points_world, pose_c2w, intrinsics: Intrinsics) -> tuple[np.n
 
 def pixel_directions(intrinsics: Intrinsics, device=None, dtype=None):
     """Camera-frame ray directions (H, W, 3) through pixel centres, z = 1."""
-    import torch
 
     h, w = intrinsics.shape
     v, u = torch.meshgrid(
@@ -225,7 +224,6 @@ def camera_rays(pose_c2w, intrinsics: Intrinsics, device=None):
     Returns ``(origins, directions)``, each (H*W, 3) float32, row-major pixel
     order; directions have camera z = 1 (``t`` equals z-depth).
     """
-    import torch
 
     T = torch.as_tensor(np.asarray(pose_c2w, dtype=np.float32), device=device)
     d_cam = pixel_directions(intrinsics, device=device).reshape(-1, 3)
@@ -238,7 +236,6 @@ def rays_from_pixels(pose_c2w, intrinsics: Intrinsics, u, v):
     """World-frame rays for pixel coordinates ``u, v`` (tensors of the same
     shape, float pixel coordinates) of one camera; ``pose_c2w`` is a (4, 4)
     tensor or a batch (N, 4, 4) matching ``u``.  Directions have camera z = 1."""
-    import torch
 
     d_cam = torch.stack([(u - intrinsics.cx) / intrinsics.fx, (v - intrinsics.cy) / intrinsics.fy,
                          torch.ones_like(u)], dim=-1)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+import cv2
 import numpy as np
 import torch
 
@@ -170,7 +171,6 @@ class ReplayBuffer:
         depth = frame.depth_valid()
         h, w = self.intrinsics.shape
         if intr.shape != (h, w):
-            import cv2  # only frames of another size need OpenCV
 
             rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
             if labels is not None:

@@ -1,7 +1,10 @@
 """The ROS node's parameters: one table (name, type, default, unit, range,
 choices, whether it may change at run time) used to declare them with
 descriptors, to validate values at start-up and at run time, to build the
-engine configuration, and to document them.  No rclpy import here.
+engine configuration, to document them (:func:`markdown_table`) and to write the parameter
+files (:func:`params_yaml`; config/semnerf.yaml and config/semnerf_cpu.yaml are generated:
+``python -m semnerf_ros.cli.params_files``).  Defaults are written once: here, or -- for the
+parameters that set engine keys -- in ``semnerf_ros/engine/config.py``.  No rclpy import here.
 """
 from __future__ import annotations
 
@@ -11,6 +14,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
+
+from ..engine.config import DEFAULTS
+from ..engine.geometry import Intrinsics, IntrinsicsError
+
+#: the engine's defaults for the parameters that set engine keys (engine_overrides): written once,
+#: in semnerf_ros/engine/config.py
+_MAPPER = DEFAULTS["mapper"]
 
 
 @dataclass(frozen=True)
@@ -44,15 +54,15 @@ PARAMS: tuple[ParamSpec, ...] = (
               "device (on a CPU: config/engine_cpu.yaml, the CPU profile)"),
     ParamSpec("model_type", "string", "hash", "field: hash (fast, online) or nerf (the paper's MLPs)",
               choices=("hash", "nerf")),
-    ParamSpec("device", "string", "auto", "training device: auto, cpu, cuda or cuda:N"),
-    ParamSpec("max_keyframes", "int", 200, "replay buffer bound (keyframes)", 1, 100000),
-    ParamSpec("keyframe_min_translation", "double", 0.10,
+    ParamSpec("device", "string", DEFAULTS["experiment"]["device"], "training device: auto, cpu, cuda or cuda:N"),
+    ParamSpec("max_keyframes", "int", _MAPPER["max_keyframes"], "replay buffer bound (keyframes)", 1, 100000),
+    ParamSpec("keyframe_min_translation", "double", _MAPPER["min_translation"],
               "metres moved since the last keyframe that make a new keyframe", 0.0, 100.0),
-    ParamSpec("keyframe_min_rotation_deg", "double", 10.0,
+    ParamSpec("keyframe_min_rotation_deg", "double", _MAPPER["min_rotation_deg"],
               "degrees turned since the last keyframe that make a new keyframe", 0.0, 180.0),
-    ParamSpec("keyframe_max_overlap", "double", 0.90,
+    ParamSpec("keyframe_max_overlap", "double", _MAPPER["max_overlap"],
               "view overlap with the last keyframe below which a new keyframe is made", 0.0, 1.0),
-    ParamSpec("max_steps_per_second", "double", 0.0,
+    ParamSpec("max_steps_per_second", "double", _MAPPER["max_steps_per_second"],
               "training-thread throttle in steps/s (0 = as fast as possible)", 0.0, 100000.0),
     ParamSpec("load_on_start", "bool", False, "load map_path at start-up (fails start-up if unreadable)"),
     # -- inputs (fixed)
@@ -219,6 +229,18 @@ def check_values(values: dict) -> list[str]:
     return errors
 
 
+def camera_from_values(values: dict) -> Optional[Intrinsics]:
+    """The camera given by ``fx, fy, cx, cy, width, height`` when ``use_camera_info`` is false
+    (else None: it comes from the camera_info topic)."""
+    if values["use_camera_info"]:
+        return None
+    v = values
+    try:
+        return Intrinsics(v["fx"], v["fy"], v["cx"], v["cy"], v["width"], v["height"])
+    except IntrinsicsError as exc:
+        raise ParameterValueError(f"parameters fx, fy, cx, cy, width, height: {exc}") from exc
+
+
 def num_classes_of(values: dict) -> int:
     return int(values.get("num_classes") or len(values.get("class_names") or []))
 
@@ -249,3 +271,45 @@ def markdown_table() -> str:
         rows.append(f"| `{p.name}` | {p.kind} | `{p.default!r}` | {rng} | "
                     f"{'no' if p.read_only else 'yes'} | {p.description} |")
     return "\n".join(rows)
+
+
+#: headings of the parameter file, placed before the parameter they name
+YAML_SECTIONS = {
+    "num_classes": "Map and engine (fixed while the node runs)",
+    "use_camera_info": "Inputs (fixed while the node runs)",
+    "input_timeout": "Diagnostics (may be changed at run time)",
+    "training_enabled": "Outputs and files (may be changed at run time: ros2 param set /semnerf_node NAME VALUE)",
+}
+
+
+def _yaml_value(spec: ParamSpec, value: Any) -> str:
+    if spec.kind == "bool":
+        return "true" if value else "false"
+    if spec.kind == "double":
+        return repr(float(value))
+    if spec.kind == "int":
+        return str(int(value))
+    if spec.kind == "string_array":
+        return "[" + ", ".join(f'"{v}"' for v in value) + "]"
+    return f'"{value}"'
+
+
+def params_yaml(values: dict, header: str, comments: Optional[dict] = None) -> str:
+    """A ``--params-file`` for every parameter of the table: ``values`` where given, else the
+    default, each with its description (or ``comments[name]``) as a comment; ``header``: the
+    file's opening comment lines.  Applies whatever the node is named (``/**``)."""
+    unknown = set(values) - set(SPECS)
+    if unknown:
+        raise ValueError(f"not node parameters: {sorted(unknown)}")
+    lines = [header.rstrip("\n"), "/**:", "  ros__parameters:"]
+    for spec in PARAMS:
+        if spec.name in YAML_SECTIONS:
+            lines.append(f"    # --- {YAML_SECTIONS[spec.name]}")
+        value = values.get(spec.name, spec.default)
+        err = check_value(spec, value)
+        if err:
+            raise ValueError(err)
+        entry = f"    {spec.name}: {_yaml_value(spec, value)}"
+        comment = (comments or {}).get(spec.name, spec.description)
+        lines.append(f"{entry:<40}# {comment}" if len(entry) < 40 else f"{entry}  # {comment}")
+    return "\n".join(lines) + "\n"

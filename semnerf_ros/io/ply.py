@@ -4,10 +4,9 @@
 (uchar), optional ``label`` (int32 class id) per vertex, and optional
 triangles as ``vertex_indices`` lists (uchar count, int32 indices), binary
 little-endian by default.  Open3D, MeshLab, CloudCompare and Blender read it.
-The write is **atomic**: the bytes go to a hidden temporary file in the target
-directory, which is flushed, fsync'ed and ``os.replace``'d onto the target; on
-any failure the temporary file is removed and :class:`MeshExportError` (an
-``OSError``) naming the path is raised, so a reader never sees a partial file.
+The write is **atomic** (:func:`semnerf_ros.io.atomic.atomic_output`): on any
+failure :class:`MeshExportError` (an ``OSError``) naming the path is raised and a
+reader never sees a partial file.
 
 :func:`read_ply` reads ASCII and binary (little/big endian) PLY with any
 scalar property types (float or double coordinates, extra properties
@@ -19,109 +18,21 @@ world frame).
 """
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import numpy as np
+
+from .atomic import AtomicWriteError, atomic_output
+
+#: the error of a PLY / mesh file that could not be written (no partial file is left)
+MeshExportError = AtomicWriteError
 
 __all__ = ["MeshExportError", "PlyError", "atomic_output", "write_ply", "read_ply"]
 
 
-class MeshExportError(OSError):
-    """A mesh / PLY file that could not be written (directory missing,
-    not writable, disk full, ...).  No partial file is left behind."""
-
-
 class PlyError(ValueError):
     """A PLY file that cannot be parsed (bad header, truncated, corrupt)."""
-
-
-# --------------------------------------------------------------------------- atomic writes
-
-def _check_directory(path: Path) -> None:
-    parent = path.parent
-    if not parent.exists():
-        raise MeshExportError(f"cannot write {path}: directory {parent} does not exist")
-    if not parent.is_dir():
-        raise MeshExportError(f"cannot write {path}: {parent} is not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise MeshExportError(f"cannot write {path}: directory {parent} is not writable")
-    if path.is_dir():
-        raise MeshExportError(f"cannot write {path}: it is a directory")
-
-
-def _open_temp_file(fd: int, mode: str, **kwargs):
-    """Wrap the temporary file descriptor (a seam for failure-injection tests)."""
-    return os.fdopen(fd, mode, **kwargs)
-
-
-@contextlib.contextmanager
-def atomic_output(path, mode: str = "wb") -> Iterator:
-    """Context manager yielding a file object whose content replaces ``path``
-    only if the ``with`` block finishes without error.
-
-    The temporary file lives in the same directory (same filesystem, so the
-    final ``os.replace`` is atomic), is fsync'ed before the rename, and is
-    removed on any failure.  Errors are re-raised as :class:`MeshExportError`
-    naming ``path`` (the original exception is chained).
-    """
-    if mode not in ("wb", "w"):
-        raise ValueError(f"atomic_output mode must be 'wb' or 'w', got {mode!r}")
-    path = Path(path)
-    _check_directory(path)
-    try:
-        fd, tmp_name = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise MeshExportError(f"cannot write {path}: cannot create a temporary file in "
-                              f"{path.parent}: {exc}") from exc
-    tmp = Path(tmp_name)
-    try:
-        kwargs = {} if "b" in mode else {"encoding": "ascii", "newline": "\n"}
-        try:
-            fh = _open_temp_file(fd, mode, **kwargs)
-        except BaseException:
-            os.close(fd)
-            raise
-        with fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if isinstance(exc, MeshExportError) or not isinstance(exc, Exception):
-            raise
-        raise MeshExportError(f"cannot write {path}: {type(exc).__name__}: {exc}") from exc
-    # Persist the rename itself (best effort; not all filesystems allow it).
-    with contextlib.suppress(OSError):
-        dfd = os.open(str(path.parent), os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-
-
-def _read_umask() -> int:
-    """The process umask, read without changing it where Linux allows (os.umask() would
-    briefly set it process-wide, racing with other threads creating files)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()   # read once, at import (single-threaded)
 
 
 # --------------------------------------------------------------------------- writing

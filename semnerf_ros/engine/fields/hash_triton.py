@@ -4,7 +4,7 @@ Forward: one program per (block of points, level) computes the 8 vertex rows
 (dense index or spatial hash), gathers their features and interpolates, with
 no (N, L, 8) intermediates in GPU memory.  Backward: the same walk scattering
 ``w * grad`` into the table with atomic adds (as tiny-cuda-nn does).  Results
-match :class:`semnerf_ros.fields.encodings.HashEncoding`'s PyTorch path (same
+match :class:`semnerf_ros.engine.fields.encodings.HashEncoding`'s PyTorch path (same
 hash, same corner order, same clamping), which stays the reference and the
 fallback where Triton is absent.
 """

@@ -1,0 +1,68 @@
+"""The engine the node runs: which engine settings (the ``engine_config`` file, the CPU
+profile, or the defaults for the device) and the :class:`~semnerf_ros.engine.mapper.Mapper`
+built from them, with its GPU kernels compiled before any frame arrives.  No ROS imports."""
+from __future__ import annotations
+
+import os
+from typing import Callable, Optional
+
+from ..engine.config import ConfigError, load_config
+from ..engine.mapper import Mapper, resolve_device
+from .params import ParameterValueError, engine_overrides, find_config_file
+
+#: engine file the node takes on a CPU when ``engine_config`` is empty (config/, next to
+#: semnerf_cpu.yaml; see docs/node.md "CPU profile")
+CPU_ENGINE_FILE = "engine_cpu.yaml"
+
+
+def _device_param(values: dict) -> Optional[str]:
+    return None if values["device"] in ("", "auto") else values["device"]
+
+
+def engine_profile(values: dict) -> tuple:
+    """(engine YAML path or None, a sentence saying which engine settings the node takes and
+    why).  ``engine_config`` set: that file (a relative name that is not found from the
+    working directory is looked up in the package's config/).  Empty: on a CPU the CPU
+    profile :data:`CPU_ENGINE_FILE`, else the engine defaults for the device."""
+    given = values["engine_config"]
+    if given:
+        path = find_config_file(given)
+        if path is None:
+            raise ParameterValueError(
+                f"parameter 'engine_config': file {given!r} not found (relative names are looked up "
+                f"in the working directory {os.getcwd()} and in the package's config/ folder)")
+        return str(path), f"{path} (parameter engine_config)"
+    try:
+        device = resolve_device(_device_param(values))
+    except (RuntimeError, ValueError) as exc:
+        raise ParameterValueError(f"parameter 'device': {exc}") from exc
+    if device.type == "cpu" and values["model_type"] == "hash":
+        path = find_config_file(CPU_ENGINE_FILE)
+        if path is not None:
+            return str(path), (f"CPU profile {path} (no engine_config given and the node runs on the CPU; "
+                               f"set engine_config to choose another)")
+        return None, (f"CPU defaults of semnerf_ros/engine/config.py (CPU_HASH_PRESET; {CPU_ENGINE_FILE} "
+                      f"was not found in the package's config/)")
+    return None, f"engine defaults for {device} (semnerf_ros/engine/config.py; no engine_config given)"
+
+
+def make_mapper(values: dict, num_classes: int, class_names: Optional[list], info: Callable[[str], object]) -> Mapper:
+    """The Mapper for the node's parameters ``values``; ``info`` logs the profile and the
+    warm-up.  Raises :class:`ParameterValueError` naming the parameter at fault."""
+    path, profile = engine_profile(values)
+    try:
+        cfg = load_config(path, engine_overrides(values))
+    except ConfigError as exc:
+        raise ParameterValueError(f"parameter 'engine_config' ({path or 'defaults'}): {exc}") from exc
+    info(f"engine profile: {profile}")
+    try:
+        mapper = Mapper(cfg, num_classes, class_names=class_names, device=_device_param(values))
+    except (ValueError, RuntimeError) as exc:
+        raise ParameterValueError(f"cannot create the mapper (parameters 'engine_config', "
+                                  f"'model_type', 'device'): {exc}") from exc
+    # Compile the GPU kernels now, in the main thread, before any frame arrives:
+    # otherwise the first training step compiles them (~10 s) while holding the map.
+    seconds = mapper.warmup()
+    if seconds:
+        info(f"GPU kernels compiled and initialised in {seconds:.1f} s")
+    return mapper

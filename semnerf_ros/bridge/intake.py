@@ -1,0 +1,126 @@
+"""Frames on their way to the map: the stamp gate and the intake queue.  No ROS imports.
+
+:class:`StampGate` rejects duplicate, out-of-order, stale and future stamps; a stream whose
+stamps go back for :data:`STAMP_REBASE_SETS` consecutive sets (a restarted source, a looped
+bag, or one bogus far-future stamp accepted earlier) is taken as a new time base, with a
+warning, instead of being rejected forever.
+
+:class:`FrameIntake`: ``Mapper.add_frame`` waits for the mapper's lock (held during a
+training step), so validated frames go through a 2-deep queue to a thread of their own and
+no subscription callback ever waits for training; a frame pushed out of the full queue is
+counted as ``mapper_busy``.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+from typing import Optional
+
+from ..engine.frame import Frame, FrameError
+from ..engine.geometry import PoseError
+from .ledger import InputLedger, Rejected
+from .mapper_api import MapperAPI
+
+#: synchronized sets in a row (since the last accepted one) older than the last accepted
+#: frame after which their time base is accepted
+STAMP_REBASE_SETS = 10
+
+
+class StampGate:
+    """The order and age rules for input stamps (seconds).  Not thread-safe by itself: the
+    node calls it from the synchronizer's callback, which is serialised."""
+
+    def __init__(self):
+        self.last: Optional[float] = None
+        self.back = 0             # consecutive sets older than ``last``
+
+    def check(self, stamp: float, now: float, max_stamp_age: float = 0.0, max_future: float = 0.0,
+              topics: tuple = ()) -> Optional[str]:
+        """Raise :class:`Rejected` for a stamp that must not reach the map; returns a warning
+        when the stream is taken as a new time base, else None."""
+        last, rebase = self.last, None
+        if last is not None and stamp == last:
+            raise Rejected("duplicate_stamp", topics, f"stamp {stamp:.9f} s was already used")
+        if last is not None and stamp < last:
+            self.back += 1
+            if self.back < STAMP_REBASE_SETS:
+                raise Rejected("out_of_order", topics,
+                               f"stamp {stamp:.6f} s is older than the last frame's {last:.6f} s")
+            rebase = (f"{self.back} frames in a row were older than the last accepted one ({last:.6f} s, "
+                      f"now {stamp:.6f} s): taking their stamps as the new time base (a restarted "
+                      f"source, a looped bag, or a bogus stamp accepted earlier; set max_future to "
+                      f"reject far-future stamps)")
+        if max_stamp_age > 0 and now - stamp > max_stamp_age:
+            raise Rejected("stale_stamp", topics,
+                           f"stamp is {now - stamp:.3f} s old (max_stamp_age {max_stamp_age} s)")
+        if max_future > 0 and stamp - now > max_future:
+            raise Rejected("future_stamp", topics,
+                           f"stamp is {stamp - now:.3f} s ahead of now (max_future {max_future} s)")
+        return rebase
+
+    def accept(self, stamp: float) -> None:
+        self.last, self.back = stamp, 0
+
+    def reset(self) -> None:
+        self.last, self.back = None, 0
+
+
+class FrameIntake:
+    """A bounded queue of validated frames served by one thread that calls
+    ``mapper.add_frame``; outcomes and rejections go to ``ledger``.  ``topics``: the
+    synchronized inputs (blamed for ``mapper_busy`` / ``mapper_error``)."""
+
+    def __init__(self, mapper: MapperAPI, ledger: InputLedger, topics: list, depth: int = 2):
+        self.mapper = mapper
+        self.ledger = ledger
+        self.topics = list(topics)
+        self.queue: collections.deque = collections.deque(maxlen=depth)
+        self._cond = threading.Condition()
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, name="semnerf-intake", daemon=True)
+        self._thread.start()
+
+    def put(self, frame: Frame) -> None:
+        """Queue a frame; a full queue drops its oldest frame (counted as ``mapper_busy``)."""
+        with self._cond:
+            dropped = len(self.queue) == self.queue.maxlen
+            if dropped:
+                self.queue.popleft()
+            self.queue.append(frame)
+            self._cond.notify()
+        if dropped:
+            self.ledger.reject("mapper_busy", self.topics, "the mapper is still busy with earlier frames; the "
+                               "oldest waiting frame was dropped")
+
+    def clear(self) -> None:
+        with self._cond:
+            self.queue.clear()
+
+    def stop(self) -> None:
+        """Drop the queued frames and let the thread end (after a running ``add_frame``)."""
+        with self._cond:
+            self._stop = True
+            self.queue.clear()
+            self._cond.notify_all()
+
+    def join(self, timeout: float = 1.0) -> None:
+        self._thread.join(timeout=timeout)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self.queue and not self._stop:
+                    self._cond.wait(0.5)
+                if self._stop:
+                    return
+                frame = self.queue.popleft()
+            try:
+                decision = self.mapper.add_frame(frame)
+            except PoseError as exc:
+                self.ledger.reject("invalid_pose", ["pose"], str(exc))
+            except FrameError as exc:
+                self.ledger.reject("invalid_frame", self.topics, str(exc))
+            except Exception as exc:  # noqa: BLE001 - the engine must not kill the node
+                self.ledger.reject("mapper_error", self.topics, f"{type(exc).__name__}: {exc}")
+            else:
+                self.ledger.accepted(bool(decision.keyframe))
