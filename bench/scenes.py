@@ -99,7 +99,8 @@ def main(argv=None) -> int:
             name, sets = parse_variant(text)
             out = out_dir / f"{name}__{room}.json"
             cmd = [sys.executable, str(ROOT / "bench" / "online.py"), *room_args,
-                   *(["--config", args.config] if args.config else []), "--times", *map(str, args.times), "--clock", args.clock,
+                   *(["--config", args.config] if args.config else []),
+                   "--times", *map(str, args.times), "--clock", args.clock,
                    "--steps-per-second", str(args.steps_per_second), "--max-test-views", str(args.max_test_views),
                    "--partial-json", "--out", str(out), "--set", *args.set, *sets]
             if args.no_depth:

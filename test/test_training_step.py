@@ -126,7 +126,8 @@ def test_trainer_steps_eagerly_on_the_cpu_and_keeps_losses_on_the_device():
 def test_semantic_loss_reaches_geometry_only_when_allowed(branch, geometry_grad, reaches_geometry):
     """The default (a semantic grid, no semantic gradient into geometry) cannot bend density or the
     shared features to fit a pixel's label: the semantic loss alone gives them zero gradient."""
-    c = cfg(hash={"semantic_branch": branch, "semantic_grid_cell": 0.5}, train={"semantic_geometry_grad": geometry_grad})
+    c = cfg(hash={"semantic_branch": branch, "semantic_grid_cell": 0.5},
+            train={"semantic_geometry_grad": geometry_grad})
     m = build_model(c, 5, np.array(BOX))
     opaque(m)
     m.train()

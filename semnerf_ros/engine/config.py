@@ -109,7 +109,7 @@ DEFAULTS: dict[str, Any] = {
         "semantic_loss_q": 0.7,      # gce exponent q / bootstrap weight of the given label
         "semantic_geometry_grad": False,  # false: the semantic loss trains the semantic branch only (hash field)
         "mixed_precision": "auto",   # auto | true | false (bf16 autocast on CUDA for the hash field)
-        "cuda_graph": "auto",        # auto | true | false: replay the training step from a CUDA graph (hash field, CUDA)
+        "cuda_graph": "auto",        # auto | true | false: replay the training step from a CUDA graph (CUDA)
         "eps_adam": 1e-15,
     },
     "logging": {

@@ -42,9 +42,9 @@ from .frame import Frame
 from .geometry import Intrinsics, camera_rays, validate_pose
 from .keyframes import KeyframePolicy, RayBatch, ReplayBuffer
 from .models import SemanticModel, build_model, losses_to_floats
+from .render import semantic_entropy, semantic_probabilities
 from .trainer import WARMUP_STEPS, Trainer
 from .view_renderer import ViewRenderer
-from .render import semantic_entropy, semantic_probabilities
 
 log = logging.getLogger("semnerf_ros.mapper")
 

@@ -22,8 +22,7 @@ from torch import nn
 from .fields.hash_field import HashSemanticField
 from .fields.semantic_nerf import SemanticNeRFMLP
 from .occupancy import OccupancyGrid, march_rays, march_rays_dense
-from .render import (accumulate, nerf_deltas, sample_pdf, stratified_samples, volume_render,
-                     weights_from_density)
+from .render import accumulate, nerf_deltas, sample_pdf, stratified_samples, volume_render, weights_from_density
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
