@@ -39,7 +39,7 @@ import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -109,8 +109,10 @@ class SemNerfNode(Node):
         self._latest: Optional[tuple] = None    # (pose, intrinsics, header) of the latest synced frame
         self._last_published_ns: Optional[int] = None  # input stamp of the last render set published
         self._camera_frame_id = ""              # latest input camera frame (kept across reset/load)
-        # -- callback groups: inputs never wait for rendering, meshing or services
-        self._input_group = ReentrantCallbackGroup()
+        # -- callback groups: inputs never wait for rendering, meshing or services; each input topic
+        #    has a group of its own, so its messages are handled in arrival order (with one reentrant
+        #    group two threads could hand a topic's newer message to the synchronizer first, which
+        #    then pruned the older set as out of date)
         self._render_group = MutuallyExclusiveCallbackGroup()
         self._mesh_group = MutuallyExclusiveCallbackGroup()
         self._status_group = MutuallyExclusiveCallbackGroup()
@@ -165,10 +167,10 @@ class SemNerfNode(Node):
         types = {"rgb": Image, "labels": Image, "depth": Image,
                  "pose": Odometry if self.values["pose_type"] == "odometry" else PoseStamped}
         self._subs = {t: self.create_subscription(types[t], t, self._input_callback(t, i), qos,
-                                                  callback_group=self._input_group)
+                                                  callback_group=MutuallyExclusiveCallbackGroup())
                       for i, t in enumerate(self._synced_topics)}
         self._subs["camera_info"] = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos,
-                                                             callback_group=self._input_group)
+                                                             callback_group=MutuallyExclusiveCallbackGroup())
         self._names = {t: s.topic_name for t, s in self._subs.items()}
         self._rules = InputRules(self.num_classes, self.values["world_frame"], self.values["pose_type"],
                                  self.values["pose_convention"], self._names["camera_info"])
