@@ -35,6 +35,28 @@ TOPICS = {"rgb": "/bench/rgb", "camera_info": "/bench/camera_info", "pose": "/be
           "labels": "/bench/labels", "depth": "/bench/depth"}
 
 
+def progress_from_log(path: Path) -> list:
+    """The node's progress lines (every ``log_period`` s) as numbers: step, training it/s,
+    keyframes, frames synced / rejected, mapper_busy drops, intake queue now / capacity / peak
+    (works without the package's interfaces, which ``~/status`` needs)."""
+    import re
+
+    pat = re.compile(r"step (\d+) \((\d+) it/s\), keyframes (\d+)/\d+; frames synced (\d+), rejected (\d+)"
+                     r"(?:.*?mapper_busy (\d+))?(?:.*?intake queue (\d+)/(\d+) \(peak (\d+)\))?")
+    out = []
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return out
+    for line in text.splitlines():
+        m = pat.search(line)
+        if m:
+            v = [int(x) if x is not None else None for x in m.groups()]
+            out.append(dict(zip(("step", "it_per_s", "keyframes", "frames_synced", "frames_rejected", "mapper_busy",
+                                 "intake_queue", "intake_capacity", "intake_peak"), v)))
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scene-npz", required=True, help="arrays from bench/online.py --export-npz")
@@ -229,7 +251,8 @@ def main(argv=None) -> int:
         "publish_rate_hz": args.publish_rate, "render_scale": args.render_scale,
         "frame_ids_ok": all(r[4] == "camera_color_optical_frame" for r in rec),
         "latency_ms": {"p50": float(np.percentile(lat, 50)), "p90": float(np.percentile(lat, 90)),
-                       "max": float(lat.max())},
+                       "p99": float(np.percentile(lat, 99)), "max": float(lat.max())},
+        "node_progress": progress_from_log(Path(args.out).with_suffix(".node.log")),
         "node_params": args.node_param, "engine_set": args.engine_set,
         "windows": windows, "status": last_status, "shutdown_seconds": shutdown_s,
         "node_exit_code": node_proc.returncode,
@@ -238,7 +261,11 @@ def main(argv=None) -> int:
         print(f"{w['t0']:5.0f}-{w['t1']:3.0f} s: {w['images']:3d} images  published mIoU {w['published_miou']:.3f} "
               f"(noisy input {w['input_miou']:.3f})", flush=True)
     print("node status:", json.dumps(last_status))
-    print(f"latency ms p50 {result['latency_ms']['p50']:.1f} p90 {result['latency_ms']['p90']:.1f}; "
+    its = [p["it_per_s"] for p in result["node_progress"][1:]]
+    if its:
+        print(f"training in the node: {min(its)}-{max(its)} it/s (progress log, start-up line left out)")
+    print(f"latency ms p50 {result['latency_ms']['p50']:.1f} p90 {result['latency_ms']['p90']:.1f} "
+          f"p99 {result['latency_ms']['p99']:.1f}; "
           f"shutdown {shutdown_s:.1f} s, exit code {node_proc.returncode}")
     Path(args.out).write_text(json.dumps(result, indent=2))
     return 0

@@ -88,6 +88,9 @@ class SlowMapper:
     def __init__(self, fail=None):
         self.frames, self.fail, self.gate = [], fail, threading.Event()
 
+    def screen_frame(self, frame):
+        return None  # every frame goes to add_frame
+
     def add_frame(self, frame):
         self.gate.wait(5)
         if self.fail is not None:
@@ -110,7 +113,7 @@ def wait(cond, timeout=5.0):
 
 def test_intake_drops_the_oldest_frame_when_the_mapper_is_busy():
     m, led = SlowMapper(), ledger()
-    intake = FrameIntake(m, led, SYNCED)
+    intake = FrameIntake(m, led, SYNCED, depth=2)
     try:
         for i in range(4):          # the first is taken by the thread (blocked), two wait, one is pushed out
             intake.put(frame(i))
@@ -120,6 +123,35 @@ def test_intake_drops_the_oldest_frame_when_the_mapper_is_busy():
         m.gate.set()
         assert wait(lambda: led.frames_synced == 3)
         assert [f.stamp for f in m.frames] == [0, 2, 3] and led.keyframes_added == 3
+    finally:
+        intake.stop()
+        intake.join()
+
+
+class ScreeningMapper(SlowMapper):
+    """Turns away every frame whose stamp is odd, as the keyframe policy would a revisit."""
+
+    def screen_frame(self, frame):
+        return "revisits keyframe 0" if int(frame.stamp) % 2 else None
+
+
+def test_intake_never_queues_frames_the_keyframe_policy_turns_away():
+    m, led = ScreeningMapper(), ledger()
+    intake = FrameIntake(m, led, SYNCED, depth=2)
+    try:
+        intake.put(frame(0))
+        assert wait(lambda: not intake.queue)       # taken by the (blocked) intake thread
+        for i in range(1, 9):                        # 4 candidates (even), 4 turned away (odd)
+            intake.put(frame(i))
+        # without screening 8 frames would have overflowed a 2-deep queue; the 4 candidates
+        # still do (2 wait, 2 pushed out), the turned-away ones never count against it
+        assert led.reject_counts == {"mapper_busy": 2}
+        assert led.frames_synced == 4 and led.keyframes_added == 0
+        assert intake.depth() == {"intake_queue": 2, "intake_queue_peak": 2, "intake_capacity": 2}
+        m.gate.set()
+        assert wait(lambda: led.frames_synced == 7)
+        assert [f.stamp for f in m.frames] == [0, 6, 8]
+        assert intake.depth()["intake_queue"] == 0
     finally:
         intake.stop()
         intake.join()

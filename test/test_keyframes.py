@@ -135,3 +135,64 @@ def test_state_roundtrip():
     other.load_state_dict(st)
     assert other.keyframe_ids == buf.keyframe_ids
     assert torch.equal(other.rgb[:4], buf.rgb[torch.tensor(buf.order)])
+
+
+def kf_set(poses, ids=None):
+    from semnerf_ros.engine.keyframes import KeyframeSet
+
+    poses = np.asarray(poses, dtype=np.float64)
+    return KeyframeSet(np.arange(len(poses)) if ids is None else np.asarray(ids), poses, INTR)
+
+
+def test_a_loop_revisits_kept_views_instead_of_adding_them_again():
+    """Against every buffered keyframe, not only the last: the second lap of a loop (and a
+    return to the start) adds nothing; the first lap keeps the same views as before."""
+    lap = []
+    for i in range(36):                       # a circle of radius 1 m, looking outwards, 10 deg a step
+        a = np.radians(10 * i)
+        c = np.array([np.cos(a), np.sin(a), 0.0])
+        lap.append(look_at(c, 3 * c))
+    pol = KeyframePolicy(0.1, 10.0, 0.9)
+    kept, kept_poses = [], []
+    for i, T in enumerate(lap + lap):
+        ok, reason = pol.decide(T, INTR, keyframes=kf_set(kept_poses) if kept_poses else None)
+        if ok:
+            pol.accept(T, INTR)
+            kept.append(i)
+            kept_poses.append(T)
+        elif i >= 36:
+            assert reason.startswith(f"revisits keyframe {i - 36}"), reason
+    assert kept == list(range(36))            # every view of lap 1, nothing of lap 2
+    # only the last keyframe as reference: lap 2 would have been added all over again
+    assert run_policy(KeyframePolicy(0.1, 10.0, 0.9), lap + lap) == list(range(72))
+
+
+def test_revisit_needs_both_a_close_pose_and_overlapping_views():
+    T = look_at([0, 0, 0], [0, 1, 0])
+    pol = KeyframePolicy(0.1, 10.0, 0.9)
+    near_wall = np.full((24, 32), 0.3, dtype=np.float32)
+    moved = look_at([0.08, 0, 0], [0.08, 1, 0])  # 8 cm sideways: under both motion thresholds
+    assert not pol.decide(moved, INTR, keyframes=kf_set([T]))[0]                    # far wall: same view
+    ok, reason = pol.decide(moved, INTR, near_wall, keyframes=kf_set([T]))           # wall at 0.3 m
+    assert ok and "overlap" in reason
+    ok, reason = pol.decide(look_at([2, 0, 0], [2, 1, 0]), INTR, keyframes=kf_set([T]))
+    assert ok and "from the nearest of 1 keyframes" in reason
+
+
+def test_buffer_keyframe_set_follows_adds_evictions_and_loads():
+    buf = ReplayBuffer(3, "cpu", eviction="fifo", recent_window=1)
+    assert len(buf.keyframe_set()) == 0
+    fr = [Frame(rgb=np.zeros((24, 32, 3), np.uint8), pose=look_at([0.5 * i, 0, 0], [0.5 * i, 1, 0]),
+                intrinsics=INTR, labels=np.ones((24, 32), np.int32)) for i in range(5)]
+    for f in fr:
+        buf.add(f)
+    ks = buf.keyframe_set()
+    assert ks.ids.tolist() == [2, 3, 4]
+    np.testing.assert_allclose(ks.poses, np.stack([f.pose for f in fr[2:]]), atol=1e-6)
+    assert ks.intrinsics == INTR
+    snapshot = ks
+    buf.add(fr[0])
+    assert buf.keyframe_set() is not snapshot and snapshot.ids.tolist() == [2, 3, 4]   # immutable
+    other = ReplayBuffer(3, "cpu")
+    other.load_state_dict(buf.state_dict())
+    assert other.keyframe_set().ids.tolist() == [3, 4, 5]

@@ -264,3 +264,29 @@ def test_explicit_bounds_map_is_empty_until_a_keyframe_and_again_after_reset():
     assert m.model is not None and len(m.buffer) == 0
     with pytest.raises(MapNotReadyError):
         m.render(frames[0].pose, frames[0].intrinsics)
+
+
+def test_revisited_views_are_screened_out_before_any_queue_and_not_added_again():
+    """A looping camera: the second pass over the same poses adds no keyframe, and
+    ``screen_frame`` (no map lock) says so before a frame is queued for ``add_frame``."""
+    frames = box_frames(8, width=32, height=24)
+    m = Mapper(tiny_cfg(), NUM_CLASSES)
+    first = [m.add_frame(f).keyframe for f in frames]
+    assert all(first) and len(m.buffer) == 8
+    for f in frames:
+        reason = m.screen_frame(f)
+        assert reason is not None and reason.startswith("revisits keyframe"), reason
+        d = m.add_frame(f)
+        assert not d.keyframe and d.reason.startswith("revisits keyframe")
+    assert len(m.buffer) == 8 and m.stats()["frames_screened"] == 8
+    # a view the map does not have yet passes the screen (None: add_frame decides)
+    far = box_frames(9, width=32, height=24)[-1]
+    far.pose = far.pose.copy()
+    far.pose[:3, 3] += np.array([0.3, 0.0, 0.0])
+    assert m.screen_frame(far) is None
+    # a frame that cannot be judged is left to add_frame, which reports it
+    bad = box_frames(1, width=32, height=24)[0]
+    bad.pose = np.full((4, 4), np.nan)
+    assert m.screen_frame(bad) is None
+    with pytest.raises(PoseError):
+        m.add_frame(bad)

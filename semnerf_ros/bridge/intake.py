@@ -5,10 +5,12 @@ stamps go back for :data:`STAMP_REBASE_SETS` consecutive sets (a restarted sourc
 bag, or one bogus far-future stamp accepted earlier) is taken as a new time base, with a
 warning, instead of being rejected forever.
 
-:class:`FrameIntake`: ``Mapper.add_frame`` waits for the mapper's lock (held during a
-training step), so validated frames go through a 2-deep queue to a thread of their own and
-no subscription callback ever waits for training; a frame pushed out of the full queue is
-counted as ``mapper_busy``.
+:class:`FrameIntake`: ``Mapper.add_frame`` waits for the mapper's lock (held while a
+training step is launched), so validated frames go through a short queue to a thread of their
+own and no subscription callback ever waits for training.  Frames that the keyframe policy
+turns away (``screen_frame``, no lock) never enter the queue, so at camera rate the queue
+holds keyframe candidates only and the policy, not a full queue, decides what is kept; a frame
+pushed out of a full queue is still counted as ``mapper_busy``.
 """
 from __future__ import annotations
 
@@ -70,23 +72,30 @@ class FrameIntake:
     ``mapper.add_frame``; outcomes and rejections go to ``ledger``.  ``topics``: the
     synchronized inputs (blamed for ``mapper_busy`` / ``mapper_error``)."""
 
-    def __init__(self, mapper: MapperAPI, ledger: InputLedger, topics: list, depth: int = 2):
+    def __init__(self, mapper: MapperAPI, ledger: InputLedger, topics: list, depth: int = 4):
         self.mapper = mapper
         self.ledger = ledger
         self.topics = list(topics)
         self.queue: collections.deque = collections.deque(maxlen=depth)
+        self.capacity = int(depth)
+        self.peak = 0  # the most frames that ever waited at once
         self._cond = threading.Condition()
         self._stop = False
         self._thread = threading.Thread(target=self._loop, name="semnerf-intake", daemon=True)
         self._thread.start()
 
     def put(self, frame: Frame) -> None:
-        """Queue a frame; a full queue drops its oldest frame (counted as ``mapper_busy``)."""
+        """Queue a frame unless the keyframe policy already turns it away (counted as a synced,
+        non-key frame); a full queue drops its oldest frame (counted as ``mapper_busy``)."""
+        if self.mapper.screen_frame(frame) is not None:
+            self.ledger.accepted(False)
+            return
         with self._cond:
             dropped = len(self.queue) == self.queue.maxlen
             if dropped:
                 self.queue.popleft()
             self.queue.append(frame)
+            self.peak = max(self.peak, len(self.queue))
             self._cond.notify()
         if dropped:
             self.ledger.reject("mapper_busy", self.topics, "the mapper is still busy with earlier frames; the "
@@ -95,6 +104,13 @@ class FrameIntake:
     def clear(self) -> None:
         with self._cond:
             self.queue.clear()
+
+    def depth(self) -> dict:
+        """``intake_queue`` (frames waiting now), ``intake_queue_peak`` (the most that ever
+        waited at once) and ``intake_capacity``."""
+        with self._cond:
+            return {"intake_queue": len(self.queue), "intake_queue_peak": self.peak,
+                    "intake_capacity": self.capacity}
 
     def stop(self) -> None:
         """Drop the queued frames and let the thread end (after a running ``add_frame``)."""

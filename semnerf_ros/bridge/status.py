@@ -63,6 +63,9 @@ def fill_status(msg: Any, st: dict, ledger: InputLedger, sync_dropped: list, syn
     reasons = sorted(counts)
     msg.reject_reasons = reasons
     msg.reject_counts = [int(counts[r]) for r in reasons]
+    msg.intake_queue = int(st.get("intake_queue", 0))
+    msg.intake_queue_peak = int(st.get("intake_queue_peak", 0))
+    msg.intake_capacity = int(st.get("intake_capacity", 0))
     return msg
 
 
@@ -80,5 +83,7 @@ def progress_line(st: dict, ledger: InputLedger, training_enabled: bool) -> str:
         rejected = ", ".join(f"{k} {v}" for k, v in sorted(ledger.reject_counts.items())) or "none"
         return (f"step {st.get('step', 0)} ({rate}), keyframes {st.get('keyframes', 0)}/{st.get('max_keyframes', 0)}; "
                 f"frames synced {ledger.frames_synced}, rejected {ledger.frames_rejected} ({rejected}); images "
-                f"published {ledger.images_published}; ms p50/max: step {ms('step')}, add_frame {ms('add_frame')} "
+                f"published {ledger.images_published}; intake queue {st.get('intake_queue', 0)}/"
+                f"{st.get('intake_capacity', 0)} (peak {st.get('intake_queue_peak', 0)}); ms p50/max: step "
+                f"{ms('step')}, add_frame {ms('add_frame')} "
                 f"(wait {ms('add_frame_wait')}), render {ms('render')} (wait {ms('render_wait')})")

@@ -1,11 +1,18 @@
 """Keyframe selection and the bounded replay buffer that training samples rays from.
 
 * :class:`KeyframePolicy` decides whether an incoming frame adds enough new
-  view to be kept: it moved ``min_translation`` metres or turned
-  ``min_rotation_deg`` degrees since the last keyframe, or its view overlaps
-  the last keyframe's by less than ``max_overlap`` (fraction of a 16 x 12 grid
-  of its pixels, back-projected at their depth — measured, or 2 m — that land
-  inside the last keyframe's image).
+  view to be kept.  A frame is redundant with a keyframe when it is within
+  ``min_translation`` metres and ``min_rotation_deg`` degrees of it and their
+  views overlap by at least ``max_overlap`` (fraction of a 16 x 12 grid of its
+  pixels, back-projected at their depth — measured, or 2 m — that land inside
+  the keyframe's image).  Given the buffered keyframes (:class:`KeyframeSet`),
+  a frame is kept only when it is redundant with none of them, so a robot that
+  loops through a room, or a looping bag, does not re-add the views it already
+  has; without them, the test is against the last keyframe.  A frame that
+  revisits a kept view is not kept: with independent per-pixel label noise it
+  would add evidence, but duplicates fill the bounded buffer (a 30 Hz loop
+  filled 200 slots with 60 distinct views in 10 s) and crowd out the coverage
+  that multi-view denoising needs.
 * :class:`ReplayBuffer` holds at most ``max_keyframes`` keyframes as stacked
   tensors on the training device (uint8 colour and labels, float16 depth) and
   samples ray batches mixing the newest keyframes with replayed older ones.
@@ -27,6 +34,23 @@ from .frame import Frame
 from .geometry import Intrinsics, project_points, rotation_angle_deg
 
 DEFAULT_OVERLAP_DEPTH = 2.0  # metres, when a frame has no depth
+
+
+@dataclass(frozen=True)
+class KeyframeSet:
+    """The buffered keyframes as the policy sees them (an immutable snapshot, safe to read
+    from any thread): ``ids`` (N,) keyframe ids, ``poses`` (N, 4, 4) float64 camera-to-world,
+    ``intrinsics`` at the buffer's storage resolution (one camera model for all)."""
+
+    ids: np.ndarray
+    poses: np.ndarray
+    intrinsics: Optional[Intrinsics]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+EMPTY_KEYFRAMES = KeyframeSet(np.zeros(0, dtype=np.int64), np.zeros((0, 4, 4)), None)
 
 
 @dataclass
@@ -66,9 +90,13 @@ class KeyframePolicy:
         self.last_pose = None
         self.last_intrinsics = None
 
-    def overlap(self, pose, intrinsics: Intrinsics, depth: Optional[np.ndarray] = None) -> float:
-        """Fraction of a grid of this view's pixels visible in the last keyframe."""
-        if self.last_pose is None:
+    def overlap(self, pose, intrinsics: Intrinsics, depth: Optional[np.ndarray] = None,
+                other_pose=None, other_intrinsics: Optional[Intrinsics] = None) -> float:
+        """Fraction of a grid of this view's pixels visible in another view (default: the
+        last keyframe)."""
+        if other_pose is None:
+            other_pose, other_intrinsics = self.last_pose, self.last_intrinsics
+        if other_pose is None:
             return 0.0
         h, w = intrinsics.shape
         us = (np.arange(16) + 0.5) * w / 16 - 0.5
@@ -82,16 +110,20 @@ class KeyframePolicy:
         pc = pc.reshape(-1, 3)
         T = np.asarray(pose, dtype=np.float64)
         pw = pc @ T[:3, :3].T + T[:3, 3]
-        k = self.last_intrinsics
-        uv, zk = project_points(pw, self.last_pose, k)
+        k = other_intrinsics
+        uv, zk = project_points(pw, other_pose, k)
         vis = (zk > 1e-3) & (uv[:, 0] >= -0.5) & (uv[:, 0] <= k.width - 0.5) & \
               (uv[:, 1] >= -0.5) & (uv[:, 1] <= k.height - 0.5)
         return float(vis.mean())
 
-    def decide(self, pose, intrinsics: Intrinsics, depth: Optional[np.ndarray] = None) -> tuple[bool, str]:
-        """(is_keyframe, reason); does not change state (see :meth:`accept`)."""
+    def decide(self, pose, intrinsics: Intrinsics, depth: Optional[np.ndarray] = None,
+               keyframes: Optional[KeyframeSet] = None) -> tuple[bool, str]:
+        """(is_keyframe, reason); does not change state (see :meth:`accept`).  With
+        ``keyframes``, the frame is tested against every buffered keyframe near it."""
         if self.policy == "all":
             return True, "every frame is a keyframe (policy 'all')"
+        if keyframes is not None and len(keyframes):
+            return self._decide_covisible(np.asarray(pose, dtype=np.float64), intrinsics, depth, keyframes)
         if self.last_pose is None:
             return True, "first frame"
         T = np.asarray(pose)
@@ -105,6 +137,24 @@ class KeyframePolicy:
         if ov < self.max_overlap:
             return True, f"view overlap {ov:.2f} < {self.max_overlap:.2f}"
         return False, f"too close to the last keyframe ({dt:.2f} m, {dr:.1f} deg, overlap {ov:.2f})"
+
+    def _decide_covisible(self, T: np.ndarray, intrinsics: Intrinsics, depth, kfs: KeyframeSet):
+        dist = np.linalg.norm(kfs.poses[:, :3, 3] - T[:3, 3], axis=1)
+        tr = np.einsum("nij,ij->n", kfs.poses[:, :3, :3], T[:3, :3])
+        ang = np.degrees(np.arccos(np.clip((tr - 1.0) / 2.0, -1.0, 1.0)))
+        near = np.flatnonzero((dist < self.min_translation) & (ang < self.min_rotation_deg))
+        if near.size == 0:
+            k = int(np.argmin(dist + ang / 30.0))
+            return True, (f"new view: {dist[k]:.2f} m and {ang[k]:.1f} deg from the nearest of "
+                          f"{len(kfs)} keyframes")
+        best = 0.0
+        for k in near[np.argsort(dist[near])]:
+            ov = self.overlap(T, intrinsics, depth, kfs.poses[k], kfs.intrinsics)
+            if ov >= self.max_overlap:
+                return False, (f"revisits keyframe {int(kfs.ids[k])} ({dist[k]:.2f} m, {ang[k]:.1f} deg, "
+                               f"overlap {ov:.2f})")
+            best = max(best, ov)
+        return True, f"view overlap {best:.2f} < {self.max_overlap:.2f} with the {near.size} keyframes near it"
 
     def accept(self, pose, intrinsics: Intrinsics) -> None:
         self.last_pose = np.asarray(pose, dtype=np.float64).copy()
@@ -137,6 +187,10 @@ class ReplayBuffer:
         self.rgb = self.labels = self.depth = None
         self.poses = torch.zeros(self.capacity, 4, 4, device=self.device)
         self.K = torch.zeros(self.capacity, 4, device=self.device)  # fx, fy, cx, cy per slot
+        # host copies: keyframe decisions and eviction never wait for the training device
+        self.poses_host = np.zeros((self.capacity, 4, 4))
+        self.K_host = np.zeros((self.capacity, 4))
+        self._snapshot = EMPTY_KEYFRAMES
         self.has_depth = torch.zeros(self.capacity, dtype=torch.bool, device=self.device)
         self.slot_ids = [-1] * self.capacity  # keyframe id held by each slot, -1 = free
         self.slot_stamps = [0.0] * self.capacity
@@ -184,16 +238,16 @@ class ReplayBuffer:
         candidates = self.order[:-self.recent_window] if len(self.order) > self.recent_window else self.order[:1]
         if self.eviction == "fifo" or len(candidates) < 2:
             return candidates[0]
-        P = self.poses[self.order]
+        P = self.poses_host[self.order]
         pos = P[:, :3, 3]
-        dist = torch.cdist(pos, pos)
+        dist = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
         # rotation angle between every pair: arccos((trace(Ra^T Rb) - 1) / 2)
-        tr = torch.einsum("aij,bij->ab", P[:, :3, :3], P[:, :3, :3])
-        ang = torch.rad2deg(torch.arccos(((tr - 1) / 2).clamp(-1, 1)))
+        tr = np.einsum("aij,bij->ab", P[:, :3, :3], P[:, :3, :3])
+        ang = np.degrees(np.arccos(np.clip((tr - 1) / 2, -1, 1)))
         d = dist + ang / 30.0
-        d.fill_diagonal_(float("inf"))
-        nearest = d.min(dim=1).values[: len(candidates)]
-        return candidates[int(torch.argmin(nearest))]
+        np.fill_diagonal(d, np.inf)
+        nearest = d.min(axis=1)[: len(candidates)]
+        return candidates[int(np.argmin(nearest))]
 
     def add(self, frame: Frame) -> tuple[int, Optional[int]]:
         """Store a keyframe; returns (its id, id of the evicted keyframe or None)."""
@@ -221,11 +275,14 @@ class ReplayBuffer:
             self.has_depth[slot] = True
         self.poses[slot] = torch.as_tensor(frame.pose, dtype=torch.float32, device=self.device)
         self.K[slot] = torch.tensor([intr.fx, intr.fy, intr.cx, intr.cy], device=self.device)
+        self.poses_host[slot] = np.asarray(frame.pose, dtype=np.float32)  # as stored on the device
+        self.K_host[slot] = (intr.fx, intr.fy, intr.cx, intr.cy)
         kid = self.next_id
         self.next_id += 1
         self.slot_ids[slot] = kid
         self.slot_stamps[slot] = float(frame.stamp)
         self.order.append(slot)
+        self.publish_snapshot()
         return kid, evicted
 
     def sample(self, n_rays: int, recent_fraction: float = 0.25,
@@ -260,6 +317,21 @@ class ReplayBuffer:
     def clear(self) -> None:
         self.__init__(self.capacity, self.device, self.eviction, self.recent_window)
 
+    def keyframe_set(self) -> KeyframeSet:
+        """The stored keyframes' ids, poses and intrinsics (oldest first): an immutable
+        snapshot replaced after every change, so any thread may read it without a lock."""
+        return self._snapshot
+
+    def publish_snapshot(self) -> None:
+        """Replace the snapshot that :meth:`keyframe_set` returns (after any change)."""
+        if not self.order:
+            self._snapshot = EMPTY_KEYFRAMES
+            return
+        fx, fy, cx, cy = (float(v) for v in self.K_host[self.order[-1]])
+        h, w = self.intrinsics.shape
+        self._snapshot = KeyframeSet(np.array([self.slot_ids[i] for i in self.order], dtype=np.int64),
+                                     self.poses_host[self.order].copy(), Intrinsics(fx, fy, cx, cy, w, h))
+
     def state_dict(self) -> dict:
         """CPU tensors of the stored keyframes, oldest first (for map files)."""
         if not self.order:
@@ -289,6 +361,8 @@ class ReplayBuffer:
         self.has_depth[:n] = state["has_depth"].to(self.device)
         self.poses[:n] = state["poses"].to(self.device)
         self.K[:n] = state["K"].to(self.device)
+        self.poses_host[:n] = state["poses"].numpy()
+        self.K_host[:n] = state["K"].numpy()
         ids = state["ids"].tolist()
         stamps = state["stamps"].tolist()
         for i in range(n):
@@ -297,3 +371,4 @@ class ReplayBuffer:
         self.order = list(range(n))
         self.next_id = int(state["next_id"])
         self.evicted = int(state["evicted"])
+        self.publish_snapshot()

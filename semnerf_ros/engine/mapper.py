@@ -209,6 +209,7 @@ class Mapper:
     def _reset_counters(self) -> None:
         self.step_count = 0
         self.frames_added = 0
+        self.frames_screened = 0  # frames screen_frame turned away before any queue
         self.keyframes_added = 0
         self.oom_events = 0
         self.step_errors = 0
@@ -298,7 +299,7 @@ class Mapper:
         depth = frame.depth_valid()
         with self._priority_lock("add_frame"):
             self.frames_added += 1
-            is_kf, reason = self.policy.decide(frame.pose, frame.intrinsics, depth)
+            is_kf, reason = self.policy.decide(frame.pose, frame.intrinsics, depth, self.buffer.keyframe_set())
             if not is_kf:
                 return FrameDecision(False, reason)
             if self.model is None:
@@ -308,6 +309,25 @@ class Mapper:
             self.policy.accept(frame.pose, frame.intrinsics)
             self.keyframes_added += 1
         return FrameDecision(True, reason, kid, evicted)
+
+    def screen_frame(self, frame: Frame) -> Optional[str]:
+        """Whether a frame can be a keyframe, decided without the map lock (a caller
+        that queues frames for :meth:`add_frame` drops the others at once, so the
+        keyframe policy, not a full queue, decides what is kept).  Returns the reason
+        a frame is not a keyframe, or None when it may be one (or cannot be judged
+        here: :meth:`add_frame` validates and decides again).  Counted in
+        ``frames_added``/``frames_screened`` when it screens a frame out."""
+        try:
+            frame.validate(self.num_classes)  # an invalid frame is add_frame's to report
+            depth = frame.depth_valid()
+            is_kf, reason = self.policy.decide(frame.pose, frame.intrinsics, depth, self.buffer.keyframe_set())
+        except Exception:  # noqa: BLE001
+            return None
+        if is_kf:
+            return None
+        self.frames_added += 1
+        self.frames_screened += 1
+        return reason
 
     # ------------------------------------------------------------------ training
     def step(self, n: int = 1, sync: bool = True) -> dict:
@@ -536,6 +556,7 @@ class Mapper:
             "keyframes": len(self.buffer),
             "max_keyframes": self.buffer.capacity,
             "frames_added": self.frames_added,
+            "frames_screened": self.frames_screened,
             "keyframes_added": self.keyframes_added,
             "keyframes_evicted": self.buffer.evicted,
             "training": self.is_training,
@@ -666,6 +687,7 @@ class Mapper:
             self.buffer.slot_ids[self.buffer.order[-1]] = int(ids[i])   # keep the file's keyframe ids
         self.buffer.next_id = int(buf["next_id"])
         self.buffer.evicted += int(buf["evicted"])
+        self.buffer.publish_snapshot()  # with the file's keyframe ids
 
     @classmethod
     def _read_and_build(cls, path, device=None, runtime_cfg: Optional[dict] = None):

@@ -23,8 +23,9 @@ process and shutdown: :mod:`.process`; behaviour under each fault: docs/reliabil
 
 Threads: the Mapper trains in its own thread; a MultiThreadedExecutor runs subscriptions,
 rendering, meshing, status and the long services in separate callback groups; validated frames
-go through the 2-deep queue of :class:`~semnerf_ros.bridge.intake.FrameIntake` to a thread that
-calls ``add_frame``, so no subscription callback ever waits for training.
+that the keyframe policy does not turn away go through the short queue of
+:class:`~semnerf_ros.bridge.intake.FrameIntake` to a thread that calls ``add_frame``, so no
+subscription callback ever waits for training.
 
 The ROS-free work is in :mod:`semnerf_ros.bridge`: stamp gate and intake, messages to a frame,
 the reject ledger, status and progress, mesh markers, mesh export and map files.
@@ -350,7 +351,7 @@ class SemNerfNode(Node):
 
     def _stats(self) -> Optional[dict]:
         try:
-            return dict(self.mapper.stats())
+            return {**self.mapper.stats(), **self.intake.depth()}
         except Exception as exc:  # noqa: BLE001
             self.ledger.warn("stats_error", f"mapper.stats() failed: {exc}")
             return None
