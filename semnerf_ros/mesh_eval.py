@@ -22,6 +22,8 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy.spatial import cKDTree
 
+from .engine.geometry import points_seen_by_views
+
 __all__ = ["sample_surface", "closest_point_on_triangles", "point_to_mesh_distance", "visible_mask",
            "mesh_accuracy"]
 
@@ -128,29 +130,9 @@ def visible_mask(points, poses: Sequence[np.ndarray], intrinsics, depths: Sequen
                  tol: float = 0.03, min_depth: float = 0.05) -> np.ndarray:
     """True for the points seen by at least one view: in front of the camera, projecting
     inside the image, and within ``tol`` m of the view's depth at that pixel (nearest pixel).
-    ``intrinsics``: one :class:`~semnerf_ros.engine.geometry.Intrinsics` or one per view."""
-    points = np.asarray(points, np.float64).reshape(-1, 3)
-    seen = np.zeros(points.shape[0], bool)
-    many = isinstance(intrinsics, (list, tuple))
-    for i, (T, D) in enumerate(zip(poses, depths)):
-        K = intrinsics[i] if many else intrinsics
-        T = np.asarray(T, np.float64)
-        D = np.asarray(D, np.float64)
-        h, w = D.shape
-        if (h, w) != (int(K.height), int(K.width)):
-            raise ValueError(f"view {i}: depth is {w}x{h} but the intrinsics are for {K.width}x{K.height}")
-        q = (points - T[:3, 3]) @ T[:3, :3]                  # world -> camera (optical)
-        z = q[:, 2]
-        front = z > min_depth
-        zs = np.where(front, z, 1.0)
-        u = np.rint(q[:, 0] / zs * K.fx + K.cx)
-        v = np.rint(q[:, 1] / zs * K.fy + K.cy)
-        ok = front & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-        idx = np.flatnonzero(ok)
-        d = D[v[idx].astype(np.int64), u[idx].astype(np.int64)]
-        hit = np.isfinite(d) & (d > 0) & (np.abs(d - z[idx]) < tol)
-        seen[idx[hit]] = True
-    return seen
+    ``intrinsics``: one :class:`~semnerf_ros.engine.geometry.Intrinsics` or one per view.
+    (:func:`semnerf_ros.engine.geometry.points_seen_by_views`, every view with a depth image.)"""
+    return points_seen_by_views(points, poses, intrinsics, [np.asarray(D) for D in depths], tol, min_depth)
 
 
 def mesh_accuracy(pred, gt_vertices, gt_faces, gt_labels=None, n_samples: int = 200000,

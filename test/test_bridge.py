@@ -288,7 +288,7 @@ class MeshMapper:
     def stats(self):
         return {"keyframes": self.keyframes}
 
-    def extract_mesh(self, resolution=256, density_threshold=None, cancel=None, chunk=None):
+    def extract_mesh(self, resolution=256, density_threshold=None, cancel=None, chunk=None, observed_only=False):
         self.calls.append((resolution, density_threshold, chunk))
         if cancel is not None and cancel():
             raise ExtractionCancelled("cancelled")

@@ -102,7 +102,7 @@ class FakeMapper:
                     return at[-1] if at else self.frames[-1]
             time.sleep(0.005)
 
-    def extract_mesh(self, resolution=128, density_threshold=None, cancel=None, chunk=None):
+    def extract_mesh(self, resolution=128, density_threshold=None, cancel=None, chunk=None, observed_only=False):
         from semnerf_ros.engine.mesh import SemanticMesh
 
         self.calls.append(("extract_mesh", resolution, density_threshold))

@@ -89,6 +89,7 @@ class MapOperations:
         chunk = CPU_MESH_CHUNK_POINTS if str(self.mapper.device).startswith("cpu") else None
         options = {"chunk": chunk} if chunk else {}
         return self.mapper.extract_mesh(resolution=res, density_threshold=thr, cancel=self.cancel.is_set,
+                                        observed_only=bool(self.values.get("mesh_observed_only", True)),
                                         **options)
 
     def export_mesh(self, path: str = "", fmt: str = "", semantic_colors: bool = False,

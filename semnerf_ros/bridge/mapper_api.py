@@ -38,7 +38,8 @@ class MapperAPI(Protocol):
     """The engine as the node uses it (see ``Mapper`` for the semantics of each call).
 
     ``extract_mesh`` takes ``cancel`` (a callable polled between chunks; raises
-    ``ExtractionCancelled``) and ``chunk`` (field queries per chunk)."""
+    ``ExtractionCancelled``), ``chunk`` (field queries per chunk) and ``observed_only`` (only the
+    faces some keyframe saw)."""
 
     device: Any
 
@@ -49,7 +50,8 @@ class MapperAPI(Protocol):
     def render(self, pose: np.ndarray, intrinsics: Intrinsics, scale: float = 1.0) -> RenderedView: ...
 
     def extract_mesh(self, resolution: int = 256, density_threshold: Optional[float] = None, *,
-                     cancel: Optional[Callable[[], bool]] = None, chunk: Optional[int] = None) -> Any: ...
+                     cancel: Optional[Callable[[], bool]] = None, chunk: Optional[int] = None,
+                     observed_only: bool = False) -> Any: ...
 
     def stats(self) -> dict: ...
 

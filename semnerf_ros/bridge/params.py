@@ -57,11 +57,13 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("device", "string", DEFAULTS["experiment"]["device"], "training device: auto, cpu, cuda or cuda:N"),
     ParamSpec("max_keyframes", "int", _MAPPER["max_keyframes"], "replay buffer bound (keyframes)", 1, 100000),
     ParamSpec("keyframe_min_translation", "double", _MAPPER["min_translation"],
-              "metres moved since the last keyframe that make a new keyframe", 0.0, 100.0),
+              "metres from every buffered keyframe that make a frame a new view (with the turn and overlap "
+              "tests)", 0.0, 100.0),
     ParamSpec("keyframe_min_rotation_deg", "double", _MAPPER["min_rotation_deg"],
-              "degrees turned since the last keyframe that make a new keyframe", 0.0, 180.0),
+              "degrees turned from every buffered keyframe that make a frame a new view", 0.0, 180.0),
     ParamSpec("keyframe_max_overlap", "double", _MAPPER["max_overlap"],
-              "view overlap with the last keyframe below which a new keyframe is made", 0.0, 1.0),
+              "view overlap with a nearby buffered keyframe from which a frame counts as a revisit (not "
+              "kept)", 0.0, 1.0),
     ParamSpec("max_steps_per_second", "double", _MAPPER["max_steps_per_second"],
               "training-thread throttle in steps/s (0 = as fast as possible)", 0.0, 100000.0),
     ParamSpec("load_on_start", "bool", False, "load map_path at start-up (fails start-up if unreadable)"),
@@ -116,6 +118,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               0.0, 1e6, read_only=False),
     ParamSpec("mesh_semantic_colors", "bool", True,
               "colour the mesh markers by class (false: by rendered colour)", read_only=False),
+    ParamSpec("mesh_observed_only", "bool", True,
+              "keep only the mesh faces a keyframe saw (on its depth, or in its view without depth): "
+              "removes floaters and unconstrained surfaces", read_only=False),
     ParamSpec("status_rate", "double", 1.0, "rate of ~/status (Hz); 0 = off", 0.0, 100.0, read_only=False),
     ParamSpec("log_period", "double", 10.0,
               "seconds between one-line progress logs (training rate, keyframes, frames synced/rejected, "

@@ -204,6 +204,42 @@ def project_points(points_world, pose_c2w, intrinsics: Intrinsics) -> tuple[np.n
 # --------------------------------------------------------------------------- torch
 
 
+def points_seen_by_views(points, poses, intrinsics, depths, tol: float = 0.03, min_depth: float = 0.05,
+                         max_depth: float = np.inf) -> np.ndarray:
+    """True for the points (N, 3, world metres) that at least one view saw: in front of the
+    camera (z in ``(min_depth, max_depth)``), projecting inside the image, and -- for a view
+    with a depth image (H, W metres, 0 or NaN = none) -- within ``tol`` m of that view's depth
+    at the nearest pixel; a view whose depth is None counts what is inside its frustum.
+    ``poses``: camera-to-world (optical axes); ``intrinsics``: one :class:`Intrinsics` or one
+    per view."""
+    points = np.asarray(points, np.float64).reshape(-1, 3)
+    seen = np.zeros(points.shape[0], bool)
+    many = isinstance(intrinsics, (list, tuple))
+    for i, (T, D) in enumerate(zip(poses, depths)):
+        K = intrinsics[i] if many else intrinsics
+        T = np.asarray(T, np.float64)
+        h, w = int(K.height), int(K.width)
+        if D is not None:
+            D = np.asarray(D, np.float64)
+            if D.shape != (h, w):
+                raise ValueError(f"view {i}: depth is {D.shape[1]}x{D.shape[0]} but the intrinsics are for "
+                                 f"{K.width}x{K.height}")
+        q = (points - T[:3, 3]) @ T[:3, :3]                  # world -> camera (optical)
+        z = q[:, 2]
+        front = (z > min_depth) & (z < max_depth)
+        zs = np.where(front, z, 1.0)
+        u = np.rint(q[:, 0] / zs * K.fx + K.cx)
+        v = np.rint(q[:, 1] / zs * K.fy + K.cy)
+        idx = np.flatnonzero(front & (u >= 0) & (u < w) & (v >= 0) & (v < h))
+        if D is None:
+            seen[idx] = True
+            continue
+        d = D[v[idx].astype(np.int64), u[idx].astype(np.int64)]
+        hit = np.isfinite(d) & (d > 0) & (np.abs(d - z[idx]) < tol)
+        seen[idx[hit]] = True
+    return seen
+
+
 def pixel_directions(intrinsics: Intrinsics, device=None, dtype=None):
     """Camera-frame ray directions (H, W, 3) through pixel centres, z = 1."""
 

@@ -39,7 +39,7 @@ from ..logs import ThrottledLog
 from . import mesh as mesh_mod
 from .config import make_config
 from .frame import Frame
-from .geometry import Intrinsics, camera_rays, validate_pose
+from .geometry import Intrinsics, camera_rays, points_seen_by_views, validate_pose
 from .keyframes import KeyframePolicy, RayBatch, ReplayBuffer
 from .models import SemanticModel, build_model, losses_to_floats
 from .render import semantic_entropy, semantic_probabilities
@@ -518,11 +518,18 @@ class Mapper:
         return snap
 
     def extract_mesh(self, resolution: int = 256, density_threshold: Optional[float] = None, bounds=None,
-                     min_component_faces: int = 0, progress: bool = False, **shading):
+                     min_component_faces: int = 0, progress: bool = False, observed_only: bool = False,
+                     observed_tol: float = 0.05, **shading):
         """Marching-cubes mesh of the current map with per-vertex colours and
         classes (see :mod:`semnerf_ros.mesh`), from a consistent snapshot.
+        ``observed_only``: keep only the faces whose vertices some keyframe saw
+        (within ``observed_tol`` m plus one marching-cubes cell of its measured
+        depth; a keyframe without depth counts its frustum up to the far plane),
+        which removes floaters in free space the cameras looked through and
+        surfaces no view constrained.
         ``shading`` passes ``sample_mode``, ``normal_offset``, ``ray_samples``,
         ``chunk``, ``allow_empty`` or ``cancel`` through to :func:`semnerf_ros.mesh.extract_mesh`."""
+        views = self._keyframe_views() if observed_only else None
         snap = self.snapshot_model()
         b = np.asarray(bounds, dtype=np.float64).reshape(2, 3) if bounds is not None else \
             snap.scene_bounds.cpu().numpy().astype(np.float64)
@@ -533,10 +540,37 @@ class Mapper:
         kwargs = dict(shading)
         if density_threshold is not None:
             kwargs["density_threshold"] = density_threshold
-        return mesh_mod.extract_mesh(snap.density_fn, b, resolution=resolution, semantic_fn=semantic_fn,
+        mesh = mesh_mod.extract_mesh(snap.density_fn, b, resolution=resolution, semantic_fn=semantic_fn,
                                      color_fn=snap.color_fn, device=self.device,
                                      min_component_faces=min_component_faces, class_names=self.class_names,
                                      progress=progress, **kwargs)
+        if views is None or mesh.num_faces == 0:
+            return mesh
+        poses, intrinsics, depths = views
+        far = float(self.cfg["render"]["depth_range"][1])
+        # a vertex of marching cubes lies up to about a cell from the surface it stands for
+        cell = float(np.max(b[1] - b[0])) / max(int(resolution), 1)
+        seen = points_seen_by_views(mesh.vertices, poses, intrinsics, depths, tol=observed_tol + cell,
+                                    max_depth=far)
+        out = mesh.submesh(seen[mesh.faces].all(axis=1))
+        out.stats["faces_unobserved_removed"] = int(mesh.num_faces - out.num_faces)
+        return out
+
+    def _keyframe_views(self):
+        """(poses, intrinsics, depths or None per view) of the buffered keyframes, on the host."""
+        with self._priority_lock("snapshot"):
+            buf = self.buffer
+            order = list(buf.order)
+            if not order:
+                return [], [], []
+            h, w = buf.intrinsics.shape
+            sel = torch.tensor(order, device=buf.depth.device)
+            depth = buf.depth[sel].float().cpu().numpy()
+            has = buf.has_depth[sel].cpu().numpy()
+            poses = buf.poses_host[order].copy()
+            K = buf.K_host[order].copy()
+        intr = [Intrinsics(*(float(x) for x in k), w, h) for k in K]
+        return list(poses), intr, [d if ok else None for d, ok in zip(depth, has)]
 
     def stats(self) -> dict:
         """Counters and rates for status displays."""
