@@ -45,6 +45,9 @@ def main(argv=None) -> int:
                     help="extra settings to score at the finest resolution, e.g. threshold=25 "
                          "normal_offset=0.05,sample_mode=point")
     ap.add_argument("--save-mesh", default="", help="write the finest mesh here (PLY)")
+    ap.add_argument("--observed-only", action="store_true",
+                    help="keep only the faces the map's keyframes saw (Mapper.extract_mesh(observed_only=True), "
+                         "the node's default); variants may set observed_only=0/1")
     ap.add_argument("--out", default="bench_mesh.json")
     args = ap.parse_args(argv)
 
@@ -66,7 +69,8 @@ def main(argv=None) -> int:
         if m.device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        mesh = m.extract_mesh(resolution=res, density_threshold=args.threshold, bounds=bounds)
+        mesh = m.extract_mesh(resolution=res, density_threshold=args.threshold, bounds=bounds,
+                              observed_only=args.observed_only)
         if m.device.type == "cuda":
             torch.cuda.synchronize()
         dt = time.perf_counter() - t0
@@ -102,6 +106,8 @@ def main(argv=None) -> int:
                 kw["density_threshold"] = kw.pop("threshold")
             if "min_component_faces" in kw:
                 kw["min_component_faces"] = int(kw["min_component_faces"])
+            if "observed_only" in kw:
+                kw["observed_only"] = bool(kw["observed_only"])
             kw.setdefault("density_threshold", args.threshold)
             m_ = m.extract_mesh(resolution=args.resolutions[-1], bounds=bounds, **kw)
             rec = {"variant": spec, "vertices": m_.num_vertices, "faces": m_.num_faces, "accuracy": score(m_)}
