@@ -204,6 +204,20 @@ def project_points(points_world, pose_c2w, intrinsics: Intrinsics) -> tuple[np.n
 # --------------------------------------------------------------------------- torch
 
 
+def depth_points_world(depth, intrinsics: Intrinsics, pose_c2w, stride: int = 1, near: float = 0.0,
+                       far: float = np.inf) -> np.ndarray:
+    """World points (N, 3, metres) of a z-depth image (H, W metres; 0, NaN or outside
+    ``[near, far]`` = no reading), every ``stride``-th pixel in each direction."""
+    h, w = intrinsics.shape
+    vs, us = np.mgrid[0:h:stride, 0:w:stride]
+    z = np.asarray(depth, np.float64)[vs, us]
+    ok = np.isfinite(z) & (z > 0) & (z >= near) & (z <= far)
+    pc = np.stack([(us[ok] - intrinsics.cx) / intrinsics.fx * z[ok], (vs[ok] - intrinsics.cy) / intrinsics.fy * z[ok],
+                   z[ok]], -1)
+    T = np.asarray(pose_c2w, np.float64)
+    return pc @ T[:3, :3].T + T[:3, 3]
+
+
 def points_seen_by_views(points, poses, intrinsics, depths, tol: float = 0.03, min_depth: float = 0.05,
                          max_depth: float = np.inf) -> np.ndarray:
     """True for the points (N, 3, world metres) that at least one view saw: in front of the

@@ -39,7 +39,7 @@ from ..logs import ThrottledLog
 from . import mesh as mesh_mod
 from .config import make_config
 from .frame import Frame
-from .geometry import Intrinsics, camera_rays, points_seen_by_views, validate_pose
+from .geometry import Intrinsics, camera_rays, depth_points_world, points_seen_by_views, validate_pose
 from .keyframes import KeyframePolicy, RayBatch, ReplayBuffer
 from .models import SemanticModel, build_model, losses_to_floats
 from .render import semantic_entropy, semantic_probabilities
@@ -243,16 +243,12 @@ class Mapper:
         cam = frame.pose[:3, 3]
         lo, hi = cam - far, cam + far
         depth = frame.depth_valid()
-        if depth is not None and bool((depth > 0).any()):
-            intr = frame.intrinsics
-            h, w = intr.shape
-            vs, us = np.mgrid[0:h:max(h // 32, 1), 0:w:max(w // 32, 1)]
-            z = depth[vs, us]
-            ok = z > 0
-            pc = np.stack([(us - intr.cx) / intr.fx * z, (vs - intr.cy) / intr.fy * z, z], -1)[ok]
-            pw = pc @ frame.pose[:3, :3].T + cam
-            lo = np.minimum(lo, pw.min(0) - margin)
-            hi = np.maximum(hi, pw.max(0) + margin)
+        if depth is not None:
+            h = frame.intrinsics.shape[0]
+            pw = depth_points_world(depth, frame.intrinsics, frame.pose, stride=max(h // 32, 1))
+            if len(pw):
+                lo = np.minimum(lo, pw.min(0) - margin)
+                hi = np.maximum(hi, pw.max(0) + margin)
         return np.stack([lo, hi])
 
     def warmup(self, steps: int = 2 + WARMUP_STEPS) -> float:

@@ -214,13 +214,7 @@ class HashSemanticModel(SemanticModel):
     def __init__(self, cfg: dict, num_classes: int, bounds):
         super().__init__(cfg, num_classes, bounds)
         h, r = cfg["model"]["hash"], cfg["render"]
-        self.field = HashSemanticField(bounds, self.num_valid, h["n_levels"], h["n_features_per_level"],
-                                       h["log2_hashmap_size"], h["base_resolution"], h["finest_resolution"],
-                                       h["hidden_dim"], h["geo_feat_dim"], h["hidden_dim_color"],
-                                       h["hidden_dim_semantic"], h["backend"], h["semantic_max_resolution"],
-                                       h["semantic_branch"], h["semantic_grid_levels"], h["semantic_grid_base"],
-                                       h["semantic_grid_cell"], h["semantic_grid_features"],
-                                       h["semantic_grid_log2_hashmap_size"])
+        self.field = HashSemanticField(bounds, self.num_valid, **h)  # model.hash keys are its keywords
         # False: the semantic loss trains only the semantic branch (no gradient into
         # density, the compositing weights or the shared encoding), so the field
         # cannot bend its geometry per ray to fit a pixel's noisy label.
@@ -321,9 +315,7 @@ class HashSemanticModel(SemanticModel):
             alive = alive & (trans > self.TERMINATION_TRANSMITTANCE)
         sigma = torch.zeros(R, K, device=dev).index_put_((ray, slot), sigma_p)
         dl = torch.zeros(R, K, device=dev).index_put_((ray, slot), delta)
-        alpha = 1.0 - torch.exp(-sigma * dl)
-        transm = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha + 1e-10], -1), -1)[:, :-1]
-        w = (alpha * transm)[ray, slot]
+        w = weights_from_density(sigma, dl)[ray, slot]  # the training renderer's compositing
         acc = torch.zeros(R, device=dev).index_add_(0, ray, w)
         dep = torch.zeros(R, device=dev).index_add_(0, ray, w * t)
         rgb = torch.zeros(R, 3, device=dev)

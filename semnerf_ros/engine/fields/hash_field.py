@@ -57,9 +57,16 @@ class HashSemanticField(nn.Module):
         hidden_dim, geo_feat_dim: density MLP (one hidden layer) and the
             geometry feature it passes to the colour head.
         hidden_dim_color, hidden_dim_semantic: widths of the colour and semantic heads.
+        backend: hash-encoding kernels (auto | torch | triton).
+        semantic_branch: ``grid`` -- a semantic grid of its own, ``semantic_grid_levels``
+            levels of ``semantic_grid_features`` features from ``semantic_grid_base`` cells
+            along the cube side to cells ``semantic_grid_cell`` metres wide, dense up to
+            ``2**semantic_grid_log2_hashmap_size`` rows a level; or ``shared`` -- the density
+            grid's levels up to ``semantic_max_resolution`` cells (0 = all).
+    The keywords are the ``model.hash`` config keys (``HashSemanticModel`` passes them).
     """
 
-    def __init__(self, bounds, num_valid_classes: int, n_levels: int = 16, n_features_per_level: int = 2,
+    def __init__(self, bounds, num_valid_classes: int, *, n_levels: int = 16, n_features_per_level: int = 2,
                  log2_hashmap_size: int = 19, base_resolution: int = 16, finest_resolution: int = 1024,
                  hidden_dim: int = 64, geo_feat_dim: int = 15, hidden_dim_color: int = 64,
                  hidden_dim_semantic: int = 64, backend: str = "auto", semantic_max_resolution: int = 0,
