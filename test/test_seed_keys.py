@@ -21,7 +21,7 @@ def test_the_seed_file_loads_and_names_every_unread_key_it_sets(caplog):
     assert cfg["render"]["i_embed"] == 0                     # accepted, as the seed wrote it
     (msg,) = _warnings(caplog)
     assert "SSR_room0_config.yaml" in msg
-    for key in ("experiment.convention", "render.i_embed", "render.no_batching", "experiment.scene_file"):
+    for key in ("experiment.convention", "render.i_embed", "experiment.scene_file"):
         assert key in msg, msg
 
 

@@ -86,7 +86,9 @@ DEFAULTS: dict[str, Any] = {
         "multires_views": 4,
         "raw_noise_std": 1.0,
         "test_viz_factor": 1,
-        "no_batching": True,
+        "no_batching": False,        # true: each step's rays from one training image (the seed's
+                                     # sampling, --protocol seed); false: from all keyframes, a share
+                                     # (mapper.recent_fraction) from the newest (online default)
         "depth_range": [0.1, 10.0],  # near, far along the camera z axis (m)
         "white_bkgd": False,
         # fast field (model.type: hash)

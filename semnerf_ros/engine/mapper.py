@@ -332,7 +332,10 @@ class Mapper:
         try:
             model.before_step(self.step_count, self.generator)
             lr = model.learning_rate(self.step_count)
-            batch = self.buffer.sample(self.n_rays, self.cfg["mapper"]["recent_fraction"], self.generator)
+            if self.cfg["render"]["no_batching"]:   # the seed's sampling: one keyframe per step
+                batch = self.buffer.sample_image(self.n_rays, self.generator)
+            else:
+                batch = self.buffer.sample(self.n_rays, self.cfg["mapper"]["recent_fraction"], self.generator)
             if batch.origins.device != self.device:
                 batch = type(batch)(*(None if x is None else x.to(self.device) for x in
                                       (batch.origins, batch.dirs, batch.rgb, batch.labels, batch.depth)))

@@ -16,7 +16,6 @@ UNREAD_SEED_KEYS: dict[str, str] = {
     "experiment.endpoint_feat": "the seed's end-point feature option is not implemented",
     "experiment.gpu": "select the GPU with --gpu or experiment.device (cuda:N)",
     "render.i_embed": "the positional encoding is always the paper's (i_embed 0)",
-    "render.no_batching": "rays are always sampled across the keyframes (the seed's default)",
     "logging.step_log_tfb": "no TensorBoard log is written (metrics.json instead)",
     "logging.step_vis_train": "training views are rendered at each evaluation (logging.step_val)",
 }
