@@ -65,8 +65,11 @@ def test_seed_flags_parse_with_seed_names_and_defaults():
     assert a.visualise_save and a.load_saved and a.gpu == "1"
     assert (a.dataset_dir, a.save_dir, a.model, a.iters, a.eval_every) == ("d", "s", "hash", 7, 3)
     assert (a.max_seconds, a.device, a.resume, a.n_test_views, a.seed) == (9.5, "cpu", True, 2, 4)
+    assert tr.parse_args(["--dataset_type", "replica_nyu_cnn"]).dataset_type == "replica_nyu_cnn"
     with pytest.raises(SystemExit):
-        tr.parse_args(["--dataset_type", "replica_nyu_cnn"])
+        tr.parse_args(["--dataset_type", "nyu"])
+    with pytest.raises(SystemExit):
+        tr.parse_args(["--protocol", "paper"])
     with pytest.raises(SystemExit):
         tr.parse_args(["--model", "mlp"])
 
