@@ -87,6 +87,7 @@ from .engine.mapper import Mapper, resolve_device
 from .io.atomic import atomic_link_or_copy
 from .io.jsonio import to_jsonable, write_json
 from .metrics import SegmentationEvaluator, depth_errors, ssim
+from .train_log import VIDEO_MISSING, TensorBoardLog, ViewFrames, disparity, save_disparity_entropy, videos_available
 from .visualize import make_comparison_strip, save_render_images, write_image
 
 log = logging.getLogger("semnerf_ros.train")
@@ -208,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep only the newest N numbered checkpoints besides latest.pt (0 = keep all, as the seed)")
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override any config value, e.g. --set render.N_rays=4096 (repeatable)")
+    g.add_argument("--tensorboard", choices=["auto", "on", "off"], default="auto",
+                   help="the seed's TensorBoard log in <save_dir>/tfb_logs (its scalar tags; logging.step_log_tfb): "
+                        "auto = when the tensorboard package is installed, on = fail without it")
+    g.add_argument("--videos", choices=["auto", "off"], default="auto",
+                   help="mp4 videos of the evaluated views (the seed's rgb / dep / disps / sem / sem_uncertainty) "
+                        "when imageio-ffmpeg is installed")
     g.add_argument("--quiet", action="store_true", help="no progress bar and no summary table")
     return p
 
@@ -443,7 +450,8 @@ def score_labels(gt: np.ndarray, pred: np.ndarray, num_classes: int) -> dict:
 def evaluate_views(mapper, scene, ids: Sequence[int], gt_labels: Optional[np.ndarray], factor: int,
                    out_dir: Optional[Path] = None, save_count: int = 0, tag: str = "test",
                    input_labels: Optional[np.ndarray] = None, palette=None, progress: bool = False,
-                   protocol: str = "semnerf", extra_labels: Optional[dict] = None) -> dict:
+                   protocol: str = "semnerf", extra_labels: Optional[dict] = None,
+                   frames: Optional[ViewFrames] = None) -> dict:
     """Render the views ``ids`` (positions into ``scene``) at ``1/factor`` of the
     dataset resolution and score them.
 
@@ -452,6 +460,8 @@ def evaluate_views(mapper, scene, ids: Sequence[int], gt_labels: Optional[np.nda
     resizing.  ``gt_labels`` None: no semantic scores (``enable_semantic: false``; label and
     entropy images are not written).  ``extra_labels``: name -> label stack to score the same
     renders against as well (``replica_nyu_cnn``: the CNN's labels), as ``vs_<name>`` entries.
+    ``frames``: collects every view's colour images (videos, TensorBoard).  Saved views also get
+    disparity and entropy images (:func:`semnerf_ros.train_log.save_disparity_entropy`).
 
     ``gt_labels`` (len(ids), H, W) are the labels to score against (the test
     labels, or the clean training labels).  Returns ``miou``,
@@ -502,8 +512,14 @@ def evaluate_views(mapper, scene, ids: Sequence[int], gt_labels: Optional[np.nda
         if scene.depth is not None:
             depth_gt.append(gt_at(scene.depth[i], "depth", w, h))
             depth_pred.append(r.depth)
+        opacity = getattr(r, "opacity", None)
+        disp = disparity(r.depth, opacity if opacity is not None else np.ones_like(r.depth))
+        if frames is not None:
+            frames.add(r.rgb, r.depth, disp, r.labels if semantic else None, r.entropy if semantic else None, gt)
         if out_dir is not None and k < save_count:
             name = f"{int(scene.frame_indices[i]):03d}"
+            save_disparity_entropy(out_dir, name if input_labels is None else f"{tag}_{name}", disp,
+                                   r.entropy if semantic else None, (near, far))
             if input_labels is None or not semantic:
                 save_render_images(out_dir, name, rgb=r.rgb, labels=r.labels if semantic else None, depth=r.depth,
                                    entropy=r.entropy if semantic else None,
@@ -715,14 +731,31 @@ class _TrainingRun:
         self.prior = {"train_seconds": 0.0, "wall_seconds": 0.0}
         self.last_losses: dict = {}
         self.step_errors = 0
+        self.tb: Optional[TensorBoardLog] = None
+        self.videos = False
 
     def run(self) -> dict:
         self.load_data()
         self.build_mapper()
         self.write_run_info()
         self.setup_evaluation()
-        record, stopped = self.loop()
+        self.open_logs()
+        try:
+            record, stopped = self.loop()
+        finally:
+            if self.tb is not None:
+                self.tb.close()
         return self.finish(record, stopped)
+
+    def open_logs(self) -> None:
+        """The seed's TensorBoard log and videos, where their optional packages are installed."""
+        try:
+            self.tb = TensorBoardLog.open(self.save_dir, self.cfg, self.a.tensorboard)
+        except RuntimeError as exc:
+            raise TrainError(str(exc)) from exc
+        self.videos = self.a.videos != "off" and videos_available()
+        if self.a.videos != "off" and not self.videos:
+            log.warning(VIDEO_MISSING)
 
     # -- data and the task's training labels
     def load_data(self) -> None:
@@ -863,18 +896,27 @@ class _TrainingRun:
         test_ids = self.test_ids[self.test_eval]
         sem = self.semantic
         common = {"palette": self.palette, "progress": self.progress, "protocol": self.protocol}
+        collect = self.videos or self.tb is not None
+
+        def frames():
+            return ViewFrames(self.palette, mapper.cfg["render"]["depth_range"], scene.num_classes) if collect \
+                else None
         cnn = scene.predicted_labels
         test_scores = train_scores = None
         if test or final:
+            views = frames()
             test_scores = evaluate_views(
                 mapper, scene, test_ids, scene.labels[test_ids] if sem else None, self.factor, rdir, n_save, "test",
-                extra_labels={"cnn": cnn[test_ids]} if (cnn is not None and sem) else None, **common)
+                extra_labels={"cnn": cnn[test_ids]} if (cnn is not None and sem) else None, frames=views, **common)
+            self._log_views(step, "Test", test_scores, views, rdir, "test")
         if train or final:
             tr_ids = self.train_ids[self.train_eval]
+            views = frames()
             train_scores = evaluate_views(
                 mapper, scene, tr_ids, self.clean[self.train_eval] if sem else None, self.factor, rdir, n_save,
                 "train", input_labels=self.noisy[self.train_eval],
-                extra_labels={"cnn": cnn[tr_ids]} if (cnn is not None and sem) else None, **common)
+                extra_labels={"cnn": cnn[tr_ids]} if (cnn is not None and sem) else None, frames=views, **common)
+            self._log_views(step, "Train", train_scores, views, rdir, "train")
         st = mapper.stats()
         rec = {"step": step, "train_seconds": st["train_seconds"], "wall_seconds": self.wall(),
                "iterations_per_second": step / st["train_seconds"] if st["train_seconds"] > 0 else None,
@@ -892,6 +934,16 @@ class _TrainingRun:
             parts.append(f"input labels mIoU {_fmt(self.input_scores['miou'])}")
         self.say(f"[eval] step {step}: " + " | ".join(parts))
         return rec
+
+    def _log_views(self, step: int, split: str, scores: dict, views: Optional[ViewFrames], rdir: Path,
+                   tag: str) -> None:
+        if self.tb is not None:
+            self.tb.scores(step, split, scores)
+            if views is not None:
+                self.tb.images(step, split, views.frames)
+            self.tb.flush()
+        if self.videos and views is not None:
+            views.write_videos(rdir, tag)
 
     def checkpoint(self, step: int) -> None:
         _checkpoint(self.mapper, self.save_dir, step, {"train_seconds": self.mapper.train_seconds,
@@ -920,6 +972,7 @@ class _TrainingRun:
         n_iters = int(cfg["train"]["N_iters"])
         step_val = max(1, int(cfg["logging"]["step_val"]))
         step_vis = max(1, int(cfg["logging"]["step_vis_train"]))
+        step_tfb = max(1, int(float(cfg["logging"]["step_log_tfb"])))
         step_ckpt = max(1, int(cfg["logging"]["step_save_ckpt"]))
         step_print = max(1, int(cfg["logging"]["step_log_print"]))
         start_step = mapper.step_count
@@ -953,6 +1006,8 @@ class _TrainingRun:
                 bar.update(1)
                 if step % step_print == 0:
                     bar.set_postfix(loss=f"{losses['loss']:.4f}", psnr=f"{losses['psnr']:.2f}", refresh=False)
+                if self.tb is not None and step % step_tfb == 0:
+                    self.tb.losses(step, losses)
                 if step % step_val == 0 or step % step_vis == 0:
                     final = step >= n_iters
                     record = self.evaluate(step, final=final, test=step % step_val == 0, train=step % step_vis == 0)
