@@ -36,9 +36,9 @@ Protocols (``--protocol``; docs/seed_parity.md has the full table).  ``seed`` --
 with the paper's MLPs (``model.type: nerf``) -- reproduces the seed where the two differ: each
 step's rays from one training image (``render.no_batching: true``, under the user's file), the
 seed's label-task draws (:mod:`semnerf_ros.tasks`, ``protocol="seed"``), its Replica split over the
-first 900 frames (``experiment.total_num`` unless set), its ScanNet 4:3 padding, and its evaluation
-at ``render.test_viz_factor`` (intrinsics recomputed as the seed does, ground truth downsampled
-with ``torch.nn.functional.interpolate``).  ``semnerf`` -- the default with the hash field -- keeps
+first 900 frames (``experiment.total_num`` unless set), its image resizing and ScanNet 4:3 padding,
+and its evaluation at ``render.test_viz_factor`` (intrinsics recomputed as the seed does, ground
+truth downsampled with ``torch.nn.functional.interpolate``).  ``semnerf`` -- the default with the hash field -- keeps
 this package's choices.  ``experiment.sample_step`` (the seed's ScanNet key) sets the split to
 ``sample_step`` / ``sample_step // 2`` under both.
 
@@ -655,7 +655,7 @@ def _load_scene(cfg: dict, progress: bool, protocol: str = "semnerf", user_set=(
         kind = detect_kind(path)
     split = dataset_split(cfg, kind, protocol, user_set, frame_count(path, kind), say)
     nyu = exp["nyu_mode"]
-    options: dict = {"progress": progress}
+    options: dict = {"progress": progress, "seed_resize": protocol == "seed"}
     if kind == "scannet":
         if nyu not in ("auto", "nyu40", "nyu13"):
             raise TrainError(f"experiment.nyu_mode {nyu!r} is for replica_nyu_cnn; ScanNet takes nyu40 or nyu13")

@@ -184,3 +184,18 @@ def test_scene_file_names_the_classes_from_info_semantic(tmp_path):
     with pytest.warns(UserWarning, match="scene_file"):
         sd = load_dataset(root, width=32, height=24, scene_file=str(tmp_path / "missing"), progress=False)
     assert not sd.class_names[1].startswith("replica_class")
+
+
+def test_seed_resize_takes_opencvs_nearest_and_bilinear(tmp_path):
+    import cv2 as cv
+
+    root = make_scene(tmp_path / "big", 4, 64, 48, seed=0, progress=False)
+    native = load_dataset(root, width=None, height=None, train_step=1, test_offset=0, progress=False)
+    seed = load_dataset(root, width=32, height=24, train_step=1, test_offset=0, seed_resize=True, progress=False)
+    ours = load_dataset(root, width=32, height=24, train_step=1, test_offset=0, progress=False)
+    raw = native.class_ids_original[native.labels]
+    # the seed's cv2 INTER_NEAREST at factor 2 keeps the top-left pixel of each block; ours the pixel-centre one
+    np.testing.assert_array_equal(seed.class_ids_original[seed.labels], raw[:, ::2, ::2])
+    np.testing.assert_array_equal(ours.class_ids_original[ours.labels], raw[:, 1::2, 1::2])
+    ref = cv.resize(native.rgb[0].astype(np.float32) / 255, (32, 24), interpolation=cv.INTER_LINEAR)
+    np.testing.assert_array_equal(seed.rgb[0], np.clip(np.round(ref * 255), 0, 255).astype(np.uint8))

@@ -50,7 +50,9 @@ class FrameSequence:
     loaded and remapped like ``labels`` into ``SceneData.predicted_labels`` (name ``predicted``);
     ``pad_rows``: black rows added above and below the colour images (and colour-sized label and
     instance images) before resizing, as the seed pads ScanNet's 1296x968 to 4:3; ``camera``
-    then describes the padded image."""
+    then describes the padded image; ``seed_resize``: resize colour, label and instance images as
+    the seed does (``cv2.resize``, bilinear on colours in [0, 1], OpenCV's nearest on labels: the
+    top-left pixel of each block at factor 2) instead of area averaging and pixel-centre nearest."""
 
     folder: Path
     kind: str
@@ -69,6 +71,18 @@ class FrameSequence:
     meta: dict = field(default_factory=dict)
     extra_labels: dict = field(default_factory=dict)
     pad_rows: tuple = (0, 0)
+    seed_resize: bool = False
+
+
+def _seed_resize_rgb(img: np.ndarray, w: int, h: int) -> np.ndarray:
+    if img.shape[:2] == (h, w):
+        return img
+    out = cv2.resize(img.astype(np.float32) / 255.0, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
+
+
+def _seed_resize_labels(img: np.ndarray, w: int, h: int) -> np.ndarray:
+    return img if img.shape[:2] == (h, w) else cv2.resize(img, (w, h), interpolation=cv2.INTER_NEAREST)
 
 
 def _pad_rows(img: np.ndarray, rows: tuple, height: Optional[int] = None) -> np.ndarray:
@@ -122,14 +136,14 @@ def load_sequence(seq: FrameSequence, width: Optional[int] = 320, height: Option
         lab = _pad_rows(read_label_image(path), seq.pad_rows, h_file)
         if seq.labels_match_rgb:
             check_size(path, lab, w0, h0)
-        return resize_nearest(lab, out_w, out_h)
+        return (_seed_resize_labels if seq.seed_resize else resize_nearest)(lab, out_w, out_h)
 
     def load_one(k: int) -> None:
         num = chosen[k]
         img = first if k == 0 else _pad_rows(read_rgb(seq.rgb[num]), seq.pad_rows)
         if img.shape[:2] != (h0, w0):
             raise DatasetError(f"{seq.rgb[num]} is {img.shape[1]}x{img.shape[0]}, the sequence is {w0}x{h0}")
-        rgb[k] = resize_rgb(img, out_w, out_h)
+        rgb[k] = (_seed_resize_rgb if seq.seed_resize else resize_rgb)(img, out_w, out_h)
         raw[k] = read_labels(seq.labels[num])
         for name, files in seq.extra_labels.items():
             extra_raw[name][k] = read_labels(files[num])

@@ -185,7 +185,8 @@ def load_replica(path, width: Optional[int] = 320, height: Optional[int] = 240,
                  train_step: int = 5, test_offset: int = 2, total_num: int = 0,
                  class_ids: Optional[Sequence[int]] = None, load_depth: bool = True,
                  load_instances: bool = True, progress: bool = True,
-                 num_workers: Optional[int] = None, scene_file: Optional[str] = None) -> SceneData:
+                 num_workers: Optional[int] = None, scene_file: Optional[str] = None,
+                 seed_resize: bool = False) -> SceneData:
     """Load a Replica-layout folder (:func:`parse_replica`, then :func:`~.loader.load_sequence`).
 
     Args:
@@ -199,11 +200,13 @@ def load_replica(path, width: Optional[int] = 320, height: Optional[int] = 240,
             default: the ids present in the loaded frames (the seed's rule).
         load_depth, load_instances: skip those images when False.
         scene_file: the seed's ``experiment.scene_file`` (class names from its info_semantic.json).
+        seed_resize: resize as the seed (:class:`~.loader.FrameSequence`).
     Raises:
         DatasetError naming the missing or mismatched file.
     """
-    return load_sequence(parse_replica(path, load_depth, load_instances, scene_file=scene_file), width, height,
-                         train_step, test_offset, total_num, class_ids, progress, num_workers)
+    seq = parse_replica(path, load_depth, load_instances, scene_file=scene_file)
+    seq.seed_resize = seed_resize
+    return load_sequence(seq, width, height, train_step, test_offset, total_num, class_ids, progress, num_workers)
 
 
 #: the seed's replica_nyu_cnn label folders: nyu_mode -> (CNN predictions, ground truth)
@@ -222,7 +225,8 @@ def is_replica_nyu_cnn_dir(path) -> bool:
 
 def load_replica_nyu_cnn(path, nyu_mode: str = "nyu13", width: Optional[int] = 320, height: Optional[int] = 240,
                          train_step: int = 5, test_offset: int = 2, total_num: int = 0, load_depth: bool = True,
-                         progress: bool = True, num_workers: Optional[int] = None) -> SceneData:
+                         progress: bool = True, num_workers: Optional[int] = None,
+                         seed_resize: bool = False) -> SceneData:
     """The seed's ``replica_nyu_cnn`` dataset (``Replica_CNN_NYU``): a Replica sequence whose
     training labels are a CNN's predictions of the NYUv2 classes.
 
@@ -241,6 +245,7 @@ def load_replica_nyu_cnn(path, nyu_mode: str = "nyu13", width: Optional[int] = 3
     seq = parse_replica(path, load_depth, load_instances=False, label_dir=gt_dir,
                         extra_label_dirs={"predicted": cnn_dir})
     seq.kind = "replica_nyu_cnn"
+    seq.seed_resize = seed_resize
     seq.class_table = dict(enumerate(names))
     seq.meta["nyu_mode"] = mode
     return load_sequence(seq, width, height, train_step, test_offset, total_num, list(range(len(names))),

@@ -268,7 +268,8 @@ def load_scannet(path, width: Optional[int] = 320, height: Optional[int] = 240,
                  label_mode: str = "auto", class_ids: Optional[Sequence[int]] = None,
                  load_depth: bool = True, load_instances: bool = True,
                  progress: bool = True, num_workers: Optional[int] = None,
-                 sample_step: Optional[int] = None, pad_to_4_3: bool = False) -> SceneData:
+                 sample_step: Optional[int] = None, pad_to_4_3: bool = False,
+                 seed_resize: bool = False) -> SceneData:
     """Load a ScanNet scene folder (:func:`parse_scannet`, then :func:`~.loader.load_sequence`).
 
     Args:
@@ -280,12 +281,14 @@ def load_scannet(path, width: Optional[int] = 320, height: Optional[int] = 240,
             is found, else raw with a warning).
         class_ids: ids (after the label mapping) to keep; default: those present.
         pad_to_4_3: pad the colour images to 4:3 first, as the seed (module docstring).
+        seed_resize: resize colours and labels as the seed (:class:`~.loader.FrameSequence`).
     Raises:
         DatasetError naming the missing or mismatched file.
     """
     if sample_step is not None:
         train_step = int(sample_step)
     seq = parse_scannet(path, label_mode, load_depth, load_instances, pad_to_4_3)
+    seq.seed_resize = seed_resize
     return load_sequence(seq, width, height, train_step, test_offset, total_num, class_ids, progress, num_workers)
 
 
