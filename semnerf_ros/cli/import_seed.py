@@ -1,6 +1,6 @@
 """``python -m semnerf_ros.cli.import_seed``: a seed checkpoint (Semantic-NeRF's ``<step>.ckpt``)
-as a semnerf map file, which the node loads (``~/load_map``, ``load_on_start``), ``semnerf-mesh``
-meshes and ``semnerf-train --resume`` continues (:mod:`semnerf_ros.engine.seed_checkpoint`).
+as a semnerf map file, which the node loads (``~/load_map``, ``load_on_start``) and ``semnerf-mesh``
+meshes (:mod:`semnerf_ros.engine.seed_checkpoint`).  The map holds the MLPs but no keyframes.
 
     python -m semnerf_ros.cli.import_seed runs/room0/checkpoints/200000.ckpt -o room0_map.pt \\
         --config_file SSR/configs/SSR_room0_config.yaml --training_data_dir Replica/room_0/Sequence_1

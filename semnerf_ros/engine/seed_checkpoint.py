@@ -21,7 +21,8 @@ seed (``Semantic_NeRF``)                  here (``SemanticNeRFMLP``)
 
 The architecture (depth, width, encoding frequencies, classes) is read from the weights' shapes;
 the semantic head predicts the valid classes (void excluded), so a map of ``C + 1`` classes.  The
-optimiser's moments are carried over (reordered to this model's parameters), so training can go on.
+optimiser's moments are carried over (reordered to this model's parameters), so training can go on once
+keyframes are added.
 The seed's ``use_viewdirs: false`` MLP (a single output layer, no semantic head) is refused.
 """
 from __future__ import annotations

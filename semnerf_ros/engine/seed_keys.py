@@ -25,7 +25,8 @@ SEED_KEYS: dict[str, str] = {
     "experiment.height": "image height (px)",
     "experiment.gpu": "CUDA_VISIBLE_DEVICES before CUDA starts (the seed's select_gpus); --gpu wins",
     "experiment.enable_semantic": "false trains a plain NeRF: no labels, no semantic loss, no semantic scores",
-    "experiment.enable_depth": "false: depth images are not loaded (the seed reads but never uses the key)",
+    "experiment.enable_depth": "false: the map gets no depth (the images still score depth); the seed reads the "
+                               "key but never uses it",
     "experiment.endpoint_feat": "false only (true is rejected: see UNSUPPORTED)",
     "experiment.sample_step": "ScanNet split: every sample_step-th valid frame trains, sample_step // 2 after "
                               "it tests (the seed's; 0 = experiment.train_step / test_offset)",
