@@ -111,3 +111,18 @@ def test_no_batching_false_keeps_the_mixed_sampling():
     called = []
     m.buffer.sample_image = lambda *a, **k: called.append(1)
     assert m.step()["loss"] > 0 and not called
+
+
+def test_a_loaded_map_keeps_the_running_mappers_ray_sampling(tmp_path):
+    offline = _tiny_nerf_mapper(no_batching=True)        # trained under --protocol seed
+    for i in range(3):
+        offline.add_frame(_frame(i))
+    offline.step()
+    path = offline.save(tmp_path / "seed_map.pt")
+    assert Mapper.load(path, device="cpu").cfg["render"]["no_batching"] is True   # --resume keeps it
+    online = _tiny_nerf_mapper(no_batching=False)        # the node
+    online.load_state(path)
+    assert online.cfg["render"]["no_batching"] is False
+    called = []
+    online.buffer.sample_image = lambda *a, **k: called.append(1)
+    assert online.step()["loss"] > 0 and not called

@@ -729,8 +729,10 @@ def _apply_load_rule(file_cfg: dict, runtime_cfg: dict) -> dict:
     """The config a map file is loaded with into a running mapper: the file's
     :data:`MAP_FILE_SECTIONS`, the running config's other sections."""
     cfg = copy.deepcopy(make_config(runtime_cfg))
+    sampling = cfg["render"]["no_batching"]
     for section in MAP_FILE_SECTIONS:
         cfg[section] = copy.deepcopy(file_cfg[section])
+    cfg["render"]["no_batching"] = sampling   # ray sampling is the running mapper's, as recent_fraction
     return make_config(cfg)
 
 
