@@ -13,19 +13,24 @@ Outputs in ``experiment.save_dir`` (``--save_dir``):
 * ``exp_config.yaml`` -- the merged config (loadable with ``--config_file``);
   ``run_info.json`` -- flags, dataset, split and task description;
   ``semantic_class_Legend.png`` -- the class colours (the seed's legend).
-* ``metrics.json`` -- a list with one record per evaluation (every
-  ``logging.step_val`` steps and at the end), rewritten atomically:
+* ``metrics.json`` -- a list with one record per evaluation (test views every
+  ``logging.step_val`` steps, training views every ``logging.step_vis_train``, both at the
+  end; a split not evaluated at a step is null), rewritten atomically:
   ``step``, ``train_seconds`` (optimisation time only), ``wall_seconds``
   (training-loop wall time including evaluations, summed over resumed runs),
   ``iterations_per_second``, ``loss``, ``train_batch_psnr``, ``failed_steps``,
   ``oom_events``, and ``test`` / ``train`` / ``input_labels`` score dicts (see
-  :func:`evaluate_views`); ``summary.txt`` -- the final table.  ``train`` scores the rendered
-  training views against the **clean** labels (the denoising measure);
+  :func:`evaluate_views`; ``replica_nyu_cnn`` adds ``vs_cnn``); ``summary.txt`` -- the final
+  table.  ``train`` scores the rendered training views against the **clean** labels (the
+  denoising measure);
   ``input_labels`` scores the corrupted training labels themselves against
   the clean ones (the baseline the field has to beat).
 * ``render/step_XXXXXX/`` -- PNGs of a few test views (RGB, labels with legend,
-  depth, entropy, ground truth) and ``train_compare_*.png`` strips
-  (input | rendered | clean) of training views.
+  depth, disparity, entropy, ground truth) and ``train_compare_*.png`` strips
+  (input | rendered | clean) of training views; with imageio-ffmpeg, mp4 videos of every
+  evaluated view (``test_rgb.mp4``, ``test_sem.mp4``, ... the seed's names per split).
+* ``tfb_logs/`` -- the seed's TensorBoard log (its tags), when tensorboard is installed
+  (:mod:`semnerf_ros.train_log`).
 * ``checkpoints/map_XXXXXX.pt`` and ``latest.pt`` (``Mapper.save``) every
   ``logging.step_save_ckpt`` steps and at the end, with ``trainer_state.json``;
   ``--resume`` continues from ``latest.pt``.
