@@ -89,7 +89,8 @@ class TensorBoardLog:
         writer_class = writer_class or _summary_writer_class()
         if writer_class is None:
             if mode == "on":
-                raise RuntimeError(TENSORBOARD_MISSING.replace("is off", "was asked for (--tensorboard on)"))
+                raise RuntimeError("TensorBoard logging was asked for (--tensorboard on) but the 'tensorboard' "
+                                   "package is not installed (pip install tensorboard)")
             log.warning(TENSORBOARD_MISSING)
             return None
         log_dir = Path(save_dir) / LOG_DIR
