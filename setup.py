@@ -89,6 +89,8 @@ class build_with_interfaces(build):
 
 
 INSTALL_REQUIRES, EXTRAS_REQUIRE = read_requirements()
+# optional outputs of semnerf-train (without them it says what is off): the seed's TensorBoard log, mp4 videos
+EXTRAS_REQUIRE.update({"tensorboard": ["tensorboard"], "video": ["imageio-ffmpeg"]})
 
 setup(
     name="semnerf_ros",

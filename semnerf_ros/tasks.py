@@ -11,6 +11,16 @@ Counts derived from ratios use the seed's truncation ``int(n * ratio)``
 (:func:`ratio_count`), made robust to float error (``0.29 * 100`` gives 29,
 not 28).
 
+Two protocols (``protocol=``, the trainer's ``--protocol``): ``"semnerf"``
+keeps this package's documented choices (void pixels never perturbed, flips
+always to another valid class, exact patch sizes, one sampling grid for any
+image size); ``"seed"`` draws exactly what the seed's code draws: pixel noise
+on ``int(H*W*ratio)`` pixels of the whole image with classes from all ids
+including void, region flips to any id including void and the region's own,
+the seed's label-propagation growth (it may overshoot the target) and its
+sparse super-resolution grid ``[::f, ::f]``; counts truncate as Python's
+``int(n * ratio)`` does.
+
 Tasks:
 
 * :func:`pixel_noise` -- pixel-wise denoising (``--pixel_denoising``)
@@ -72,6 +82,7 @@ TASK_DEFAULTS: dict[str, Any] = {
 
 #: Extensions of this package (not seed flags), read from the same args when present.
 EXTRA_DEFAULTS: dict[str, Any] = {
+    "protocol": "semnerf",            # seed: the seed's exact draws | semnerf: this package's (module docstring)
     "propagation_regions": "class",   # class (seed) | instance | component
     "segmentation_denoising": False,  # labels corrupted like a segmentation network's output
     "segmentation_noise_strength": 0.0,
@@ -81,6 +92,8 @@ EXTRA_DEFAULTS: dict[str, Any] = {
 NOISE_KINDS = ("pixel", "region", "segmentation", "none")
 
 PROPAGATION_REGIONS = ("class", "instance", "component")
+#: How the label tasks draw (module docstring).
+PROTOCOLS = ("seed", "semnerf")
 CORRUPTED_FORMAT = "semnerf_ros.corrupted_labels/1"
 
 
@@ -95,6 +108,18 @@ def ratio_count(n: int, ratio: float) -> int:
     """``int(n * ratio)`` as the seed computes counts, without float truncation
     errors (``ratio_count(100, 0.29) == 29``)."""
     return int(math.floor(round(float(n) * float(ratio), 9)))
+
+
+def seed_count(n: int, ratio: float) -> int:
+    """``int(n * ratio)`` exactly as the seed computes it (float error included:
+    ``seed_count(100, 0.29) == 28``); the counts of ``protocol="seed"``."""
+    return int(n * ratio)
+
+
+def _count_fn(protocol: str):
+    if protocol not in PROTOCOLS:
+        raise TaskError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    return seed_count if protocol == "seed" else ratio_count
 
 
 def evenly_spaced(n: int, k: int) -> list[int]:
@@ -167,7 +192,8 @@ def _draw_classes(orig: np.ndarray, num_classes: int, rng: np.random.Generator,
 
 
 def pixel_noise(labels, ratio: float, num_classes: int, rng: np.random.Generator,
-                exclude_original: bool = False, frame_mask=None) -> tuple[np.ndarray, dict]:
+                exclude_original: bool = False, frame_mask=None,
+                protocol: str = "semnerf") -> tuple[np.ndarray, dict]:
     """Pixel-wise label noise (the seed's ``add_pixel_wise_noise_label``).
 
     In every frame (of ``frame_mask``, default all) exactly
@@ -177,34 +203,51 @@ def pixel_noise(labels, ratio: float, num_classes: int, rng: np.random.Generator
     original one (so slightly fewer pixels change than are perturbed);
     ``exclude_original=True`` always draws a different class.
 
-    Deviations from the seed (on purpose): the seed perturbs ``int(H*W*ratio)``
-    pixels of the whole image, void pixels included, and may draw the void
-    class 0; here void pixels stay void and the count is of valid pixels.
+    Deviations from the seed (on purpose, ``protocol="semnerf"``): the seed
+    perturbs ``int(H*W*ratio)`` pixels of the whole image, void pixels
+    included, and may draw the void class 0; here void pixels stay void and the
+    count is of valid pixels.  ``protocol="seed"`` does exactly what the seed
+    does: ``int(H*W*ratio)`` positions of the whole image (a uniform random
+    subset), each given a class drawn uniformly from ``0..num_classes-1``
+    (void and the original class included; ``exclude_original`` must be False).
 
     Returns ``(noisy (N,H,W) int32, info)`` with ``info`` holding
     ``perturbed_pixels``, ``changed_pixels``, ``valid_pixels`` (over the
-    affected frames) and the measured ``perturbed_ratio`` / ``changed_ratio``.
+    affected frames) and the measured ``perturbed_ratio`` / ``changed_ratio``
+    (of the valid pixels; of all pixels under ``protocol="seed"``), ``protocol``.
     """
     lab = _check_labels(labels)
     num_classes = _check_classes(lab, num_classes)
     ratio = _check_ratio(ratio, "pixel noise ratio")
     frames = _check_frame_mask(frame_mask, lab.shape[0])
+    count = _count_fn(protocol)
+    seed = protocol == "seed"
+    if seed and exclude_original:
+        raise TaskError("the seed's pixel noise may draw the original class: exclude_original needs "
+                        "protocol='semnerf'")
     out = lab.astype(np.int32, copy=True)
     perturbed = changed = valid_total = 0
     for i in np.flatnonzero(frames):
         flat = out[i].reshape(-1)
-        valid = np.flatnonzero(flat != 0)
-        k = ratio_count(valid.size, ratio)
-        valid_total += valid.size
-        if k == 0:
-            continue
-        idx = rng.choice(valid, size=k, replace=False)
-        new = _draw_classes(flat[idx], num_classes, rng, exclude_original)
+        if seed:   # the seed: np.random.permutation(H*W)[:k] and np.random.choice(C, k)
+            valid_total += flat.size
+            k = count(flat.size, ratio)
+            idx = rng.permutation(flat.size)[:k]
+            new = rng.integers(0, num_classes, size=k)
+        else:
+            valid = np.flatnonzero(flat != 0)
+            valid_total += valid.size
+            k = ratio_count(valid.size, ratio)
+            if k == 0:
+                continue
+            idx = rng.choice(valid, size=k, replace=False)
+            new = _draw_classes(flat[idx], num_classes, rng, exclude_original)
         changed += int(np.count_nonzero(new != flat[idx]))
         flat[idx] = new
         perturbed += k
     info = {
         "requested_ratio": ratio,
+        "protocol": protocol,
         "frames": int(frames.sum()),
         "valid_pixels": int(valid_total),
         "perturbed_pixels": int(perturbed),
@@ -219,7 +262,7 @@ def pixel_noise(labels, ratio: float, num_classes: int, rng: np.random.Generator
 
 
 def sparse_views(num_frames: int, sparse_ratio: float, random_sample: bool,
-                 rng: Optional[np.random.Generator] = None) -> np.ndarray:
+                 rng: Optional[np.random.Generator] = None, protocol: str = "semnerf") -> np.ndarray:
     """Which label frames to keep, ``(N,)`` bool (the seed's ``sample_label_maps``).
 
     ``sparse_ratio`` is the fraction of label frames **dropped**: exactly
@@ -227,13 +270,13 @@ def sparse_views(num_frames: int, sparse_ratio: float, random_sample: bool,
     ``random_sample``: the K dropped frames are a uniform random subset
     (needs ``rng``).  Otherwise evenly spaced as the seed: for ratios <= 0.5
     the K dropped frames are spread evenly, above 0.5 the ``N - K`` kept
-    frames are.
+    frames are.  ``protocol="seed"`` counts with :func:`seed_count`.
     """
     n = int(num_frames)
     if n < 0:
         raise TaskError(f"number of frames must be >= 0, got {num_frames}")
     ratio = _check_ratio(sparse_ratio, "sparse_ratio")
-    k = ratio_count(n, ratio)
+    k = _count_fn(protocol)(n, ratio)
     keep = np.ones(n, dtype=bool)
     if k == 0:
         return keep
@@ -273,7 +316,7 @@ def select_label_frames(frame_indices: Sequence[int], label_map_ids: Iterable[Op
 
 def region_flip(labels, instances, instance_ids: Sequence[int], flip_ratio: float, uniform_flip: bool,
                 num_classes: int, rng: np.random.Generator, frame_mask=None,
-                exclude_original: bool = True) -> tuple[np.ndarray, dict]:
+                exclude_original: bool = True, protocol: str = "semnerf") -> tuple[np.ndarray, dict]:
     """Region-wise label noise on chosen instances (the seed's
     ``add_instance_wise_noise_label``, the chairs of Replica room_2).
 
@@ -288,7 +331,10 @@ def region_flip(labels, instances, instance_ids: Sequence[int], flip_ratio: floa
     including void 0 and the instance's own class; here it is drawn from the
     valid classes other than the region's current class (majority non-void
     label), so every flip is a real label error.  ``exclude_original=False``
-    allows the original class again (void stays excluded).
+    allows the original class again (void stays excluded).  ``protocol="seed"``
+    draws as the seed, ``np.random.choice(num_classes)``: any id, void and the
+    region's own class included (``exclude_original`` is not read), and counts
+    with :func:`seed_count`.
 
     Returns ``(labels (N,H,W) int32, info)``; ``info["flips"]`` lists every flip
     as ``{"instance", "frame", "from", "to", "pixels"}``, ``info["visible_frames"]``
@@ -302,6 +348,7 @@ def region_flip(labels, instances, instance_ids: Sequence[int], flip_ratio: floa
     num_classes = _check_classes(lab, num_classes)
     flip_ratio = _check_ratio(flip_ratio, "region flip ratio")
     frames = _check_frame_mask(frame_mask, lab.shape[0])
+    count = _count_fn(protocol)
     out = lab.astype(np.int32, copy=True)
     ids = [int(i) for i in instance_ids]
     # pixel area of every requested instance in every frame: one pass over the stack
@@ -317,7 +364,7 @@ def region_flip(labels, instances, instance_ids: Sequence[int], flip_ratio: floa
         areas = area_table[row]
         visible = [int(m) for m in np.flatnonzero((areas > 0) & frames)]
         visible.sort(key=lambda m: areas[m])            # stable: ties keep frame order
-        n, k = len(visible), ratio_count(len(visible), flip_ratio)
+        n, k = len(visible), count(len(visible), flip_ratio)
         if k == 0:
             chosen = []
         elif not uniform_flip:
@@ -332,13 +379,16 @@ def region_flip(labels, instances, instance_ids: Sequence[int], flip_ratio: floa
             vals = out[m][region]
             nonvoid = vals[vals > 0]
             orig = int(np.bincount(nonvoid).argmax()) if nonvoid.size else 0
-            new = int(_draw_classes(np.array([orig]), num_classes, rng, exclude_original)[0])
+            if protocol == "seed":
+                new = int(rng.integers(0, num_classes))
+            else:
+                new = int(_draw_classes(np.array([orig]), num_classes, rng, exclude_original)[0])
             out[m][region] = new
             flips.append({"instance": iid, "frame": m, "from": orig, "to": new, "pixels": int(areas[m])})
         visible_counts.append(n)
         flipped_counts.append(len(chosen))
     info = {"instance_ids": ids, "visible_frames": visible_counts, "flipped_frames": flipped_counts,
-            "flips": flips, "flip_ratio": flip_ratio, "uniform_flip": bool(uniform_flip)}
+            "flips": flips, "flip_ratio": flip_ratio, "uniform_flip": bool(uniform_flip), "protocol": protocol}
     return out, info
 
 
@@ -365,7 +415,8 @@ def sr_sampling_grid(height: int, width: int, factor: int) -> tuple[np.ndarray, 
     return rows.astype(np.int64), cols.astype(np.int64)
 
 
-def super_resolution_labels(labels, factor: int, dense: bool) -> tuple[np.ndarray, np.ndarray]:
+def super_resolution_labels(labels, factor: int, dense: bool,
+                            protocol: str = "semnerf") -> tuple[np.ndarray, np.ndarray]:
     """Label super-resolution supervision (the seed's ``super_resolve_label``).
 
     The labels are down-sampled ``factor`` times with nearest neighbour
@@ -379,8 +430,9 @@ def super_resolution_labels(labels, factor: int, dense: bool) -> tuple[np.ndarra
       exactly on the grid.
 
     The seed's sparse mode keeps ``[::f, ::f]``, the same grid when H and W
-    divide by f; here both modes use one grid for any size.  ``factor == 1``
-    returns a copy, all valid.
+    divide by f; here both modes use one grid for any size (``protocol="seed"``:
+    the sparse mode keeps ``[::f, ::f]`` as the seed, ``ceil(W / f)`` columns).
+    ``factor == 1`` returns a copy, all valid.
 
     Returns ``(labels_train (N,H,W) int32, valid_mask (N,H,W) bool)``.
     """
@@ -404,8 +456,12 @@ def super_resolution_labels(labels, factor: int, dense: bool) -> tuple[np.ndarra
         low = lab[:, rows][:, :, cols]
         out = low[:, up_r][:, :, up_c].astype(np.int32)
         return out, np.ones(lab.shape, dtype=bool)
+    _count_fn(protocol)
     grid = np.zeros((h, w), dtype=bool)
-    grid[np.ix_(rows, cols)] = True
+    if protocol == "seed":
+        grid[::f, ::f] = True
+    else:
+        grid[np.ix_(rows, cols)] = True
     out[:, ~grid] = 0
     return out, np.broadcast_to(grid, lab.shape).copy()
 
@@ -476,8 +532,31 @@ def _grow_patch(region: np.ndarray, target: int, rng: np.random.Generator) -> np
     return kept
 
 
+def _grow_patch_seed(region: np.ndarray, target: int, rng: np.random.Generator) -> np.ndarray:
+    """The seed's growth, unchanged: dilate a one-pixel mask (5 x 5) from a random pixel of the
+    region until the part inside the region holds at least ``target`` pixels (the last ring is
+    kept whole, so it may overshoot); when growth stalls, one more random pixel of the region's
+    uncovered part joins the mask (it counts from the next dilation on)."""
+    ys, xs = np.nonzero(region)
+    j = int(rng.integers(ys.size))
+    mask = np.zeros(region.shape, dtype=np.uint8)
+    mask[ys[j], xs[j]] = 1
+    kept = mask.astype(bool)
+    kernel = np.ones((5, 5), dtype=np.uint8)
+    while int(kept.sum()) < target:
+        before = int(kept.sum())
+        mask = cv2.dilate(mask, kernel)
+        kept = region & (mask > 0)
+        if int(kept.sum()) == before:
+            uy, ux = np.nonzero(region & ~kept)
+            j = int(rng.integers(uy.size))
+            mask[uy[j], ux[j]] = 1
+    return kept
+
+
 def label_propagation(labels, rng: np.random.Generator, partial_perc: float = 0.0, instances=None,
-                      regions: str = "class", progress: bool = True) -> tuple[np.ndarray, dict]:
+                      regions: str = "class", progress: bool = True,
+                      protocol: str = "semnerf") -> tuple[np.ndarray, dict]:
     """Sparse user annotations for label propagation (the seed's
     ``simulate_user_click_partial``); everything not kept becomes void.
 
@@ -490,7 +569,8 @@ def label_propagation(labels, rng: np.random.Generator, partial_perc: float = 0.
       seed pixel inside each region (the seed's 5x5 dilation growth, with new
       seeds when a part is exhausted), of exactly ``max(1, int(p/100 * area))``
       pixels (the seed stops at the first ring reaching the target, so it may
-      overshoot; here the last ring is trimmed).
+      overshoot; here the last ring is trimmed).  ``protocol="seed"`` grows exactly as the
+      seed (:func:`_grow_patch_seed`, target ``int(p/100 * area)``, at least the seed pixel).
 
     Returns ``(labels (N,H,W) int32, info)`` with ``info`` holding ``regions``
     (count), ``kept_pixels``, ``valid_pixels`` and ``kept_ratio``.
@@ -508,6 +588,7 @@ def label_propagation(labels, rng: np.random.Generator, partial_perc: float = 0.
         inst = _check_labels(instances, "instances")
         if inst.shape != lab.shape:
             raise TaskError(f"instances {inst.shape} and labels {lab.shape} differ in shape")
+    count = _count_fn(protocol)
     out = np.zeros(lab.shape, dtype=np.int32)
     n_regions = 0
     for i in tqdm(range(lab.shape[0]), desc="label propagation", leave=False, disable=not progress):
@@ -523,8 +604,8 @@ def label_propagation(labels, rng: np.random.Generator, partial_perc: float = 0.
                 keep = np.zeros(region.shape, dtype=bool)
                 keep[ys[j], xs[j]] = True
             else:
-                target = max(1, ratio_count(int(region.sum()), perc / 100.0))
-                keep = _grow_patch(region, target, rng)
+                target = max(1, count(int(region.sum()), perc / 100.0))
+                keep = (_grow_patch_seed if protocol == "seed" else _grow_patch)(region, target, rng)
             out[i][sl][keep] = int(region_class[rid])
     valid = int(np.count_nonzero(lab))
     kept = int(np.count_nonzero(out))
@@ -782,17 +863,20 @@ def _corrupt(a: dict, lab: np.ndarray, instances, frame_ids: list, rng: np.rando
     keep = np.ones(n, dtype=bool)
     stats: dict = {}
 
+    protocol = a["protocol"]
+    _count_fn(protocol)
+
     def sparse_keep() -> np.ndarray:
-        return sparse_views(n, a["sparse_ratio"], a["random_sample"], rng)
+        return sparse_views(n, a["sparse_ratio"], a["random_sample"], rng, protocol=protocol)
 
     if chosen == "super_resolution":
-        out, valid = super_resolution_labels(lab, a["sr_factor"], a["dense_sr"])
+        out, valid = super_resolution_labels(lab, a["sr_factor"], a["dense_sr"], protocol=protocol)
         mode = "dense" if a["dense_sr"] else "sparse"
         stats = {"supervised_pixel_ratio": float(valid.mean()) if valid.size else 0.0}
         desc = f"super_resolution: x{a['sr_factor']} {mode} labels"
     elif chosen == "label_propagation":
         out, stats = label_propagation(lab, rng, a["partial_perc"], instances,
-                                       regions=a["propagation_regions"], progress=progress)
+                                       regions=a["propagation_regions"], progress=progress, protocol=protocol)
         what = "single click" if a["partial_perc"] == 0 else f"{a['partial_perc']:g}% patches"
         desc = (f"label_propagation: {what} per {a['propagation_regions']} region "
                 f"({stats['regions']} regions, {100 * stats['kept_ratio']:.3f}% of valid pixels kept)")
@@ -801,10 +885,12 @@ def _corrupt(a: dict, lab: np.ndarray, instances, frame_ids: list, rng: np.rando
     elif chosen == "pixel_denoising":
         if a["sparse_views"]:
             keep = sparse_keep()
-        out, stats = pixel_noise(lab, a["pixel_noise_ratio"], num_classes, rng, frame_mask=keep)
+        out, stats = pixel_noise(lab, a["pixel_noise_ratio"], num_classes, rng, frame_mask=keep,
+                                 protocol=protocol)
+        of = "of all pixels, the seed's draws" if protocol == "seed" else "of valid pixels"
         desc = (f"pixel_denoising: noise ratio {a['pixel_noise_ratio']:g} "
                 f"(measured: {stats['perturbed_ratio']:.4f} perturbed, "
-                f"{stats['changed_ratio']:.4f} changed)")
+                f"{stats['changed_ratio']:.4f} changed, {of})")
     elif chosen == "segmentation_denoising":
         if a["sparse_views"]:
             keep = sparse_keep()
@@ -819,7 +905,7 @@ def _corrupt(a: dict, lab: np.ndarray, instances, frame_ids: list, rng: np.rando
         if a["sparse_views"]:
             keep = sparse_keep()
         out, stats = region_flip(lab, instances, a["instance_id"], a["region_noise_ratio"], a["uniform_flip"],
-                                 num_classes, rng, frame_mask=keep)
+                                 num_classes, rng, frame_mask=keep, protocol=protocol)
         desc = (f"region_denoising: flip ratio {a['region_noise_ratio']:g}, "
                 f"{'uniform' if a['uniform_flip'] else 'smallest-area'} frames, "
                 f"{len(stats['flips'])} instance regions flipped")

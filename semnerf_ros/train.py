@@ -13,30 +13,43 @@ Outputs in ``experiment.save_dir`` (``--save_dir``):
 * ``exp_config.yaml`` -- the merged config (loadable with ``--config_file``);
   ``run_info.json`` -- flags, dataset, split and task description;
   ``semantic_class_Legend.png`` -- the class colours (the seed's legend).
-* ``metrics.json`` -- a list with one record per evaluation (every
-  ``logging.step_val`` steps and at the end), rewritten atomically:
+* ``metrics.json`` -- a list with one record per evaluation (test views every
+  ``logging.step_val`` steps, training views every ``logging.step_vis_train``, both at the
+  end; a split not evaluated at a step is null), rewritten atomically:
   ``step``, ``train_seconds`` (optimisation time only), ``wall_seconds``
   (training-loop wall time including evaluations, summed over resumed runs),
   ``iterations_per_second``, ``loss``, ``train_batch_psnr``, ``failed_steps``,
   ``oom_events``, and ``test`` / ``train`` / ``input_labels`` score dicts (see
-  :func:`evaluate_views`); ``summary.txt`` -- the final table.  ``train`` scores the rendered
-  training views against the **clean** labels (the denoising measure);
+  :func:`evaluate_views`; ``replica_nyu_cnn`` adds ``vs_cnn``); ``summary.txt`` -- the final
+  table.  ``train`` scores the rendered training views against the **clean** labels (the
+  denoising measure);
   ``input_labels`` scores the corrupted training labels themselves against
   the clean ones (the baseline the field has to beat).
 * ``render/step_XXXXXX/`` -- PNGs of a few test views (RGB, labels with legend,
-  depth, entropy, ground truth) and ``train_compare_*.png`` strips
-  (input | rendered | clean) of training views.
+  depth, disparity, entropy, ground truth) and ``train_compare_*.png`` strips
+  (input | rendered | clean) of training views; with imageio-ffmpeg, mp4 videos of every
+  evaluated view (``test_rgb.mp4``, ``test_sem.mp4``, ... the seed's names per split).
+* ``tfb_logs/`` -- the seed's TensorBoard log (its tags), when tensorboard is installed
+  (:mod:`semnerf_ros.train_log`).
 * ``checkpoints/map_XXXXXX.pt`` and ``latest.pt`` (``Mapper.save``) every
   ``logging.step_save_ckpt`` steps and at the end, with ``trainer_state.json``;
   ``--resume`` continues from ``latest.pt``.
 * the corrupted labels (``--visualise_save``) in ``corrupted_labels.npz``
   unless ``--saved_labels`` names another file; ``--load_saved`` reads them.
 
-Deviations from the seed, on purpose: the dataset split is the config's
-(``experiment.train_step/test_offset/total_num``, the seed's Replica split by
-default) for every dataset type; corrupted labels are stored in the run folder
-(or ``--saved_labels``) rather than inside the dataset folder; ``--gpu`` sets
-``CUDA_VISIBLE_DEVICES`` only when given (the seed always sets it from the config).
+Protocols (``--protocol``; docs/seed_parity.md has the full table).  ``seed`` -- the default
+with the paper's MLPs (``model.type: nerf``) -- reproduces the seed where the two differ: each
+step's rays from one training image (``render.no_batching: true``, under the user's file), the
+seed's label-task draws (:mod:`semnerf_ros.tasks`, ``protocol="seed"``), its Replica split over the
+first 900 frames (``experiment.total_num`` unless set), its image resizing and ScanNet 4:3 padding,
+and its evaluation at ``render.test_viz_factor`` (intrinsics recomputed as the seed does, ground
+truth downsampled with ``torch.nn.functional.interpolate``).  ``semnerf`` -- the default with the hash field -- keeps
+this package's choices.  ``experiment.sample_step`` (the seed's ScanNet key) sets the split to
+``sample_step`` / ``sample_step // 2`` under both.
+
+Deviations from the seed, on purpose: corrupted labels are stored in the run folder
+(or ``--saved_labels``) rather than inside the dataset folder; checkpoints are map files
+(:mod:`semnerf_ros.engine.seed_checkpoint` reads the seed's ``.ckpt``).
 """
 from __future__ import annotations
 
@@ -52,18 +65,34 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
 from . import tasks
 from .colormap import label_palette, legend_image
-from .datasets import load_dataset, synthetic
+from .datasets import detect_kind, frame_count, load_dataset, synthetic
 from .datasets import scene_data as sdm
-from .engine.config import ConfigError, load_config, merge, save_config, validate
+from .engine.config import (
+    PROTOCOLS,
+    SEED_PROTOCOL_PRESET,
+    SEED_REPLICA_TOTAL_NUM,
+    ConfigError,
+    default_protocol,
+    load_config,
+    merge,
+    read_config_file,
+    save_config,
+    user_keys,
+    validate,
+)
+from .engine.geometry import Intrinsics
 from .engine.mapper import Mapper, resolve_device
 from .io.atomic import atomic_link_or_copy
 from .io.jsonio import to_jsonable, write_json
 from .metrics import SegmentationEvaluator, depth_errors, ssim
+from .train_log import VIDEO_MISSING, TensorBoardLog, ViewFrames, disparity, save_disparity_entropy, videos_available
 from .visualize import make_comparison_strip, save_render_images, write_image
 
 log = logging.getLogger("semnerf_ros.train")
@@ -95,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(flags of the paper's train_SSR_main.py).")
     p.add_argument("--config_file", type=str, default=None,
                    help="config file name (YAML, the seed's layout); default: built-in defaults")
-    p.add_argument("--dataset_type", type=str, default="auto", choices=["replica", "scannet", "auto"],
+    p.add_argument("--dataset_type", type=str, default="auto",
+                   choices=["replica", "replica_nyu_cnn", "scannet", "auto"],
                    help="the dataset to be used; auto: detect from the files, or the config's "
                         "experiment.dataset_type (default auto)")
     g = p.add_argument_group("sparse views")
@@ -150,6 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on previously saved corrupted labels (consistency between experiments)")
     g.add_argument("--gpu", type=str, default="", help="GPU IDs (sets CUDA_VISIBLE_DEVICES)")
     g = p.add_argument_group("semnerf_ros")
+    g.add_argument("--protocol", choices=PROTOCOLS, default=None,
+                   help="seed: reproduce train_SSR_main.py where the two differ (one training image per step, "
+                        "the seed's label-noise draws, its Replica split of the first 900 frames, its evaluation "
+                        "at render.test_viz_factor; docs/seed_parity.md); semnerf: this package's choices. "
+                        "Default: seed with the paper's MLPs (model.type nerf), semnerf with the hash field")
+    g.add_argument("--nyu_mode", choices=["nyu40", "nyu13", "nyu34", "gt_nyu13"], default=None,
+                   help="label set (overrides experiment.nyu_mode): nyu40 / nyu13 for ScanNet, nyu13 / nyu34 / "
+                        "gt_nyu13 for replica_nyu_cnn")
     g.add_argument("--dataset_dir", type=str, default=None,
                    help="dataset folder (overrides experiment.dataset_dir); empty: the built-in synthetic room")
     g.add_argument("--save_dir", type=str, default=None, help="output folder (overrides experiment.save_dir)")
@@ -157,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="nerf: the paper's MLPs; hash: the fast hash-grid field (overrides model.type)")
     g.add_argument("--iters", type=int, default=None, help="training steps (overrides train.N_iters)")
     g.add_argument("--eval_every", type=int, default=None,
-                   help="evaluate every N steps (overrides logging.step_val)")
+                   help="evaluate test and training views every N steps (overrides logging.step_val and "
+                        "logging.step_vis_train)")
     g.add_argument("--max_seconds", type=float, default=None,
                    help="stop when the training loop has run this many wall-clock seconds")
     g.add_argument("--device", type=str, default=None,
@@ -175,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep only the newest N numbered checkpoints besides latest.pt (0 = keep all, as the seed)")
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override any config value, e.g. --set render.N_rays=4096 (repeatable)")
+    g.add_argument("--tensorboard", choices=["auto", "on", "off"], default="auto",
+                   help="the seed's TensorBoard log in <save_dir>/tfb_logs (its scalar tags; logging.step_log_tfb): "
+                        "auto = when the tensorboard package is installed, on = fail without it")
+    g.add_argument("--videos", choices=["auto", "off"], default="auto",
+                   help="mp4 videos of the evaluated views (the seed's rgb / dep / disps / sem / sem_uncertainty) "
+                        "when imageio-ffmpeg is installed")
     g.add_argument("--quiet", action="store_true", help="no progress bar and no summary table")
     return p
 
@@ -235,23 +280,57 @@ def arg_overrides(args) -> dict:
     if a.iters is not None:
         train_["N_iters"] = a.iters
     if a.eval_every is not None:
-        logging_["step_val"] = a.eval_every
+        logging_["step_val"] = logging_["step_vis_train"] = a.eval_every
+    if a.nyu_mode is not None:
+        exp["nyu_mode"] = a.nyu_mode
     for name, sec in (("experiment", exp), ("model", model), ("train", train_), ("logging", logging_)):
         if sec:
             ov.setdefault(name, {}).update(sec)
     return ov
 
 
-def config_from_args(args) -> dict:
-    """``load_config(--config_file, overrides from the flags)``."""
+def resolve_protocol(args, cfg: dict) -> str:
+    """``--protocol``, else :func:`~semnerf_ros.engine.config.default_protocol` of the model type."""
     a = resolve_args(args)
-    return load_config(a.config_file, arg_overrides(a))
+    return a.protocol if a.protocol else default_protocol(cfg["model"]["type"])
+
+
+def config_from_args(args) -> dict:
+    """``load_config(--config_file, overrides from the flags)``, with the protocol's preset
+    (:data:`~semnerf_ros.engine.config.SEED_PROTOCOL_PRESET` for ``--protocol seed``) under both."""
+    a = resolve_args(args)
+    cfg = load_config(a.config_file, arg_overrides(a))
+    if resolve_protocol(a, cfg) == "seed":
+        cfg = load_config(a.config_file, arg_overrides(a), presets=SEED_PROTOCOL_PRESET)
+    return cfg
+
+
+def config_gpu(args) -> str:
+    """The GPUs to make visible: ``--gpu``, else ``experiment.gpu`` of the overrides or the file
+    (read without starting CUDA, which would fix the visible devices)."""
+    a = resolve_args(args)
+    if a.gpu:
+        return a.gpu
+    ov = arg_overrides(a).get("experiment", {})
+    if "gpu" in ov:
+        return str(ov["gpu"] if ov["gpu"] is not None else "")
+    if a.config_file:
+        try:
+            exp = read_config_file(a.config_file).get("experiment") or {}
+        except ConfigError:
+            return ""   # load_config reports it
+        if isinstance(exp, dict) and exp.get("gpu") not in (None, ""):
+            return str(exp["gpu"])
+    return ""
 
 
 def select_gpus(gpus: str) -> None:
     """The seed's ``select_gpus``: make only ``gpus`` (e.g. ``"0,1"``) visible to CUDA.
-    Must run before CUDA is initialised."""
+    Must run before CUDA is initialised (a warning says so when it is too late)."""
     if gpus:
+        if torch.cuda.is_initialized() and os.environ.get("CUDA_VISIBLE_DEVICES") != gpus:
+            log.warning("GPUs %r requested after CUDA started in this process: the visible devices stay %r",
+                        gpus, os.environ.get("CUDA_VISIBLE_DEVICES"))
         os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus
 
@@ -328,6 +407,39 @@ def _resize_to(scene_data_mod, img: np.ndarray, kind: str, w: int, h: int) -> np
     return scene_data_mod.resize_depth(img, w, h)
 
 
+def seed_eval_intrinsics(intr: Intrinsics, factor: int, kind: str = "replica") -> Intrinsics:
+    """The camera the seed renders evaluation views with at ``render.test_viz_factor``.
+
+    Size ``(W // f, H // f)``.  Replica (``set_params_replica``): the focal length recomputed
+    from the hfov at the new width, square pixels, the principal point scaled with the width
+    (``(W' - 1) / 2`` for a centred one).  ScanNet (``set_params_scannet``): ``fx / f``, ``fy / f``
+    and the principal point at ``((W' - 0.5) / 2, (H' - 0.5) / 2)`` whatever the camera's is
+    (sic: the seed trains with the true one), also at ``f = 1``."""
+    f = int(factor)
+    w, h = intr.width // f, intr.height // f
+    if kind == "scannet":
+        return Intrinsics(intr.fx / f, intr.fy / f, (w - 0.5) / 2.0, (h - 0.5) / 2.0, w, h)
+    s = w / intr.width
+    return Intrinsics(intr.fx * s, intr.fx * s, (intr.cx + 0.5) * s - 0.5, (intr.cy + 0.5) * s - 0.5, w, h)
+
+
+def seed_downsample(img: np.ndarray, factor: int, mode: str) -> np.ndarray:
+    """The seed's ground truth at ``1/factor``: ``torch.nn.functional.interpolate`` with
+    ``scale_factor=1/factor`` -- ``nearest`` for labels (rows and columns ``0, f, 2f, ...``),
+    ``bilinear`` (``align_corners=False``, no antialiasing) for colour and depth.  Float out
+    (labels cast back to the input's integer type)."""
+    f = int(factor)
+    a = np.asarray(img)
+    if f == 1:
+        return a
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    t = t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
+    out = F.interpolate(t, scale_factor=1.0 / f, mode=mode)[0]
+    out = out[0] if a.ndim == 2 else out.permute(1, 2, 0)
+    res = out.numpy()
+    return res.round().astype(a.dtype) if np.issubdtype(a.dtype, np.integer) and mode == "nearest" else res
+
+
 # ----------------------------------------------------------------------------- evaluation
 
 
@@ -340,11 +452,21 @@ def score_labels(gt: np.ndarray, pred: np.ndarray, num_classes: int) -> dict:
                               "per_class_iou", "num_pixels", "num_images")}
 
 
-def evaluate_views(mapper, scene, ids: Sequence[int], gt_labels: np.ndarray, factor: int,
+def evaluate_views(mapper, scene, ids: Sequence[int], gt_labels: Optional[np.ndarray], factor: int,
                    out_dir: Optional[Path] = None, save_count: int = 0, tag: str = "test",
-                   input_labels: Optional[np.ndarray] = None, palette=None, progress: bool = False) -> dict:
+                   input_labels: Optional[np.ndarray] = None, palette=None, progress: bool = False,
+                   protocol: str = "semnerf", extra_labels: Optional[dict] = None,
+                   frames: Optional[ViewFrames] = None) -> dict:
     """Render the views ``ids`` (positions into ``scene``) at ``1/factor`` of the
     dataset resolution and score them.
+
+    ``protocol="seed"``: rendered with :func:`seed_eval_intrinsics`, ground truth downsampled
+    with :func:`seed_downsample` (the seed's); else the scaled intrinsics and area / nearest
+    resizing.  ``gt_labels`` None: no semantic scores (``enable_semantic: false``; label and
+    entropy images are not written).  ``extra_labels``: name -> label stack to score the same
+    renders against as well (``replica_nyu_cnn``: the CNN's labels), as ``vs_<name>`` entries.
+    ``frames``: collects every view's colour images (videos, TensorBoard).  Saved views also get
+    disparity and entropy images (:func:`semnerf_ros.train_log.save_disparity_entropy`).
 
     ``gt_labels`` (len(ids), H, W) are the labels to score against (the test
     labels, or the clean training labels).  Returns ``miou``,
@@ -360,39 +482,70 @@ def evaluate_views(mapper, scene, ids: Sequence[int], gt_labels: np.ndarray, fac
 
     ids = np.asarray(ids, dtype=np.int64)
     n_cls = scene.num_classes
+    semantic = gt_labels is not None
     ev = SegmentationEvaluator(n_cls)
+    extra_ev = {name: SegmentationEvaluator(n_cls) for name in (extra_labels or {})}
     sq_err, n_px, ssims = 0.0, 0, []
     depth_pred, depth_gt = [], []
     near, far = mapper.cfg["render"]["depth_range"]
+    seed = protocol == "seed"
+    kind = "scannet" if getattr(scene, "kind", "") == "scannet" else "replica"
+
+    def gt_at(img, what, w, h):
+        if seed:
+            mode = "nearest" if what == "labels" else "bilinear"
+            out = seed_downsample(img if what != "rgb" else np.asarray(img, np.float32) / 255.0, factor, mode)
+            return out if what != "rgb" else out * 255.0
+        return _resize_to(sdm, np.asarray(img), what, w, h)
+
     for k, i in enumerate(tqdm(ids, desc=f"rendering {tag} views", unit="view", leave=False,
                                disable=not progress)):
-        r = mapper.render(scene.poses[i], scene.intrinsics, scale=1.0 / factor)
+        if seed:
+            r = mapper.render(scene.poses[i], seed_eval_intrinsics(scene.intrinsics, factor, kind))
+        else:
+            r = mapper.render(scene.poses[i], scene.intrinsics, scale=1.0 / factor)
         h, w = r.intrinsics.shape
-        gt = _resize_to(sdm, np.asarray(gt_labels[k]), "labels", w, h)
-        ev.add(gt, r.labels)
-        rgb_gt = _resize_to(sdm, scene.rgb[i], "rgb", w, h).astype(np.float32) / 255.0
+        gt = gt_at(np.asarray(gt_labels[k]), "labels", w, h) if semantic else None
+        if semantic:
+            ev.add(gt, r.labels)
+            for name, stack in (extra_labels or {}).items():
+                extra_ev[name].add(gt_at(np.asarray(stack[k]), "labels", w, h), r.labels)
+        rgb_gt = np.asarray(gt_at(scene.rgb[i], "rgb", w, h), np.float32) / 255.0
         sq_err += float(np.sum((np.clip(r.rgb, 0, 1) - rgb_gt) ** 2))
         n_px += rgb_gt.size
         ssims.append(ssim(np.clip(r.rgb, 0, 1), rgb_gt))
         if scene.depth is not None:
-            depth_gt.append(_resize_to(sdm, scene.depth[i], "depth", w, h))
+            depth_gt.append(gt_at(scene.depth[i], "depth", w, h))
             depth_pred.append(r.depth)
+        opacity = getattr(r, "opacity", None)
+        disp = disparity(r.depth, opacity if opacity is not None else np.ones_like(r.depth))
+        if frames is not None:
+            frames.add(r.rgb, r.depth, disp, r.labels if semantic else None, r.entropy if semantic else None, gt)
         if out_dir is not None and k < save_count:
             name = f"{int(scene.frame_indices[i]):03d}"
-            if input_labels is None:
-                save_render_images(out_dir, name, rgb=r.rgb, labels=r.labels, depth=r.depth, entropy=r.entropy,
+            save_disparity_entropy(out_dir, name if input_labels is None else f"{tag}_{name}", disp,
+                                   r.entropy if semantic else None, (near, far))
+            if input_labels is None or not semantic:
+                save_render_images(out_dir, name, rgb=r.rgb, labels=r.labels if semantic else None, depth=r.depth,
+                                   entropy=r.entropy if semantic else None,
                                    class_names=scene.class_names, gt_labels=gt, num_classes=n_cls,
                                    palette=palette, depth_range=(near, far))
             else:
-                noisy = _resize_to(sdm, np.asarray(input_labels[k]), "labels", w, h)
+                noisy = gt_at(np.asarray(input_labels[k]), "labels", w, h)
                 strip = make_comparison_strip(noisy, r.labels, gt, palette if palette is not None else n_cls,
                                               scene.class_names, rgb=r.rgb,
                                               titles=["RGB", "input labels", "rendered", "clean"])
                 write_image(Path(out_dir) / f"{tag}_compare_{name}.png", strip)
-    s = ev.scores()
+    keys = ("miou", "miou_valid_class", "total_accuracy", "class_average_accuracy", "per_class_iou", "num_pixels")
     mse = sq_err / max(n_px, 1)
-    out = {k: s[k] for k in ("miou", "miou_valid_class", "total_accuracy", "class_average_accuracy",
-                             "per_class_iou", "num_pixels")}
+    if semantic:
+        s = ev.scores()
+        out = {k: s[k] for k in keys}
+        for name, e in extra_ev.items():
+            se = e.scores()
+            out[f"vs_{name}"] = {k: se[k] for k in keys}
+    else:
+        out = {k: None for k in keys}
     out.update({
         "psnr": (-10.0 * math.log10(mse)) if mse > 0 else math.inf,
         "ssim": float(np.mean(ssims)) if ssims else math.nan,
@@ -421,7 +574,13 @@ class MetricsLog:
         write_json(self.path, self.records)
 
     def append(self, record: dict) -> None:
-        self.records.append(to_jsonable(record))
+        """Add a record (one with the step of the last record replaces it: a fuller evaluation
+        of the same step)."""
+        rec = to_jsonable(record)
+        if self.records and self.records[-1].get("step") == rec.get("step"):
+            self.records[-1] = rec
+        else:
+            self.records.append(rec)
         write_json(self.path, self.records)
 
 
@@ -467,17 +626,57 @@ def summary_table(record: dict, class_names: Sequence[str]) -> str:
 # ----------------------------------------------------------------------------- training
 
 
-def _load_scene(cfg: dict, progress: bool):
+def dataset_split(cfg: dict, kind: str, protocol: str, user_set=(), n_frames: Optional[int] = None,
+                  say=None) -> dict:
+    """``train_step``, ``test_offset``, ``total_num`` for a dataset of type ``kind``:
+    ``experiment.sample_step`` (the seed's ScanNet key) > 0 gives ``sample_step`` / ``sample_step // 2``
+    over every frame; else the config's, and under ``protocol="seed"`` a Replica-type sequence is
+    split over its first :data:`~semnerf_ros.engine.config.SEED_REPLICA_TOTAL_NUM` frames (the
+    seed's train_SSR_main.py) unless ``experiment.total_num`` is in ``user_set``."""
+    exp = cfg["experiment"]
+    if int(exp["sample_step"]) > 0:
+        step = int(exp["sample_step"])
+        return {"train_step": step, "test_offset": step // 2, "total_num": int(exp["total_num"])}
+    split = {"train_step": int(exp["train_step"]), "test_offset": int(exp["test_offset"]),
+             "total_num": int(exp["total_num"])}
+    if protocol == "seed" and kind in ("replica", "replica_nyu_cnn") and "experiment.total_num" not in user_set:
+        if n_frames is not None and n_frames < SEED_REPLICA_TOTAL_NUM:
+            if say is not None:
+                say(f"protocol seed: the seed splits Replica over its first {SEED_REPLICA_TOTAL_NUM} frames; "
+                    f"this sequence has {n_frames}: all of them")
+        else:
+            split["total_num"] = SEED_REPLICA_TOTAL_NUM
+    return split
 
+
+def _load_scene(cfg: dict, progress: bool, protocol: str = "semnerf", user_set=(), say=None):
     exp = cfg["experiment"]
     path = str(exp["dataset_dir"]).strip()
     if not path:
-
         path = str(synthetic.ensure_scene(progress=progress))
         exp["dataset_dir"] = path
-    scene = load_dataset(path, kind=exp["dataset_type"], width=exp["width"], height=exp["height"],
-                         train_step=exp["train_step"], test_offset=exp["test_offset"],
-                         total_num=exp["total_num"], progress=progress)
+    kind = exp["dataset_type"]
+    if kind == "auto":
+        kind = detect_kind(path)
+    split = dataset_split(cfg, kind, protocol, user_set, frame_count(path, kind), say)
+    nyu = exp["nyu_mode"]
+    options: dict = {"progress": progress, "seed_resize": protocol == "seed"}
+    if kind == "scannet":
+        if nyu not in ("auto", "nyu40", "nyu13"):
+            raise TrainError(f"experiment.nyu_mode {nyu!r} is for replica_nyu_cnn; ScanNet takes nyu40 or nyu13")
+        options.update(label_mode=nyu, pad_to_4_3=protocol == "seed")
+    elif kind == "replica_nyu_cnn":
+        if nyu == "nyu40":
+            raise TrainError("experiment.nyu_mode nyu40 is for ScanNet; replica_nyu_cnn takes nyu13, nyu34 or gt_nyu13")
+        options["nyu_mode"] = nyu
+    elif kind == "replica":
+        if nyu != "auto":
+            raise TrainError(f"experiment.nyu_mode {nyu!r} needs --dataset_type replica_nyu_cnn or scannet")
+        if str(exp["scene_file"]).strip():
+            options["scene_file"] = str(exp["scene_file"]).strip()
+    scene = load_dataset(path, kind=kind, width=exp["width"], height=exp["height"],
+                         convention=exp["convention"], **split, **options)
+    scene.meta["split"] = split
     if len(scene.train_ids) == 0:
         raise TrainError(f"{path}: the split leaves no training frames")
     return scene
@@ -515,8 +714,15 @@ class _TrainingRun:
 
     def __init__(self, cfg: Optional[dict], args):
         a = self.a = resolve_args(args)
-        select_gpus(a.gpu)
-        cfg = config_from_args(a) if cfg is None else validate(merge(cfg, arg_overrides(a)))
+        select_gpus(config_gpu(a) if cfg is None else (a.gpu or str(cfg["experiment"].get("gpu") or "")))
+        if cfg is None:
+            cfg = config_from_args(a)
+            file_data = read_config_file(a.config_file) if a.config_file else {}
+            self.user_set = user_keys(file_data, arg_overrides(a))
+        else:   # a complete config: nothing is left to a preset
+            cfg = validate(merge(cfg, arg_overrides(a)))
+            self.user_set = {f"{sec}.{k}" for sec, body in cfg.items() if isinstance(body, dict) for k in body}
+        self.protocol = a.protocol = resolve_protocol(a, cfg)
         self.cfg = copy.deepcopy(cfg)
         self.progress = not a.quiet
         self.say = (lambda msg: tqdm.write(msg)) if self.progress else (lambda msg: log.info(msg))
@@ -530,29 +736,58 @@ class _TrainingRun:
         self.prior = {"train_seconds": 0.0, "wall_seconds": 0.0}
         self.last_losses: dict = {}
         self.step_errors = 0
+        self.tb: Optional[TensorBoardLog] = None
+        self.videos = False
 
     def run(self) -> dict:
         self.load_data()
         self.build_mapper()
         self.write_run_info()
         self.setup_evaluation()
-        record, stopped = self.loop()
+        self.open_logs()
+        try:
+            record, stopped = self.loop()
+        finally:
+            if self.tb is not None:
+                self.tb.close()
         return self.finish(record, stopped)
+
+    def open_logs(self) -> None:
+        """The seed's TensorBoard log and videos, where their optional packages are installed."""
+        try:
+            self.tb = TensorBoardLog.open(self.save_dir, self.cfg, self.a.tensorboard)
+        except RuntimeError as exc:
+            raise TrainError(str(exc)) from exc
+        self.videos = self.a.videos != "off" and videos_available()
+        if self.a.videos != "off" and not self.videos:
+            log.warning(VIDEO_MISSING)
 
     # -- data and the task's training labels
     def load_data(self) -> None:
         a, scene = self.a, None
-        scene = self.scene = _load_scene(self.cfg, self.progress)
-        self.say(f"dataset: {scene.summary()}")
+        scene = self.scene = _load_scene(self.cfg, self.progress, self.protocol, self.user_set, self.say)
+        self.say(f"dataset: {scene.summary()}; protocol {self.protocol}")
         self.train_ids = np.asarray(scene.train_ids, dtype=np.int64)
         self.test_ids = np.asarray(scene.test_ids, dtype=np.int64)
+        self.semantic = bool(self.cfg["experiment"]["enable_semantic"])
+        # the truth the renders are scored against; the labels the task corrupts (replica_nyu_cnn: the CNN's)
         self.clean = scene.labels[self.train_ids]
+        source = scene.predicted_labels[self.train_ids] if scene.predicted_labels is not None else self.clean
         instances = scene.instances[self.train_ids] if scene.instances is not None else None
         saved_path = Path(a.saved_labels).expanduser() if a.saved_labels else self.save_dir / DEFAULT_LABELS_FILE
         rng = np.random.default_rng(self.seed)
-        self.noisy, self.keep, self.task_desc = tasks.apply_task(
-            a, self.clean, instances, scene.frame_indices[self.train_ids], rng, scene.num_classes,
-            saved_path=saved_path, seed=self.seed, progress=self.progress, class_names=scene.class_names)
+        if not self.semantic:
+            chosen = [t for t in tasks.TASK_DEFAULTS if isinstance(tasks.TASK_DEFAULTS[t], bool)
+                      and t not in ("visualise_save", "load_saved") and getattr(a, t, False)]
+            if chosen:
+                log.warning("experiment.enable_semantic is false: the task flags %s have no effect", chosen)
+            self.noisy = np.zeros_like(source, dtype=np.int32)
+            self.keep = np.zeros(len(source), dtype=bool)
+            self.task_desc = "none: experiment.enable_semantic is false (a plain NeRF: no labels)"
+        else:
+            self.noisy, self.keep, self.task_desc = tasks.apply_task(
+                a, source, instances, scene.frame_indices[self.train_ids], rng, scene.num_classes,
+                saved_path=saved_path, seed=self.seed, progress=self.progress, class_names=scene.class_names)
         self.say(f"task: {self.task_desc}")
         self.digest = labels_digest(self.noisy, self.keep)
         # offline = every training frame is a keyframe
@@ -576,7 +811,7 @@ class _TrainingRun:
             scene_bounds_from_data(scene, self.train_ids, cfg["render"]["depth_range"], cfg["render"]["bounds_margin"])
         mapper = self.mapper = Mapper(cfg, scene.num_classes, scene.class_names, device=self.device, bounds=bounds)
         self.say(f"scene bounds (m): {np.round(bounds, 2).tolist()}; model {cfg['model']['type']} on {self.device}")
-        use_sem = bool(cfg["experiment"]["enable_semantic"])
+        use_sem = self.semantic
         use_depth = bool(cfg["experiment"]["enable_depth"])
         for k, i in enumerate(tqdm(self.train_ids, desc="adding frames", unit="frame", leave=False,
                                    disable=not self.progress)):
@@ -625,6 +860,7 @@ class _TrainingRun:
             "class_names": scene.class_names, "class_ids_original": scene.class_ids_original,
             "train_frames": scene.frame_indices[self.train_ids], "test_frames": scene.frame_indices[self.test_ids],
             "task": self.task_desc, "labelled_train_frames": int(self.keep.sum()), "labels_digest": self.digest,
+            "protocol": self.protocol, "split": scene.meta.get("split"),
             "scene_bounds": mapper.scene_bounds, "device": str(self.device),
             "resumed_from_step": mapper.step_count if self.a.resume else None,
         })
@@ -637,27 +873,55 @@ class _TrainingRun:
         self.test_eval = evenly_spaced_subset(np.arange(len(self.test_ids)), n_eval)
         self.train_eval = evenly_spaced_subset(np.arange(len(self.train_ids)), n_eval)
         h_eval, w_eval = scene.intrinsics.scaled(1.0 / self.factor).shape
-        self.input_scores = score_labels(
-            np.stack([sdm.resize_nearest(self.clean[k], w_eval, h_eval) for k in self.train_eval]),
-            np.stack([sdm.resize_nearest(self.noisy[k], w_eval, h_eval) for k in self.train_eval]),
-            scene.num_classes)
-        self.input_scores["labelled_frames"] = int(self.keep[self.train_eval].sum())
+
+        def at_eval(lab):
+            if self.protocol == "seed":
+                return seed_downsample(lab, self.factor, "nearest")
+            return sdm.resize_nearest(lab, w_eval, h_eval)
+
+        if self.semantic:
+            self.input_scores = score_labels(np.stack([at_eval(self.clean[k]) for k in self.train_eval]),
+                                             np.stack([at_eval(self.noisy[k]) for k in self.train_eval]),
+                                             scene.num_classes)
+            self.input_scores["labelled_frames"] = int(self.keep[self.train_eval].sum())
+        else:
+            self.input_scores = None
         if self.device.type == "cuda":   # compile GPU kernels first so train_seconds is training only
             self.say(f"GPU code paths ready in {self.mapper.warmup():.1f} s")
 
     def wall(self) -> float:
         return self.prior["wall_seconds"] + time.perf_counter() - self.t_loop
 
-    def evaluate(self, step: int, final: bool) -> dict:
+    def evaluate(self, step: int, final: bool, test: bool = True, train: bool = True) -> dict:
+        """Scores (and images) of the test views (``logging.step_val``) and / or the training
+        views against their clean labels (``logging.step_vis_train``); both at the end."""
         a, scene, mapper = self.a, self.scene, self.mapper
         rdir = self.save_dir / "render" / f"step_{step:06d}"
         n_save = len(self.test_eval) if (final and a.visualise_save) else max(0, int(a.render_views))
         test_ids = self.test_ids[self.test_eval]
-        test_scores = evaluate_views(mapper, scene, test_ids, scene.labels[test_ids], self.factor,
-                                     rdir, n_save, "test", palette=self.palette, progress=self.progress)
-        train_scores = evaluate_views(mapper, scene, self.train_ids[self.train_eval], self.clean[self.train_eval],
-                                      self.factor, rdir, n_save, "train", input_labels=self.noisy[self.train_eval],
-                                      palette=self.palette, progress=self.progress)
+        sem = self.semantic
+        common = {"palette": self.palette, "progress": self.progress, "protocol": self.protocol}
+        collect = self.videos or self.tb is not None
+
+        def frames():
+            return ViewFrames(self.palette, mapper.cfg["render"]["depth_range"], scene.num_classes) if collect \
+                else None
+        cnn = scene.predicted_labels
+        test_scores = train_scores = None
+        if test or final:
+            views = frames()
+            test_scores = evaluate_views(
+                mapper, scene, test_ids, scene.labels[test_ids] if sem else None, self.factor, rdir, n_save, "test",
+                extra_labels={"cnn": cnn[test_ids]} if (cnn is not None and sem) else None, frames=views, **common)
+            self._log_views(step, "Test", test_scores, views, rdir, "test")
+        if train or final:
+            tr_ids = self.train_ids[self.train_eval]
+            views = frames()
+            train_scores = evaluate_views(
+                mapper, scene, tr_ids, self.clean[self.train_eval] if sem else None, self.factor, rdir, n_save,
+                "train", input_labels=self.noisy[self.train_eval],
+                extra_labels={"cnn": cnn[tr_ids]} if (cnn is not None and sem) else None, frames=views, **common)
+            self._log_views(step, "Train", train_scores, views, rdir, "train")
         st = mapper.stats()
         rec = {"step": step, "train_seconds": st["train_seconds"], "wall_seconds": self.wall(),
                "iterations_per_second": step / st["train_seconds"] if st["train_seconds"] > 0 else None,
@@ -665,10 +929,26 @@ class _TrainingRun:
                "failed_steps": self.step_errors, "oom_events": st["oom_events"],
                "test": test_scores, "train": train_scores, "input_labels": self.input_scores}
         self.metrics_log.append(rec)
-        self.say(f"[eval] step {step}: test mIoU {_fmt(test_scores['miou'])} acc {_fmt(test_scores['total_accuracy'])} "
-                 f"PSNR {_fmt(test_scores['psnr'], 2)} | train-vs-clean mIoU {_fmt(train_scores['miou'])} "
-                 f"| input labels mIoU {_fmt(self.input_scores['miou'])}")
+        parts = []
+        if test_scores is not None:
+            parts.append(f"test mIoU {_fmt(test_scores['miou'])} acc {_fmt(test_scores['total_accuracy'])} "
+                         f"PSNR {_fmt(test_scores['psnr'], 2)}")
+        if train_scores is not None:
+            parts.append(f"train-vs-clean mIoU {_fmt(train_scores['miou'])} PSNR {_fmt(train_scores['psnr'], 2)}")
+        if self.input_scores is not None:
+            parts.append(f"input labels mIoU {_fmt(self.input_scores['miou'])}")
+        self.say(f"[eval] step {step}: " + " | ".join(parts))
         return rec
+
+    def _log_views(self, step: int, split: str, scores: dict, views: Optional[ViewFrames], rdir: Path,
+                   tag: str) -> None:
+        if self.tb is not None:
+            self.tb.scores(step, split, scores)
+            if views is not None:
+                self.tb.images(step, split, views.frames)
+            self.tb.flush()
+        if self.videos and views is not None:
+            views.write_videos(rdir, tag)
 
     def checkpoint(self, step: int) -> None:
         _checkpoint(self.mapper, self.save_dir, step, {"train_seconds": self.mapper.train_seconds,
@@ -696,6 +976,8 @@ class _TrainingRun:
         a, cfg, mapper = self.a, self.cfg, self.mapper
         n_iters = int(cfg["train"]["N_iters"])
         step_val = max(1, int(cfg["logging"]["step_val"]))
+        step_vis = max(1, int(cfg["logging"]["step_vis_train"]))
+        step_tfb = max(1, int(float(cfg["logging"]["step_log_tfb"])))
         step_ckpt = max(1, int(cfg["logging"]["step_save_ckpt"]))
         step_print = max(1, int(cfg["logging"]["step_log_print"]))
         start_step = mapper.step_count
@@ -729,8 +1011,13 @@ class _TrainingRun:
                 bar.update(1)
                 if step % step_print == 0:
                     bar.set_postfix(loss=f"{losses['loss']:.4f}", psnr=f"{losses['psnr']:.2f}", refresh=False)
-                if step % step_val == 0:
-                    record, last_eval = self.evaluate(step, final=step >= n_iters), step
+                if self.tb is not None and step % step_tfb == 0:
+                    self.tb.losses(step, losses)
+                if step % step_val == 0 or step % step_vis == 0:
+                    final = step >= n_iters
+                    record = self.evaluate(step, final=final, test=step % step_val == 0, train=step % step_vis == 0)
+                    if final or (step % step_val == 0 and step % step_vis == 0):
+                        last_eval = step
                 if step % step_ckpt == 0:
                     self.checkpoint(step)
                     last_ckpt = step
@@ -752,7 +1039,8 @@ class _TrainingRun:
 
     def finish(self, record: dict, stopped: str) -> dict:
         st = self.mapper.stats()
-        text = (f"Semantic-NeRF ({self.cfg['model']['type']}) on {self.scene.path}: {self.mapper.step_count} steps, "
+        text = (f"Semantic-NeRF ({self.cfg['model']['type']}, protocol {self.protocol}) on {self.scene.path}: "
+                f"{self.mapper.step_count} steps, "
                 f"{st['train_seconds']:.1f} s training, {self.wall():.1f} s wall ({stopped}); outputs in "
                 f"{self.save_dir}\ntask: {self.task_desc}\n{summary_table(record, self.scene.class_names)}\n")
         (self.save_dir / "summary.txt").write_text(text)

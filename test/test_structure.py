@@ -166,7 +166,7 @@ LAYERS = [
     ("engine", ("semnerf_ros.engine",)),
     ("analysis, data, offline, bags, bridge", (
         "semnerf_ros.metrics", "semnerf_ros.mesh_eval", "semnerf_ros.visualize", "semnerf_ros.segmentation_noise",
-        "semnerf_ros.tasks", "semnerf_ros.datasets", "semnerf_ros.train", "semnerf_ros.bags",
+        "semnerf_ros.tasks", "semnerf_ros.datasets", "semnerf_ros.train", "semnerf_ros.train_log", "semnerf_ros.bags",
         "semnerf_ros.bridge")),
     ("ros", ("semnerf_ros.ros",)),
     ("demo", ("semnerf_ros.demo",)),
@@ -211,6 +211,8 @@ LAZY_ALLOWED = {
     "semnerf_ros.bags.writer",
     # the optional Triton backend of the hash encoding
     "semnerf_ros.engine.fields.hash_triton",
+    # semnerf-train's TensorBoard log (the optional tensorboard package)
+    "torch.utils.tensorboard",
 }
 #: (module, import) pairs allowed inside functions in one module only
 LAZY_ALLOWED_IN = {

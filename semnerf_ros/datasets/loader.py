@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Optional
 from typing import Sequence as Seq
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -45,7 +46,13 @@ class FrameSequence:
     -> file; ``camera(w, h)``: the native intrinsics for colour images of that size;
     ``label_map``: file label ids -> class ids (before remapping to ``0..C-1``);
     ``class_table``: class id -> name; ``labels_match_rgb``: label and instance images must have
-    the colour images' size."""
+    the colour images' size; ``extra_labels``: more label stacks (name -> frame number -> file),
+    loaded and remapped like ``labels`` into ``SceneData.predicted_labels`` (name ``predicted``);
+    ``pad_rows``: black rows added above and below the colour images (and colour-sized label and
+    instance images) before resizing, as the seed pads ScanNet's 1296x968 to 4:3; ``camera``
+    then describes the padded image; ``seed_resize``: resize colour, label and instance images as
+    the seed does (``cv2.resize``, bilinear on colours in [0, 1], OpenCV's nearest on labels: the
+    top-left pixel of each block at factor 2) instead of area averaging and pixel-centre nearest."""
 
     folder: Path
     kind: str
@@ -62,6 +69,29 @@ class FrameSequence:
     labels_match_rgb: bool = True
     fps: float = 30.0
     meta: dict = field(default_factory=dict)
+    extra_labels: dict = field(default_factory=dict)
+    pad_rows: tuple = (0, 0)
+    seed_resize: bool = False
+
+
+def _seed_resize_rgb(img: np.ndarray, w: int, h: int) -> np.ndarray:
+    if img.shape[:2] == (h, w):
+        return img
+    out = cv2.resize(img.astype(np.float32) / 255.0, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
+
+
+def _seed_resize_labels(img: np.ndarray, w: int, h: int) -> np.ndarray:
+    return img if img.shape[:2] == (h, w) else cv2.resize(img, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+def _pad_rows(img: np.ndarray, rows: tuple, height: Optional[int] = None) -> np.ndarray:
+    """``img`` with ``rows[0]`` zero rows above and ``rows[1]`` below (only when its height is
+    ``height``, the unpadded colour height, if given)."""
+    top, bottom = int(rows[0]), int(rows[1])
+    if not (top or bottom) or (height is not None and img.shape[0] != height):
+        return img
+    return cv2.copyMakeBorder(img, top, bottom, 0, 0, cv2.BORDER_CONSTANT, value=0)
 
 
 def check_size(path: Path, img: np.ndarray, w: int, h: int) -> None:
@@ -87,6 +117,8 @@ def load_sequence(seq: FrameSequence, width: Optional[int] = 320, height: Option
     poses = np.asarray(seq.poses)[valid[load]].astype(np.float64)
 
     first = read_rgb(seq.rgb[chosen[0]])
+    h_file = first.shape[0]
+    first = _pad_rows(first, seq.pad_rows)
     h0, w0 = first.shape[:2]
     native = seq.camera(w0, h0)
     out_w, out_h = int(width or w0), int(height or h0)
@@ -98,24 +130,27 @@ def load_sequence(seq: FrameSequence, width: Optional[int] = 320, height: Option
     raw: list = [None] * n
     depth = np.empty((n, out_h, out_w), np.float32) if read_depth is not None else None
     instances = np.empty((n, out_h, out_w), np.int32) if seq.instances is not None else None
+    extra_raw = {name: [None] * n for name in seq.extra_labels}
+
+    def read_labels(path: Path) -> np.ndarray:
+        lab = _pad_rows(read_label_image(path), seq.pad_rows, h_file)
+        if seq.labels_match_rgb:
+            check_size(path, lab, w0, h0)
+        return (_seed_resize_labels if seq.seed_resize else resize_nearest)(lab, out_w, out_h)
 
     def load_one(k: int) -> None:
         num = chosen[k]
-        img = first if k == 0 else read_rgb(seq.rgb[num])
+        img = first if k == 0 else _pad_rows(read_rgb(seq.rgb[num]), seq.pad_rows)
         if img.shape[:2] != (h0, w0):
             raise DatasetError(f"{seq.rgb[num]} is {img.shape[1]}x{img.shape[0]}, the sequence is {w0}x{h0}")
-        rgb[k] = resize_rgb(img, out_w, out_h)
-        lab = read_label_image(seq.labels[num])
-        if seq.labels_match_rgb:
-            check_size(seq.labels[num], lab, w0, h0)
-        raw[k] = resize_nearest(lab, out_w, out_h)
+        rgb[k] = (_seed_resize_rgb if seq.seed_resize else resize_rgb)(img, out_w, out_h)
+        raw[k] = read_labels(seq.labels[num])
+        for name, files in seq.extra_labels.items():
+            extra_raw[name][k] = read_labels(files[num])
         if depth is not None:
             depth[k] = read_depth(seq.depth[num])
         if instances is not None:
-            ins = read_label_image(seq.instances[num])
-            if seq.labels_match_rgb:
-                check_size(seq.instances[num], ins, w0, h0)
-            instances[k] = resize_nearest(ins, out_w, out_h)
+            instances[k] = read_labels(seq.instances[num])
 
     workers = num_workers or min(4, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -123,13 +158,19 @@ def load_sequence(seq: FrameSequence, width: Optional[int] = 320, height: Option
                       disable=not progress, leave=False):
             pass
     raw_labels = np.stack(raw)
+    extras = {name: np.stack(v) for name, v in extra_raw.items()}
     if seq.label_map is not None:
         raw_labels = seq.label_map(raw_labels)
+        extras = {name: seq.label_map(v) for name, v in extras.items()}
+    if class_ids is None and extras:   # the ids present in any of the label stacks
+        class_ids = np.unique(np.concatenate([np.unique(raw_labels)] + [np.unique(v) for v in extras.values()]))
     labels, ids = remap_classes(raw_labels, class_ids)
+    predicted = remap_classes(extras["predicted"], ids)[0] if "predicted" in extras else None
     return SceneData(
         rgb=rgb, labels=labels, instances=instances, depth=depth, poses=poses, intrinsics=intr,
         class_names=default_class_names(ids, seq.class_table), class_ids_original=ids,
         frame_indices=np.asarray(chosen, dtype=np.int64), train_ids=train_pos.astype(np.int64),
         test_ids=test_pos.astype(np.int64), fps=seq.fps, path=folder, kind=seq.kind,
         meta=dict(seq.meta, native_intrinsics=native.to_dict(), skipped_invalid_poses=len(bad)),
+        predicted_labels=predicted,
     )

@@ -14,6 +14,10 @@ Folder layout (as the seed's ``ReplicaDatasetCache`` reads it)::
 
 Without ``intrinsics.json`` the camera is the seed's: hfov 90 degrees, centred
 principal point, square pixels.  Poses use OpenCV optical camera axes.
+
+The seed's ``replica_nyu_cnn`` dataset (:func:`load_replica_nyu_cnn`) is the same layout with two
+more label folders: labels a CNN predicted (``CNN_semantic_class_<nyu_mode>/``), which training
+uses, and the ground truth mapped to the same NYU classes, which scores.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ import numpy as np
 
 from ..engine.geometry import Intrinsics
 from .loader import FrameSequence, check_size, load_sequence
+from .nyu import NYU13_CLASSES, NYU34_CLASSES
 from .scene_data import DatasetError, SceneData, numbered_files, read_image, resize_depth
 
 DEFAULT_HFOV_DEG = 90.0
@@ -105,20 +110,28 @@ def _native_intrinsics(info: dict, width: int, height: int, source: Path) -> Int
     return Intrinsics.from_hfov(width, height, hfov)
 
 
-def parse_replica(path, load_depth: bool = True, load_instances: bool = True) -> FrameSequence:
-    """The files, poses and camera of a Replica-layout folder (see the module docstring)."""
+def parse_replica(path, load_depth: bool = True, load_instances: bool = True, label_dir: str = "semantic_class",
+                  extra_label_dirs: Optional[dict] = None, scene_file: Optional[str] = None) -> FrameSequence:
+    """The files, poses and camera of a Replica-layout folder (see the module docstring).
+    ``label_dir``: the folder of ``semantic_class_<N>.png`` label images; ``extra_label_dirs``:
+    name -> folder of more label images (:attr:`FrameSequence.extra_labels`); ``scene_file``: the
+    seed's ``experiment.scene_file``, a folder whose ``info_semantic.json`` names the classes."""
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise DatasetError(f"Replica folder not found: {folder}")
-    for sub in ("rgb", "semantic_class"):
+    for sub in ("rgb", label_dir, *(extra_label_dirs or {}).values()):
         if not (folder / sub).is_dir():
             raise DatasetError(f"{folder} is not a Replica-layout folder: missing {sub}/")
     rgb_files = numbered_files(folder / "rgb", "rgb_*.png")
     if not rgb_files:
         raise DatasetError(f"no rgb/rgb_<N>.png images in {folder}")
-    sem_files = numbered_files(folder / "semantic_class", "semantic_class_*.png")
+    sem_files = numbered_files(folder / label_dir, "semantic_class_*.png")
     numbers = list(rgb_files)
-    _check_same_numbers(folder, "semantic_class", numbers, sem_files)
+    _check_same_numbers(folder, label_dir, numbers, sem_files)
+    extra = {}
+    for name, sub in (extra_label_dirs or {}).items():
+        extra[name] = numbered_files(folder / sub, "semantic_class_*.png")
+        _check_same_numbers(folder, sub, numbers, extra[name])
     depth_files = None
     if load_depth and (folder / "depth").is_dir():
         depth_files = numbered_files(folder / "depth", "depth_*.png")
@@ -153,17 +166,27 @@ def parse_replica(path, load_depth: bool = True, load_instances: bool = True) ->
     meta = {"depth_scale": depth_scale}
     if "instance_to_class" in info:
         meta["instance_to_class"] = {int(k): int(v) for k, v in info["instance_to_class"].items()}
+    table = _class_table(folder, info)
+    if scene_file:
+        scene_info = Path(scene_file).expanduser() / "info_semantic.json"
+        if scene_info.is_file():
+            table = _class_table(scene_info.parent, {})
+            meta["class_names_from"] = str(scene_info)
+        else:
+            warnings.warn(f"experiment.scene_file: {scene_info} not found; class names from {folder}",
+                          stacklevel=3)
     return FrameSequence(folder=folder, kind="replica", numbers=numbers, poses=poses, rgb=rgb_files, labels=sem_files,
-                    camera=lambda w, h: _native_intrinsics(info, w, h, folder / "intrinsics.json"),
-                    depth=depth_files, instances=inst_files, depth_reader=depth_reader,
-                    class_table=_class_table(folder, info), fps=float(info.get("fps", 30.0)), meta=meta)
+                         camera=lambda w, h: _native_intrinsics(info, w, h, folder / "intrinsics.json"),
+                         depth=depth_files, instances=inst_files, depth_reader=depth_reader,
+                         class_table=table, fps=float(info.get("fps", 30.0)), meta=meta, extra_labels=extra)
 
 
 def load_replica(path, width: Optional[int] = 320, height: Optional[int] = 240,
                  train_step: int = 5, test_offset: int = 2, total_num: int = 0,
                  class_ids: Optional[Sequence[int]] = None, load_depth: bool = True,
                  load_instances: bool = True, progress: bool = True,
-                 num_workers: Optional[int] = None) -> SceneData:
+                 num_workers: Optional[int] = None, scene_file: Optional[str] = None,
+                 seed_resize: bool = False) -> SceneData:
     """Load a Replica-layout folder (:func:`parse_replica`, then :func:`~.loader.load_sequence`).
 
     Args:
@@ -176,11 +199,57 @@ def load_replica(path, width: Optional[int] = 320, height: Optional[int] = 240,
         class_ids: original class ids to keep, in order (others become void);
             default: the ids present in the loaded frames (the seed's rule).
         load_depth, load_instances: skip those images when False.
+        scene_file: the seed's ``experiment.scene_file`` (class names from its info_semantic.json).
+        seed_resize: resize as the seed (:class:`~.loader.FrameSequence`).
     Raises:
         DatasetError naming the missing or mismatched file.
     """
-    return load_sequence(parse_replica(path, load_depth, load_instances), width, height, train_step, test_offset,
-                         total_num, class_ids, progress, num_workers)
+    seq = parse_replica(path, load_depth, load_instances, scene_file=scene_file)
+    seq.seed_resize = seed_resize
+    return load_sequence(seq, width, height, train_step, test_offset, total_num, class_ids, progress, num_workers)
+
+
+#: the seed's replica_nyu_cnn label folders: nyu_mode -> (CNN predictions, ground truth)
+NYU_CNN_DIRS = {
+    "nyu13": ("CNN_semantic_class_nyu13", "semantic_class_nyu13_remap"),
+    "nyu34": ("CNN_semantic_class_nyu34", "semantic_class_nyu40_remap_nyu34"),
+    "gt_nyu13": ("semantic_class_nyu13_remap", "semantic_class_nyu13_remap"),
+}
+
+
+def is_replica_nyu_cnn_dir(path) -> bool:
+    """True if ``path`` is a Replica-layout folder with the seed's CNN label folders."""
+    p = Path(path)
+    return is_replica_dir(p) and any((p / cnn).is_dir() for cnn, _ in NYU_CNN_DIRS.values())
+
+
+def load_replica_nyu_cnn(path, nyu_mode: str = "nyu13", width: Optional[int] = 320, height: Optional[int] = 240,
+                         train_step: int = 5, test_offset: int = 2, total_num: int = 0, load_depth: bool = True,
+                         progress: bool = True, num_workers: Optional[int] = None,
+                         seed_resize: bool = False) -> SceneData:
+    """The seed's ``replica_nyu_cnn`` dataset (``Replica_CNN_NYU``): a Replica sequence whose
+    training labels are a CNN's predictions of the NYUv2 classes.
+
+    ``nyu_mode``: ``nyu13`` (13 classes; labels in ``CNN_semantic_class_nyu13/``, ground truth in
+    ``semantic_class_nyu13_remap/``), ``nyu34`` (NYU40 without the 6 classes missing from
+    Replica; ``CNN_semantic_class_nyu34/``, ``semantic_class_nyu40_remap_nyu34/``) or
+    ``gt_nyu13`` (the ground truth as input).  The classes are the whole set, void 0 included
+    (the seed does not drop absent ones).  ``SceneData.labels`` holds the ground truth,
+    ``SceneData.predicted_labels`` the CNN's labels.
+    """
+    mode = "nyu13" if nyu_mode in (None, "", "auto") else nyu_mode
+    if mode not in NYU_CNN_DIRS:
+        raise DatasetError(f"replica_nyu_cnn: nyu_mode must be one of {', '.join(NYU_CNN_DIRS)}, got {nyu_mode!r}")
+    cnn_dir, gt_dir = NYU_CNN_DIRS[mode]
+    names = NYU34_CLASSES if mode == "nyu34" else NYU13_CLASSES
+    seq = parse_replica(path, load_depth, load_instances=False, label_dir=gt_dir,
+                        extra_label_dirs={"predicted": cnn_dir})
+    seq.kind = "replica_nyu_cnn"
+    seq.seed_resize = seed_resize
+    seq.class_table = dict(enumerate(names))
+    seq.meta["nyu_mode"] = mode
+    return load_sequence(seq, width, height, train_step, test_offset, total_num, list(range(len(names))),
+                         progress, num_workers)
 
 
 def _check_same_numbers(folder: Path, sub: str, numbers: list, files: dict) -> None:

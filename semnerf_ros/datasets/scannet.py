@@ -20,7 +20,10 @@ are skipped with a warning before the train/test split, as the seed does.
 Depth may have its own resolution and intrinsics: it is resampled into the
 colour camera at the output resolution.  Labels are mapped from ScanNet ids to
 NYU40 (or the 13-class set) with ``scannetv2-labels.combined.tsv`` when it is
-found in the scene folder or up to two folders above it.
+found in the scene folder or up to two folders above it; ids the table does not
+list keep their value, as the seed keeps them (with a warning naming them).
+``pad_to_4_3`` pads the colour and label images with black rows above and below
+to a 4:3 aspect before resizing, as the seed pads ScanNet's 1296x968 to 1296x972.
 """
 from __future__ import annotations
 
@@ -34,20 +37,9 @@ import numpy as np
 
 from ..engine.geometry import Intrinsics
 from .loader import FrameSequence, load_sequence
+from .nyu import NYU13_CLASSES, NYU40_CLASSES
 from .scene_data import DatasetError, SceneData, numbered_files, read_image, resize_depth
 
-NYU40_CLASSES = [
-    "void", "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window",
-    "bookshelf", "picture", "counter", "blinds", "desk", "shelves", "curtain", "dresser",
-    "pillow", "mirror", "floor mat", "clothes", "ceiling", "books", "refridgerator",
-    "television", "paper", "towel", "shower curtain", "box", "whiteboard", "person",
-    "night stand", "toilet", "sink", "lamp", "bathtub", "bag", "otherstructure",
-    "otherfurniture", "otherprop",
-]
-NYU13_CLASSES = [
-    "void", "bed", "books", "ceiling", "chair", "floor", "furniture", "objects",
-    "painting/picture", "sofa", "table", "TV", "wall", "window",
-]
 LABEL_MAP_FILE = "scannetv2-labels.combined.tsv"
 DEFAULT_DEPTH_SCALE = 1000.0
 
@@ -194,8 +186,9 @@ class _DepthResampler:
 
 
 def parse_scannet(path, label_mode: str = "auto", load_depth: bool = True,
-                  load_instances: bool = True) -> FrameSequence:
-    """The files, poses, cameras and label mapping of a ScanNet scene (either layout)."""
+                  load_instances: bool = True, pad_to_4_3: bool = False) -> FrameSequence:
+    """The files, poses, cameras and label mapping of a ScanNet scene (either layout);
+    ``pad_to_4_3``: the seed's padding of the colour images (module docstring)."""
     if label_mode not in ("auto", "nyu40", "nyu13", "raw"):
         raise DatasetError(f"label_mode must be auto, nyu40, nyu13 or raw, got {label_mode!r}")
     folder = Path(path).expanduser()
@@ -221,6 +214,14 @@ def parse_scannet(path, label_mode: str = "auto", load_depth: bool = True,
                                    f"(first: {missing[:5]})")
     poses = np.stack([_read_matrix_4x4(poses_f[n]) for n in numbers])   # -inf: lost tracking
     kc, kd = _camera_matrices(layout, folder)
+    pad = (0, 0)
+    if pad_to_4_3:
+        h, w = read_image(colour[numbers[0]], cv2.IMREAD_COLOR).shape[:2]
+        extra = int(round(w * 3 / 4)) - h
+        if extra > 0:
+            pad = (extra // 2, extra - extra // 2)
+            kc = kc.copy()
+            kc[1, 2] += pad[0]
 
     def depth_reader(out: Intrinsics, native: Intrinsics, first: int):
         d0 = read_image(depth_f[first])
@@ -242,15 +243,24 @@ def parse_scannet(path, label_mode: str = "auto", load_depth: bool = True,
     if mapping is not None:
         def label_map(raw: np.ndarray) -> np.ndarray:
             raw = raw.astype(np.int64)
-            lut = np.zeros(max(int(raw.max()), max(mapping)) + 1, dtype=np.int64)  # unknown ids -> void
+            lut = np.arange(max(int(raw.max()), max(mapping)) + 1, dtype=np.int64)  # unknown ids kept (seed)
             for sid, nid in mapping.items():
                 lut[sid] = nid
+            ids, counts = np.unique(raw, return_counts=True)
+            unknown = [(int(i), int(c)) for i, c in zip(ids, counts) if i != 0 and int(i) not in mapping]
+            if unknown:
+                for i, _ in unknown:
+                    names_table.setdefault(i, f"scannet_{i}")
+                warnings.warn(f"{folder}: ScanNet label ids missing from {LABEL_MAP_FILE} keep their value as "
+                              f"class ids, as the seed keeps them (id: pixels): "
+                              + ", ".join(f"{i}: {c}" for i, c in unknown[:20]), stacklevel=2)
             return lut[raw]
     return FrameSequence(folder=folder, kind="scannet", numbers=numbers, poses=poses, rgb=colour, labels=labels_f,
                          camera=lambda w, h: Intrinsics.from_K(kc, w, h), depth=depth_f, instances=inst_f,
                          depth_reader=depth_reader, label_map=label_map, class_table=names_table,
-                         labels_match_rgb=False, fps=30.0,
-                         meta={"label_mode": effective_mode, "depth_scale": DEFAULT_DEPTH_SCALE})
+                         labels_match_rgb=False, fps=30.0, pad_rows=pad,
+                         meta={"label_mode": effective_mode, "depth_scale": DEFAULT_DEPTH_SCALE,
+                               "padded_rows": list(pad)})
 
 
 def load_scannet(path, width: Optional[int] = 320, height: Optional[int] = 240,
@@ -258,7 +268,8 @@ def load_scannet(path, width: Optional[int] = 320, height: Optional[int] = 240,
                  label_mode: str = "auto", class_ids: Optional[Sequence[int]] = None,
                  load_depth: bool = True, load_instances: bool = True,
                  progress: bool = True, num_workers: Optional[int] = None,
-                 sample_step: Optional[int] = None) -> SceneData:
+                 sample_step: Optional[int] = None, pad_to_4_3: bool = False,
+                 seed_resize: bool = False) -> SceneData:
     """Load a ScanNet scene folder (:func:`parse_scannet`, then :func:`~.loader.load_sequence`).
 
     Args:
@@ -269,12 +280,15 @@ def load_scannet(path, width: Optional[int] = 320, height: Optional[int] = 240,
             exist), ``raw`` (keep the ids in the files), ``auto`` (nyu40 if the tsv
             is found, else raw with a warning).
         class_ids: ids (after the label mapping) to keep; default: those present.
+        pad_to_4_3: pad the colour images to 4:3 first, as the seed (module docstring).
+        seed_resize: resize colours and labels as the seed (:class:`~.loader.FrameSequence`).
     Raises:
         DatasetError naming the missing or mismatched file.
     """
     if sample_step is not None:
         train_step = int(sample_step)
-    seq = parse_scannet(path, label_mode, load_depth, load_instances)
+    seq = parse_scannet(path, label_mode, load_depth, load_instances, pad_to_4_3)
+    seq.seed_resize = seed_resize
     return load_sequence(seq, width, height, train_step, test_offset, total_num, class_ids, progress, num_workers)
 
 

@@ -37,6 +37,9 @@ class SceneData:
         fps: frame rate used for :meth:`frame` stamps (30 unless the data says otherwise).
         path: the folder it came from; kind: "replica" | "scannet".
         meta: extra facts from the files (e.g. ``instance_to_class``, ``depth_scale``).
+        predicted_labels: (N, H, W) int32 labels a network predicted (``replica_nyu_cnn``: the
+            CNN's), remapped like ``labels``; the trainer trains on them and scores against
+            ``labels`` (the ground truth).  None for the other datasets.
     """
 
     rgb: np.ndarray
@@ -55,6 +58,7 @@ class SceneData:
     kind: str = ""
     frame_id: str = "camera"
     meta: dict = field(default_factory=dict)
+    predicted_labels: Optional[np.ndarray] = None
 
     @property
     def num_classes(self) -> int:

@@ -8,6 +8,11 @@ field's ``hash`` options live under ``model``/``render``/``mapper``).
 seed's spellings (``5e-4``, ``1024*128``, ``250e3`` as strings), rejects
 unknown keys and wrong types with a message that names the key, and returns a
 fully populated dict.
+
+Layers, lowest first: :data:`DEFAULTS`; the fast field's presets (:data:`HASH_PRESET`,
+:data:`CPU_HASH_PRESET`); a protocol's preset (``presets=``, e.g. :data:`SEED_PROTOCOL_PRESET`
+for ``semnerf-train --protocol seed``); the user's file; the overrides.  Every key of the seed's
+config files is honoured or rejected with a message (:mod:`.seed_keys`).
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from typing import Any, Optional
 
 import yaml
 
-from .seed_keys import warn_unread_keys
+from .seed_keys import run_record_keys, unsupported_values
 
 
 class ConfigError(ValueError):
@@ -29,20 +34,23 @@ class ConfigError(ValueError):
 
 DEFAULTS: dict[str, Any] = {
     "experiment": {
-        "scene_file": "",            # seed: habitat mesh (unused; meshes come from the field)
+        "scene_file": "",            # seed: Replica habitat folder; its info_semantic.json names the classes
         "save_dir": "runs/semnerf",  # where metrics, renders, checkpoints go
         "dataset_dir": "",           # Replica- or ScanNet-layout folder
-        "dataset_type": "auto",      # auto | replica | scannet
-        "convention": "opencv",      # camera axes of the poses in the dataset
+        "dataset_type": "auto",      # auto | replica | replica_nyu_cnn | scannet
+        "convention": "opencv",      # camera axes of the dataset's poses: opencv | opengl (x right, y up, z back)
         "width": 320,                # training / rendering resolution (px)
         "height": 240,
-        "gpu": "0",
-        "enable_semantic": True,
-        "enable_depth": True,        # render depth (and supervise it if train.wgt_depth > 0)
-        "endpoint_feat": False,
+        "gpu": "",                   # CUDA_VISIBLE_DEVICES before CUDA starts ("" = leave it; --gpu wins)
+        "enable_semantic": True,     # false: a plain NeRF (no labels, no semantic loss or scores)
+        "enable_depth": True,        # load depth (supervised if train.wgt_depth > 0; bounds of the hash field)
+        "endpoint_feat": False,      # seed key; only false is supported
         "train_step": 5,             # every train_step-th frame trains (seed: 5) ...
         "test_offset": 2,            # ... and the frame test_offset after it tests (seed: step // 2)
-        "total_num": 0,              # frames of the sequence to use; 0 = all
+        "total_num": 0,              # frames of the sequence to use; 0 = all (--protocol seed, Replica: 900)
+        "sample_step": 0,            # seed's ScanNet split: train_step = sample_step, test_offset = sample_step // 2
+        "nyu_mode": "auto",          # label set: ScanNet nyu40 | nyu13; replica_nyu_cnn nyu13 | nyu34 | gt_nyu13
+        "load_softmax": False,       # seed key (replica_nyu_cnn); only false is supported
         "seed": 0,                   # RNG seed for corruptions, sampling, init
         "device": "auto",            # auto | cuda | cuda:N | cpu
     },
@@ -86,7 +94,9 @@ DEFAULTS: dict[str, Any] = {
         "multires_views": 4,
         "raw_noise_std": 1.0,
         "test_viz_factor": 1,
-        "no_batching": True,
+        "no_batching": False,        # true: each step's rays from one training image (the seed's
+                                     # sampling, --protocol seed); false: from all keyframes, a share
+                                     # (mapper.recent_fraction) from the newest (online default)
         "depth_range": [0.1, 10.0],  # near, far along the camera z axis (m)
         "white_bkgd": False,
         # fast field (model.type: hash)
@@ -159,6 +169,28 @@ CPU_HASH_PRESET: dict[str, Any] = {
     "train": {"semantic_geometry_grad": True},
     "render": {"N_rays": 512, "march_steps": 160, "max_samples_per_ray": 24, "occupancy_resolution": 48},
 }
+
+#: The evaluation protocols of ``semnerf-train --protocol``: ``seed`` reproduces the seed's
+#: train_SSR_main.py where the two differ (docs/seed_parity.md), ``semnerf`` keeps this package's
+#: choices (the online defaults).
+PROTOCOLS = ("seed", "semnerf")
+
+#: Config keys that ``--protocol seed`` sets, under the user's file and overrides: each step's
+#: rays from one training image.  (The Replica split's 900 frames depend on the dataset type:
+#: :data:`SEED_REPLICA_TOTAL_NUM`, applied by the trainer.)
+SEED_PROTOCOL_PRESET: dict[str, Any] = {"render": {"no_batching": True}}
+
+#: The seed's train_SSR_main.py splits Replica sequences over their first 900 frames.
+SEED_REPLICA_TOTAL_NUM = 900
+
+DATASET_TYPES = ("auto", "replica", "replica_nyu_cnn", "scannet")
+NYU_MODES = ("auto", "nyu40", "nyu13", "nyu34", "gt_nyu13")
+
+
+def default_protocol(model_type: str) -> str:
+    """``seed`` for the paper's MLPs, ``semnerf`` for the fast field."""
+    return "seed" if model_type == "nerf" else "semnerf"
+
 
 # Keys whose values may be None or of several types.
 _FREE_KEYS = {("render", "scene_bounds"), ("train", "mixed_precision"), ("train", "cuda_graph"),
@@ -271,6 +303,21 @@ def validate(cfg: dict) -> dict:
     if cfg["model"]["hash"]["semantic_branch"] not in ("shared", "grid"):
         raise ConfigError("model.hash.semantic_branch must be 'shared' or 'grid', got "
                           f"{cfg['model']['hash']['semantic_branch']!r}")
+    exp = cfg["experiment"]
+    if exp["convention"] not in ("opencv", "opengl"):
+        raise ConfigError(f"experiment.convention must be 'opencv' or 'opengl', got {exp['convention']!r}")
+    if exp["dataset_type"] not in DATASET_TYPES:
+        raise ConfigError(f"experiment.dataset_type must be one of {', '.join(DATASET_TYPES)}, "
+                          f"got {exp['dataset_type']!r}")
+    if exp["nyu_mode"] not in NYU_MODES:
+        raise ConfigError(f"experiment.nyu_mode must be one of {', '.join(NYU_MODES)}, got {exp['nyu_mode']!r}")
+    if exp["sample_step"] < 0:
+        raise ConfigError(f"experiment.sample_step must be >= 0 (0 = use train_step), got {exp['sample_step']}")
+    if cfg["render"]["test_viz_factor"] < 1:
+        raise ConfigError(f"render.test_viz_factor must be >= 1, got {cfg['render']['test_viz_factor']}")
+    problems = unsupported_values(cfg)
+    if problems:
+        raise ConfigError("; ".join(problems))
     return cfg
 
 
@@ -314,23 +361,42 @@ def make_config(override: Optional[dict] = None) -> dict:
     return validate(merge(_base_for(override), override or {}))
 
 
-def load_config(path=None, overrides: Optional[dict] = None) -> dict:
+def read_config_file(path) -> dict:
+    """A YAML config file as a nested dict (not merged); :class:`ConfigError` naming the problem."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: top level must be a mapping of sections")
+    return data
+
+
+def user_keys(*layers: Optional[dict]) -> set:
+    """``section.key`` names that the given nested mappings (a file's data, overrides) set."""
+    out = set()
+    for layer in layers:
+        for section, body in (layer or {}).items():
+            if isinstance(body, dict):
+                out.update(f"{section}.{k}" for k in body)
+    return out
+
+
+def load_config(path=None, overrides: Optional[dict] = None, presets: Optional[dict] = None) -> dict:
     """Load a YAML config file (seed layout) onto the defaults, then apply
-    ``overrides`` (a nested dict, e.g. from command-line flags)."""
-    data: dict = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"{p}: top level must be a mapping of sections")
-    warn_unread_keys(data, str(path) if path is not None else "config")
-    warn_unread_keys(overrides, "the overrides")
-    cfg = _base_for(data, overrides)
+    ``overrides`` (a nested dict, e.g. from command-line flags).  ``presets`` (a nested dict,
+    e.g. :data:`SEED_PROTOCOL_PRESET`) sit under the file and the overrides."""
+    data: dict = read_config_file(path) if path is not None else {}
+    source = str(path) if path is not None else "the overrides"
+    problems = run_record_keys(data) + run_record_keys(overrides)
+    if problems:
+        raise ConfigError(f"{source}: " + "; ".join(problems))
+    cfg = _base_for(presets, data, overrides)
+    if presets:
+        cfg = merge(cfg, presets)
     cfg = merge(cfg, data)
     if overrides:
         cfg = merge(cfg, overrides)

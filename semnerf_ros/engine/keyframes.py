@@ -314,6 +314,34 @@ class ReplayBuffer:
                         rgb=self.rgb[kf, v, u].float() / 255.0,
                         labels=self.labels[kf, v, u].long(), depth=depth)
 
+    # -- the seed's sampling (render.no_batching: true); kept apart from sample() on purpose
+    def sample_image(self, n_rays: int, generator: Optional[torch.Generator] = None) -> RayBatch:
+        """A batch of ``n_rays`` rays all from **one** keyframe, drawn uniformly, at pixels drawn
+        uniformly with replacement: the seed's ``sampling_index`` (``np.random.choice`` of one
+        training image, ``torch.randint(0, H*W, (n_rays,))`` pixels).  An unlabelled keyframe
+        gives an all-void batch, so the semantic loss of that step is 0, as the seed skips it."""
+        if not self.order:
+            raise RuntimeError("the replay buffer is empty")
+        dev = self.device
+        h, w = self.intrinsics.shape
+        pick = torch.randint(0, len(self.order), (1,), device=dev, generator=generator)
+        kf = torch.tensor(self.order, device=dev)[pick].expand(n_rays)
+        pix = torch.randint(0, h * w, (n_rays,), device=dev, generator=generator)
+        return self._ray_batch(kf, pix // w, pix % w)
+
+    def _ray_batch(self, kf: torch.Tensor, v: torch.Tensor, u: torch.Tensor) -> RayBatch:
+        """Rays and supervision of the pixels (v, u) of the keyframe slots ``kf``."""
+        n = kf.shape[0]
+        K = self.K[kf]
+        d_cam = torch.stack([(u.float() - K[:, 2]) / K[:, 0], (v.float() - K[:, 3]) / K[:, 1],
+                             torch.ones(n, device=self.device)], -1)
+        T = self.poses[kf]
+        depth = None
+        if bool(self.has_depth[torch.tensor(self.order, device=self.device)].any()):
+            depth = self.depth[kf, v, u].float()
+        return RayBatch(origins=T[:, :3, 3].contiguous(), dirs=torch.einsum("nij,nj->ni", T[:, :3, :3], d_cam),
+                        rgb=self.rgb[kf, v, u].float() / 255.0, labels=self.labels[kf, v, u].long(), depth=depth)
+
     def clear(self) -> None:
         self.__init__(self.capacity, self.device, self.eviction, self.recent_window)
 

@@ -348,7 +348,10 @@ class Mapper:
         try:
             model.before_step(self.step_count, self.generator)
             lr = model.learning_rate(self.step_count)
-            batch = self.buffer.sample(self.n_rays, self.cfg["mapper"]["recent_fraction"], self.generator)
+            if self.cfg["render"]["no_batching"]:   # the seed's sampling: one keyframe per step
+                batch = self.buffer.sample_image(self.n_rays, self.generator)
+            else:
+                batch = self.buffer.sample(self.n_rays, self.cfg["mapper"]["recent_fraction"], self.generator)
             if batch.origins.device != self.device:
                 batch = type(batch)(*(None if x is None else x.to(self.device) for x in
                                       (batch.origins, batch.dirs, batch.rgb, batch.labels, batch.depth)))
@@ -778,8 +781,10 @@ def _apply_load_rule(file_cfg: dict, runtime_cfg: dict) -> dict:
     """The config a map file is loaded with into a running mapper: the file's
     :data:`MAP_FILE_SECTIONS`, the running config's other sections."""
     cfg = copy.deepcopy(make_config(runtime_cfg))
+    sampling = cfg["render"]["no_batching"]
     for section in MAP_FILE_SECTIONS:
         cfg[section] = copy.deepcopy(file_cfg[section])
+    cfg["render"]["no_batching"] = sampling   # ray sampling is the running mapper's, as recent_fraction
     return make_config(cfg)
 
 

@@ -18,7 +18,17 @@ Extraction (:func:`extract_mesh`) follows the seed's ``SSR/extract_colour_mesh.p
    ``[-normal_offset, +normal_offset]`` around the vertex sampled at ``ray_samples`` points
    and the weights are normalised by their sum, so an unsaturated ray still gets a colour.
    ``sample_mode="point"`` instead queries the heads at the vertex itself with view
-   direction ``-normal``.  Classes are the argmax over ids ``1..C-1`` (void never predicted).
+   direction ``-normal``; ``sample_mode="full_ray"`` renders the seed's whole ray (origin
+   ``normal_offset`` m outside the vertex, ``near`` to ``far`` = 0.1 to 10 m along ``-normal``)
+   with a ``render_fn`` (the map's own coarse + fine renderer).  Classes are the argmax over ids
+   ``1..C-1`` (void never predicted).
+
+The seed's settings (``semnerf-mesh --protocol seed``, :func:`seed_density_threshold`,
+:data:`SEED_MIN_COMPONENT_FACES`, :data:`SEED_RAY_NEAR_FAR`): the iso-level of its occupancy
+grid, components under 400 faces dropped, full rays, vertex normals from the mesh faces
+(``normal_source="faces"``: area-weighted, as Open3D's ``compute_vertex_normals``).  Its grid
+spans the oriented bounding box of the ground-truth mesh grown by 1 / 0.9 (:func:`oriented_box`,
+``transform=``); the raw marching-cubes mesh is its ``mesh_canonical.ply`` (``on_raw_mesh=``).
 
 Density threshold.  The seed marches an occupancy grid ``1 - exp(-relu(sigma) * delta)``
 at level 0.45 with ``delta = (far - near) / N_importance = 9.9 / 128 = 0.077`` m, i.e. at
@@ -53,11 +63,20 @@ from ..io.ply import MeshExportError, PlyError, atomic_output, read_ply, write_p
 
 __all__ = [
     "SemanticMesh", "NoSurfaceError", "ExtractionCancelled", "MeshExportError", "PlyError",
-    "extract_mesh", "sigma_from_occupancy", "remove_small_components", "vertex_normals",
+    "extract_mesh", "sigma_from_occupancy", "remove_small_components", "vertex_normals", "oriented_box",
+    "seed_density_threshold", "seed_box_bounds",
     "write_mesh", "check_export_target", "read_mesh", "read_ply", "decimate",
 ]
 
 DEFAULT_GREY = (180, 180, 180)
+#: the seed's extract_colour_mesh.py: occupancy 1 - exp(-relu(sigma) * delta) at this level ...
+SEED_OCCUPANCY_LEVEL = 0.45
+#: ... components with fewer faces dropped (its clean_mesh(min_num_cluster=400)) ...
+SEED_MIN_COMPONENT_FACES = 400
+#: ... vertex colours rendered along rays from near to far (m), whatever the config's depth range ...
+SEED_RAY_NEAR_FAR = (0.1, 10.0)
+#: ... over the ground-truth mesh's oriented box, grown so that the box fills 0.9 of the grid
+SEED_BOX_FILL = 0.9
 #: Default iso-level of sigma (1/m); see the module docstring.
 DEFAULT_DENSITY_THRESHOLD = 10.0
 #: Largest density grid extract_mesh will allocate (points; 4 bytes each on the host).
@@ -174,6 +193,37 @@ def sigma_from_occupancy(level: float, delta: float) -> float:
     return -math.log(1.0 - level) / delta
 
 
+def seed_density_threshold(depth_range: Sequence[float], n_importance: int) -> float:
+    """The seed's iso-level as a density: occupancy :data:`SEED_OCCUPANCY_LEVEL` with
+    ``delta = (far - near) / N_importance`` (7.73 /m for 0.1-10 m and 128 samples)."""
+    near, far = float(depth_range[0]), float(depth_range[1])
+    return sigma_from_occupancy(SEED_OCCUPANCY_LEVEL, (far - near) / max(int(n_importance), 1))
+
+
+def oriented_box(mesh_path) -> tuple[np.ndarray, np.ndarray]:
+    """``(T_world_box (4, 4), extents (3,))`` of a mesh file's minimum-volume oriented bounding
+    box (``trimesh.bounds.oriented_bounds``, as the seed's ``--mesh_dir``): the box spans
+    ``[-extents / 2, extents / 2]`` in its own frame."""
+    try:
+        import trimesh  # optional dependency (the seed's oriented box of a ground-truth mesh)
+    except ImportError:
+        raise ImportError("oriented bounds of a mesh need the 'trimesh' package (pip install trimesh)") from None
+    path = Path(mesh_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ground-truth mesh not found: {path}")
+    geom = trimesh.load(str(path), process=False, force="mesh")
+    if len(getattr(geom, "vertices", [])) < 4:
+        raise ValueError(f"{path}: not a mesh with vertices (cannot take its oriented box)")
+    to_origin, extents = trimesh.bounds.oriented_bounds(geom)
+    return np.linalg.inv(np.asarray(to_origin, dtype=np.float64)), np.asarray(extents, dtype=np.float64)
+
+
+def seed_box_bounds(extents: Sequence[float]) -> np.ndarray:
+    """The seed's grid over an oriented box, in the box frame: ``+-extents / (2 * 0.9)``."""
+    half = np.asarray(extents, dtype=np.float64) / (2.0 * SEED_BOX_FILL)
+    return np.stack([-half, half])
+
+
 # --------------------------------------------------------------------------- extraction helpers
 
 def _infer_device(fn, device):
@@ -194,11 +244,15 @@ def _grid_shape(bounds: np.ndarray, resolution: int):
     return shape, voxel
 
 
-def _query_density_grid(density_fn, lo, voxel, shape, chunk, device, progress, cancel=None):
+def _query_density_grid(density_fn, lo, voxel, shape, chunk, device, progress, cancel=None, transform=None):
     nx, ny, nz = shape
     total = nx * ny * nz
     grid = np.empty(total, dtype=np.float32)
     lo_t = torch.as_tensor(lo, dtype=torch.float32, device=device)
+    rot = trans = None
+    if transform is not None:   # grid points in a box frame -> world
+        rot = torch.as_tensor(np.asarray(transform)[:3, :3], dtype=torch.float32, device=device)
+        trans = torch.as_tensor(np.asarray(transform)[:3, 3], dtype=torch.float32, device=device)
     starts = range(0, total, chunk)
     if progress:
         starts = tqdm(starts, desc="density grid", unit="chunk", leave=False)
@@ -208,6 +262,8 @@ def _query_density_grid(density_fn, lo, voxel, shape, chunk, device, progress, c
         idx = torch.arange(start, end, device=device, dtype=torch.int64)
         ijk = torch.stack([idx // (ny * nz), (idx // nz) % ny, idx % nz], dim=1)
         pts = lo_t + voxel * ijk.to(torch.float32)
+        if rot is not None:
+            pts = pts @ rot.T + trans
         sigma = density_fn(pts)
         if not torch.is_tensor(sigma):
             raise TypeError(f"density_fn must return a torch tensor, got {type(sigma).__name__}")
@@ -264,6 +320,33 @@ def _eval_heads(points, viewdirs, semantic_fn, color_fn):
         # into NaN when composited; a large finite value keeps the argmax unchanged.
         sem = sem.reshape(points.shape[0], -1).float().clamp(min=-1e6)
     return rgb, sem
+
+
+def _shade_full_rays(vertices, normals, render_fn, offset, near_far, chunk, device, progress, cancel=None):
+    """The seed's colouring: ``render_fn(origins, dirs, near, far) -> (rgb (N,3), logits (N,C))`` on
+    rays from ``offset`` m outside each vertex along ``-normal``, from ``near`` to ``far`` m."""
+    n_v = vertices.shape[0]
+    rgb_out, sem_out = None, None
+    starts = range(0, n_v, chunk)
+    if progress:
+        starts = tqdm(starts, desc="vertex colours/classes (full rays)", unit="chunk", leave=False)
+    for start in starts:
+        _check_cancel(cancel, "vertex shading")
+        end = min(n_v, start + chunk)
+        nrm = torch.as_tensor(normals[start:end], device=device, dtype=torch.float32)
+        dirs = -nrm
+        origins = torch.as_tensor(vertices[start:end], device=device, dtype=torch.float32) + nrm * float(offset)
+        rgb, sem = render_fn(origins, dirs, float(near_far[0]), float(near_far[1]))
+        if rgb is not None:
+            if rgb_out is None:
+                rgb_out = np.zeros((n_v, 3), np.float32)
+            rgb_out[start:end] = rgb.detach().float().clamp(0, 1).cpu().numpy()
+        if sem is not None:
+            s = sem.detach().float().clamp(min=-1e6).cpu().numpy()
+            if sem_out is None:
+                sem_out = np.zeros((n_v, s.shape[1]), np.float32)
+            sem_out[start:end] = s
+    return rgb_out, sem_out
 
 
 def _shade_vertices(vertices, normals, density_fn, semantic_fn, color_fn, mode, offset, n_samples,
@@ -340,7 +423,10 @@ def extract_mesh(density_fn: Callable, bounds, resolution: int = 256,
                  class_names: Optional[Sequence[str]] = None, progress: bool = False, *,
                  palette=None, sample_mode: str = "ray", normal_offset: float = 0.2,
                  ray_samples: int = 32, allow_empty: bool = False,
-                 cancel: Optional[Callable[[], bool]] = None) -> SemanticMesh:
+                 cancel: Optional[Callable[[], bool]] = None, transform=None, normal_source: str = "gradient",
+                 render_fn: Optional[Callable] = None, full_ray_near_far: Sequence[float] = SEED_RAY_NEAR_FAR,
+                 render_chunk: int = 4096,
+                 on_raw_mesh: Optional[Callable[[np.ndarray, np.ndarray, np.ndarray], None]] = None) -> SemanticMesh:
     """Marching-cubes mesh of a density field with rendered colours and classes.
 
     density_fn(points (N,3)) -> (N,) sigma in 1/m; semantic_fn(points) -> (N,C) logits;
@@ -356,6 +442,15 @@ def extract_mesh(density_fn: Callable, bounds, resolution: int = 256,
     ``() -> bool`` polled before every chunk of field queries (a chunk takes well under a
     second on a CPU at the default ``chunk``); when it returns True the extraction stops
     with :class:`ExtractionCancelled` (the ROS node cancels an export this way on shutdown).
+
+    ``transform`` (4, 4): ``bounds`` are in a box frame whose points ``transform`` takes to the
+    world (the seed's oriented box); vertices and normals come out in the world.
+    ``normal_source``: ``gradient`` (the density's, from marching cubes) or ``faces``
+    (area-weighted face normals, as the seed's Open3D ``compute_vertex_normals``).
+    ``sample_mode="full_ray"`` needs ``render_fn(origins, dirs, near, far) -> (rgb, logits)``
+    (``render_chunk`` rays per call; ``full_ray_near_far``, the seed's 0.1 and 10 m).
+    ``on_raw_mesh(vertices, faces, normals)``: called with the marching-cubes mesh (world
+    coordinates) before cleaning and shading (the seed's uncoloured ``mesh_canonical.ply``).
 
     Raises :class:`NoSurfaceError` if sigma never crosses the threshold (or returns an
     empty mesh if ``allow_empty``).  ``mesh.stats`` holds seconds per stage and grid facts.
@@ -376,10 +471,18 @@ def extract_mesh(density_fn: Callable, bounds, resolution: int = 256,
     density_threshold = float(density_threshold)
     if not math.isfinite(density_threshold):
         raise ValueError(f"density_threshold must be finite, got {density_threshold}")
-    if sample_mode not in ("ray", "point"):
-        raise ValueError(f"sample_mode must be 'ray' or 'point', got {sample_mode!r}")
+    if sample_mode not in ("ray", "point", "full_ray"):
+        raise ValueError(f"sample_mode must be 'ray', 'point' or 'full_ray', got {sample_mode!r}")
     if sample_mode == "ray" and (normal_offset <= 0 or ray_samples < 1):
         raise ValueError("sample_mode 'ray' needs normal_offset > 0 and ray_samples >= 1")
+    if sample_mode == "full_ray" and render_fn is None:
+        raise ValueError("sample_mode 'full_ray' needs a render_fn (the map's renderer)")
+    if normal_source not in ("gradient", "faces"):
+        raise ValueError(f"normal_source must be 'gradient' or 'faces', got {normal_source!r}")
+    if transform is not None:
+        transform = np.asarray(transform, dtype=np.float64)
+        if transform.shape != (4, 4) or not np.all(np.isfinite(transform)):
+            raise ValueError("transform must be a finite 4x4 matrix")
     chunk = max(1, int(chunk))
     device = _infer_device(density_fn, device)
     shape, voxel = _grid_shape(bounds, resolution)
@@ -391,7 +494,7 @@ def extract_mesh(density_fn: Callable, bounds, resolution: int = 256,
 
     with torch.no_grad():
         t0 = time.perf_counter()
-        grid = _query_density_grid(density_fn, bounds[0], voxel, shape, chunk, device, progress, cancel)
+        grid = _query_density_grid(density_fn, bounds[0], voxel, shape, chunk, device, progress, cancel, transform)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         stats["seconds_density_grid"] = time.perf_counter() - t0
@@ -424,11 +527,18 @@ def extract_mesh(density_fn: Callable, bounds, resolution: int = 256,
         del grid
         verts = (verts + bounds[0]).astype(np.float32)
         faces = faces.astype(np.int32)
+        normals = np.asarray(normals, dtype=np.float32)
+        if transform is not None:   # box frame -> world
+            verts = (verts.astype(np.float64) @ transform[:3, :3].T + transform[:3, 3]).astype(np.float32)
+            normals = (normals.astype(np.float64) @ transform[:3, :3].T).astype(np.float32)
+        if normal_source == "faces":
+            normals = vertex_normals(verts, faces)
         stats["seconds_marching_cubes"] = time.perf_counter() - t0
         stats["raw_vertices"], stats["raw_faces"] = int(verts.shape[0]), int(faces.shape[0])
+        if on_raw_mesh is not None:
+            on_raw_mesh(verts, faces, normals)
 
         t0 = time.perf_counter()
-        normals = np.asarray(normals, dtype=np.float32)
         verts, faces, normals = remove_small_components(verts, faces, int(min_component_faces), normals)
         stats["seconds_cleaning"] = time.perf_counter() - t0
         if faces.shape[0] == 0:
@@ -442,7 +552,10 @@ def extract_mesh(density_fn: Callable, bounds, resolution: int = 256,
 
         t0 = time.perf_counter()
         rgb, logits = (None, None)
-        if semantic_fn is not None or color_fn is not None:
+        if sample_mode == "full_ray":
+            rgb, logits = _shade_full_rays(verts, normals.astype(np.float32), render_fn, float(normal_offset),
+                                           full_ray_near_far, max(1, int(render_chunk)), device, progress, cancel)
+        elif semantic_fn is not None or color_fn is not None:
             rgb, logits = _shade_vertices(verts, normals.astype(np.float32), density_fn, semantic_fn, color_fn,
                                           sample_mode, float(normal_offset), int(ray_samples), chunk, device,
                                           progress, cancel)

@@ -122,9 +122,15 @@ class SemanticModel(nn.Module):
         loss_rgb = mse
         kind, q = t["semantic_loss"], float(t["semantic_loss_q"])
         loss_sem = semantic_loss(out["semantic"], batch.labels, kind, q)
+        parts = {}
         if "rgb_coarse" in out:
-            loss_rgb = loss_rgb + F.mse_loss(out["rgb_coarse"], batch.rgb)
-            loss_sem = loss_sem + semantic_loss(out["semantic_coarse"], batch.labels, kind, q)
+            rgb_c = F.mse_loss(out["rgb_coarse"], batch.rgb)
+            sem_c = semantic_loss(out["semantic_coarse"], batch.labels, kind, q)
+            # the parts by level, for the seed's TensorBoard scalars (issue 18)
+            parts = {"loss_rgb_fine": mse.detach(), "loss_rgb_coarse": rgb_c.detach(),
+                     "loss_semantic_fine": loss_sem.detach(), "loss_semantic_coarse": sem_c.detach()}
+            loss_rgb = loss_rgb + rgb_c
+            loss_sem = loss_sem + sem_c
         total = loss_rgb + float(t["wgt_sem"]) * loss_sem
         loss_depth = torch.zeros((), device=mse.device)
         if float(t["wgt_depth"]) > 0 and batch.depth is not None:
@@ -132,7 +138,7 @@ class SemanticModel(nn.Module):
             total = total + float(t["wgt_depth"]) * loss_depth
         psnr = -10.0 * torch.log10(mse.detach().float().clamp_min(1e-10))
         return {"loss": total, "loss_rgb": loss_rgb.detach(), "loss_semantic": loss_sem.detach(),
-                "loss_depth": loss_depth.detach(), "psnr": psnr}
+                "loss_depth": loss_depth.detach(), "psnr": psnr, **parts}
 
     @torch.no_grad()
     def render_chunked(self, origins, dirs, near: float, far: float, chunk: int) -> dict:
