@@ -190,6 +190,8 @@ class ReplayBuffer:
         # host copies: keyframe decisions and eviction never wait for the training device
         self.poses_host = np.zeros((self.capacity, 4, 4))
         self.K_host = np.zeros((self.capacity, 4))
+        self.has_depth_host = np.zeros(self.capacity, dtype=bool)
+        self._slots_dev = torch.zeros(0, dtype=torch.long, device=self.device)  # self.order on the device
         self._snapshot = EMPTY_KEYFRAMES
         self.has_depth = torch.zeros(self.capacity, dtype=torch.bool, device=self.device)
         self.slot_ids = [-1] * self.capacity  # keyframe id held by each slot, -1 = free
@@ -277,6 +279,7 @@ class ReplayBuffer:
         self.K[slot] = torch.tensor([intr.fx, intr.fy, intr.cx, intr.cy], device=self.device)
         self.poses_host[slot] = np.asarray(frame.pose, dtype=np.float32)  # as stored on the device
         self.K_host[slot] = (intr.fx, intr.fy, intr.cx, intr.cy)
+        self.has_depth_host[slot] = depth is not None
         kid = self.next_id
         self.next_id += 1
         self.slot_ids[slot] = kid
@@ -292,27 +295,15 @@ class ReplayBuffer:
         if not self.order:
             raise RuntimeError("the replay buffer is empty")
         dev = self.device
-        slots = torch.tensor(self.order, device=dev)
         n_recent = int(round(n_rays * recent_fraction)) if len(self.order) > self.recent_window else 0
         pick = torch.randint(0, len(self.order), (n_rays - n_recent,), device=dev, generator=generator)
         if n_recent:
             lo = len(self.order) - self.recent_window
             pick = torch.cat([pick, torch.randint(lo, len(self.order), (n_recent,), device=dev, generator=generator)])
-        kf = slots[pick]
         h, w = self.intrinsics.shape
         v = torch.randint(0, h, (n_rays,), device=dev, generator=generator)
         u = torch.randint(0, w, (n_rays,), device=dev, generator=generator)
-        K = self.K[kf]
-        d_cam = torch.stack([(u.float() - K[:, 2]) / K[:, 0], (v.float() - K[:, 3]) / K[:, 1],
-                             torch.ones(n_rays, device=dev)], -1)
-        T = self.poses[kf]
-        dirs = torch.einsum("nij,nj->ni", T[:, :3, :3], d_cam)
-        depth = None
-        if bool(self.has_depth[slots].any()):
-            depth = self.depth[kf, v, u].float()
-        return RayBatch(origins=T[:, :3, 3].contiguous(), dirs=dirs,
-                        rgb=self.rgb[kf, v, u].float() / 255.0,
-                        labels=self.labels[kf, v, u].long(), depth=depth)
+        return self._ray_batch(self._slots_dev[pick], v, u)
 
     # -- the seed's sampling (render.no_batching: true); kept apart from sample() on purpose
     def sample_image(self, n_rays: int, generator: Optional[torch.Generator] = None) -> RayBatch:
@@ -325,19 +316,21 @@ class ReplayBuffer:
         dev = self.device
         h, w = self.intrinsics.shape
         pick = torch.randint(0, len(self.order), (1,), device=dev, generator=generator)
-        kf = torch.tensor(self.order, device=dev)[pick].expand(n_rays)
+        kf = self._slots_dev[pick].expand(n_rays)
         pix = torch.randint(0, h * w, (n_rays,), device=dev, generator=generator)
         return self._ray_batch(kf, pix // w, pix % w)
 
     def _ray_batch(self, kf: torch.Tensor, v: torch.Tensor, u: torch.Tensor) -> RayBatch:
-        """Rays and supervision of the pixels (v, u) of the keyframe slots ``kf``."""
+        """Rays and supervision of the pixels (v, u) of the keyframe slots ``kf``.  Nothing is
+        read back from the device (the slots and which keyframes have depth are known on the
+        host), so sampling never waits for training steps still running on a GPU."""
         n = kf.shape[0]
         K = self.K[kf]
         d_cam = torch.stack([(u.float() - K[:, 2]) / K[:, 0], (v.float() - K[:, 3]) / K[:, 1],
                              torch.ones(n, device=self.device)], -1)
         T = self.poses[kf]
         depth = None
-        if bool(self.has_depth[torch.tensor(self.order, device=self.device)].any()):
+        if bool(self.has_depth_host[self.order].any()):
             depth = self.depth[kf, v, u].float()
         return RayBatch(origins=T[:, :3, 3].contiguous(), dirs=torch.einsum("nij,nj->ni", T[:, :3, :3], d_cam),
                         rgb=self.rgb[kf, v, u].float() / 255.0, labels=self.labels[kf, v, u].long(), depth=depth)
@@ -351,7 +344,9 @@ class ReplayBuffer:
         return self._snapshot
 
     def publish_snapshot(self) -> None:
-        """Replace the snapshot that :meth:`keyframe_set` returns (after any change)."""
+        """Replace the snapshot that :meth:`keyframe_set` returns, and the device copy of the
+        slot order that sampling indexes (after any change)."""
+        self._slots_dev = torch.tensor(self.order, dtype=torch.long, device=self.device)
         if not self.order:
             self._snapshot = EMPTY_KEYFRAMES
             return
@@ -391,6 +386,7 @@ class ReplayBuffer:
         self.K[:n] = state["K"].to(self.device)
         self.poses_host[:n] = state["poses"].numpy()
         self.K_host[:n] = state["K"].numpy()
+        self.has_depth_host[:n] = state["has_depth"].numpy()
         ids = state["ids"].tolist()
         stamps = state["stamps"].tolist()
         for i in range(n):
