@@ -60,6 +60,7 @@ from tqdm import tqdm
 from ..colormap import label_palette
 from ..io.atomic import check_directory
 from ..io.ply import MeshExportError, PlyError, atomic_output, read_ply, write_ply
+from .render import alpha_from_density, weights_from_alpha
 
 __all__ = [
     "SemanticMesh", "NoSurfaceError", "ExtractionCancelled", "MeshExportError", "PlyError",
@@ -375,9 +376,7 @@ def _shade_vertices(vertices, normals, density_fn, semantic_fn, color_fn, mode, 
             pts = (v[:, None, :] + nrm[:, None, :] * ts[None, :, None]).reshape(-1, 3)
             dirs = viewdir[:, None, :].expand(b, n_samples, 3).reshape(-1, 3)
             sigma = torch.relu(density_fn(pts).reshape(b, n_samples).float())
-            alpha = 1.0 - torch.exp(-sigma * delta)
-            trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha + 1e-10], 1), 1)[:, :-1]
-            w = alpha * trans
+            w = weights_from_alpha(alpha_from_density(sigma, delta))
             wsum = w.sum(1, keepdim=True)
             empty = wsum[:, 0] < 1e-4
             wn = w / wsum.clamp_min(1e-8)
