@@ -131,9 +131,9 @@ DEFAULTS: dict[str, Any] = {
     },
     "mapper": {
         "keyframe_policy": "motion",     # motion | all (offline: every frame is a keyframe)
-        "min_translation": 0.10,         # m moved since the last keyframe
-        "min_rotation_deg": 10.0,        # or degrees turned
-        "max_overlap": 0.90,             # or view overlap with the last keyframe below this
+        "min_translation": 0.10,         # a frame within this many m of a buffered keyframe ...
+        "min_rotation_deg": 10.0,        # ... and this many degrees of it ...
+        "max_overlap": 0.90,             # ... whose views overlap by this much revisits it (not kept)
         "max_keyframes": 200,            # replay buffer bound
         "eviction": "coverage",          # coverage | fifo
         "recent_fraction": 0.25,         # share of each ray batch from the newest keyframes
