@@ -150,7 +150,7 @@ class Rig:
         self.ex.add_node(self.io)
         self.thread = threading.Thread(target=self.ex.spin, daemon=True)
         self.thread.start()
-        assert wait(lambda: self.node.pub_semantic.get_subscription_count() > 0, 10), "no DDS match"
+        assert wait(lambda: self.node.outputs.images["semantic"].get_subscription_count() > 0, 10), "no DDS match"
         self.k = 0                         # next scene frame
         self.injected = 0                  # frames put straight into the intake (not from the synchronizer)
         self.last_stamp = time.time() - 5.0

@@ -116,26 +116,27 @@ def test_slerp_takes_the_short_way():
 def test_wait_queue_resolves_late_transforms_and_times_out():
     buf = TransformBuffer()
     now = [100.0]
-    q = TfWaitQueue(lambda stamp: buf.lookup("map", "cam", stamp), timeout=0.5, max_pending=2, clock=lambda: now[0])
+    q = TfWaitQueue(lambda stamp, frame: buf.lookup("map", frame, stamp), timeout=0.5, max_pending=2,
+                    clock=lambda: now[0])
     buf.set_transform("map", "cam", 1.0, [0, 0, 0], [0, 0, 0, 1])
-    assert q.submit("a", 1.5) == [] and len(q) == 1            # future: waits
+    assert q.submit("a", 1.5, "cam") == [] and len(q) == 1            # future: waits
     buf.set_transform("map", "cam", 2.0, [2, 0, 0], [0, 0, 0, 1])
     now[0] += 0.1
     out = q.poll()
     assert [o.item for o in out] == ["a"] and np.allclose(out[0].pose[:3, 3], [1, 0, 0]) and len(q) == 0
     # past and loop end at once
-    [o] = q.submit("old", 0.5)
+    [o] = q.submit("old", 0.5, "cam")
     assert o.error.kind == "past"
     # a transform that never comes: dropped after the timeout, saying how long it waited
-    assert q.submit("b", 3.0) == []
+    assert q.submit("b", 3.0, "cam") == []
     now[0] += 0.3
     assert q.poll() == []
     now[0] += 0.3
     [o] = q.poll()
     assert o.item == "b" and o.error.kind == "future" and "waited 0.60 s" in o.error.detail
     # a full queue pushes its oldest set out
-    assert q.submit("c", 5.0) == [] and q.submit("d", 5.1) == []
-    [o] = q.submit("e", 5.2)
+    assert q.submit("c", 5.0, "cam") == [] and q.submit("d", 5.1, "cam") == []
+    [o] = q.submit("e", 5.2, "cam")
     assert o.item == "c" and o.error.kind == "future" and "already waited" in o.error.detail
 
 

@@ -261,38 +261,39 @@ class TfWaitQueue:
     retried by :meth:`poll` (call it when transforms arrive and on a timer); a ``past`` or
     ``loop`` error, a timeout, or a full queue (``max_pending``, the oldest leaves) ends it.
 
-    ``lookup(stamp) -> 4x4`` raises :class:`TfError`; ``clock()``: monotonic seconds."""
+    ``lookup(stamp, frame) -> 4x4`` (world <- ``frame`` at ``stamp``) raises :class:`TfError`;
+    ``clock()``: monotonic seconds."""
 
-    def __init__(self, lookup: Callable[[float], np.ndarray], timeout: float = 0.5, max_pending: int = 10,
+    def __init__(self, lookup: Callable[[float, str], np.ndarray], timeout: float = 0.5, max_pending: int = 10,
                  clock: Callable[[], float] = time.monotonic):
         self.lookup, self.timeout, self.max_pending, self.clock = lookup, float(timeout), int(max_pending), clock
-        self._pending: list = []     # [item, stamp, submitted, last error]
+        self._pending: list = []     # [item, stamp, frame, submitted, last error]
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._pending)
 
-    def _try(self, stamp: float) -> tuple:
+    def _try(self, stamp: float, frame: str) -> tuple:
         try:
-            return self.lookup(stamp), None
+            return self.lookup(stamp, frame), None
         except TfError as exc:
             return None, exc
 
-    def submit(self, item: Any, stamp: float) -> list:
-        """Look ``item``'s transform up now; returns the outcomes that are final (this one's, or
-        an older one pushed out of a full queue)."""
+    def submit(self, item: Any, stamp: float, frame: str = "") -> list:
+        """Look up ``item``'s transform (world <- ``frame`` at ``stamp``) now; returns the outcomes
+        that are final (this one's, or an older one pushed out of a full queue)."""
         now = self.clock()
-        pose, err = self._try(stamp)
+        pose, err = self._try(stamp, frame)
         if err is None:
             return [TfOutcome(item, pose=pose)]
         if err.kind not in ("missing", "future") or self.timeout <= 0:
             return [TfOutcome(item, error=err)]
         out = []
         with self._lock:
-            self._pending.append([item, stamp, now, err])
+            self._pending.append([item, stamp, frame, now, err])
             while len(self._pending) > self.max_pending:
-                old, _, t0, old_err = self._pending.pop(0)
+                old, _, _, t0, old_err = self._pending.pop(0)
                 out.append(TfOutcome(old, error=TfError(old_err.kind, old_err.target, old_err.source,
                                                         old_err.detail + f"; dropped after {now - t0:.3f} s: "
                                                         f"{self.max_pending} sets already waited for TF"),
@@ -307,12 +308,12 @@ class TfWaitQueue:
             pending, self._pending = self._pending, []
         out, keep = [], []
         for entry in pending:
-            item, stamp, t0, _ = entry
-            pose, err = self._try(stamp)
+            item, stamp, frame, t0, _ = entry
+            pose, err = self._try(stamp, frame)
             if err is None:
                 out.append(TfOutcome(item, pose=pose, waited_s=now - t0))
             elif err.kind in ("missing", "future") and now - t0 < self.timeout:
-                entry[3] = err
+                entry[4] = err
                 keep.append(entry)
             else:
                 if err.kind in ("missing", "future"):
