@@ -208,7 +208,7 @@ class Rig:
         every emitted set was accepted or rejected with a reason."""
         self.settle()
         s = self.node.sync.stats()
-        for i, t in enumerate(self.node._synced_topics):
+        for i, t in enumerate(self.node.synced_topics):
             assert s["received"][i] == s["emitted"] + s["dropped"][i] + s["queued"][i], (t, s)
             assert self.node.ledger.received[t] == s["received"][i]
         assert s["emitted"] + self.injected == self.node.ledger.frames_synced + self.node.ledger.frames_rejected

@@ -58,4 +58,5 @@ def test_the_node_finds_its_interfaces():
 
     iface = _interfaces()
     assert iface is not None, "semnerf_ros.msg / semnerf_ros.srv do not import: run scripts/build_interfaces.py"
-    assert set(iface) == {"MapStatus", "ExportMesh", "GetStatus", "LoadMap", "RenderView", "SaveMap"}
+    assert set(iface) == {"MapStatus", "ExportMesh", "GetStatus", "LoadMap", "RenderView", "SaveMap",
+                          "ExportMeshAction", "SaveMapAction", "LoadMapAction"}
