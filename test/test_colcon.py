@@ -3,8 +3,8 @@ workspace, built against the venv's ROS 2 prefix (the PyPI wheels), then the nod
 ``install/`` through the installed executable with the installed
 ``share/semnerf_ros/config/semnerf.yaml``, answering ``~/get_status`` over DDS.
 
-Needs Debian's ``colcon`` with ``python3-colcon-ros`` and ``python3-colcon-cmake`` (.ci/run
-installs them); without colcon on PATH the test says so in its skip reason."""
+Needs Debian's ``colcon`` with ``python3-colcon-ros``, ``python3-colcon-cmake`` and
+``python3-colcon-bash`` (.ci/run installs them); without colcon on PATH the test says so in its skip reason."""
 from __future__ import annotations
 
 import os
@@ -60,8 +60,10 @@ def test_colcon_build_and_run_the_installed_node(tmp_path):
     assert (install / "lib" / "semnerf_ros" / "semnerf_lifecycle_node").is_file()
     assert (install / "share" / "semnerf_ros" / "launch" / "semnerf.launch.py").is_file()
     # the installed environment, as `source install/setup.bash` gives it
-    show = subprocess.run(["bash", "-c", f"source {ws / 'install' / 'setup.bash'} && env"], env=env,
-                          capture_output=True, text=True, check=True).stdout
+    setup = ws / "install" / "setup.bash"
+    shell = ["bash", "-c", f"source {setup} && env"] if setup.is_file() else \
+        ["sh", "-c", f". {ws / 'install' / 'setup.sh'} && env"]   # colcon without python3-colcon-bash
+    show = subprocess.run(shell, env=env, capture_output=True, text=True, check=True).stdout
     run_env = dict(line.split("=", 1) for line in show.splitlines() if "=" in line)
     where = subprocess.run([sys.executable, "-c", "import semnerf_ros, semnerf_ros.action, semnerf_ros.msg; "
                             "print(semnerf_ros.__file__); print(semnerf_ros.msg.__file__)"],

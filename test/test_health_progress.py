@@ -179,3 +179,25 @@ def test_mesh_engine_reports_progress_per_chunk():
     assert grid[0][1] == 0 and grid[-1][1] == grid[-1][2] and len(grid) > 3
     assert ("marching_cubes", 0, 1) in seen and seen[-1] == ("shading", 1, 1)
     assert SimpleNamespace  # noqa: B018 - imported for the fake mapper above
+
+
+def test_mesh_cli_shows_one_progress_bar(tmp_path, monkeypatch, capsys):
+    """semnerf-mesh: one bar for the whole export, through the engine's stages to 100 %."""
+    import torch
+
+    from semnerf_ros.cli import mesh as mesh_cli
+    from semnerf_ros.engine.mesh import extract_mesh
+
+    class SphereMap:
+        def extract_mesh(self, resolution=32, density_threshold=None, bounds=None, progress=False, **kw):
+            return extract_mesh(lambda p: 20.0 * (0.3 - torch.linalg.norm(p, dim=-1)),
+                                np.array([[-0.5] * 3, [0.5] * 3]), resolution=resolution, density_threshold=1.0,
+                                chunk=2000, progress=progress, semantic_fn=lambda p: torch.zeros(p.shape[0], 2))
+
+    (tmp_path / "map.pt").write_bytes(b"x")
+    monkeypatch.setattr(mesh_cli, "_load_map", lambda path, device: SphereMap())
+    assert mesh_cli.main(["--map", str(tmp_path / "map.pt"), "--output", str(tmp_path / "m.ply"),
+                          "--resolution", "24"]) == 0
+    err = capsys.readouterr().err
+    assert "mesh:" in err and "100%" in err and "density grid" in err and "writing" in err
+    assert (tmp_path / "m.ply").is_file()

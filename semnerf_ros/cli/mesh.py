@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
+from ..bridge.progress import EXPORT_STAGES, StageProgress
 from ..engine.mapper import Mapper
 from ..engine.mesh import _FORMATS, NoSurfaceError, _face_components, _resolve_format, write_mesh
 
@@ -36,7 +38,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--near_t", type=float, default=2.0,
                    help="colour rays start 0.1*near_t m outside the surface (seed's option)")
     p.add_argument("--device", default=None, help="torch device for the map, e.g. cuda, cuda:1, cpu")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return p
 
 
@@ -50,6 +52,21 @@ def _accepts(fn, name: str) -> bool:
     except (TypeError, ValueError):
         return False
     return any(p.name == name or p.kind == p.VAR_KEYWORD for p in params)
+
+
+def _progress_bar():
+    """One bar for the whole export (stages weighted as the node's export action reports them):
+    (bar, ``progress(stage, done, total)`` for the extraction, the StageProgress)."""
+    bar = tqdm(total=100, desc="mesh", unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} "
+                                                            "[{elapsed}<{remaining}]", file=sys.stderr)
+
+    def show(stage, stage_fraction, fraction):
+        bar.n = round(100 * fraction, 1)
+        bar.set_postfix_str(stage.replace("_", " "), refresh=False)
+        bar.refresh()
+
+    tracker = StageProgress(EXPORT_STAGES, show, min_interval=0.1)
+    return bar, tracker.engine_callback(), tracker
 
 
 def main(argv=None) -> int:
@@ -95,11 +112,15 @@ def main(argv=None) -> int:
     except Exception as exc:  # noqa: BLE001 - any failure to read the map is the user's input
         return fail(2, f"cannot load map {map_path}: {type(exc).__name__}: {exc}")
     t_load = time.perf_counter() - t0
+    bar = tracker = None
+    if args.progress:
+        bar, progress, tracker = _progress_bar()
+        tracker.update("checking", 1, 1)
     try:
         kwargs = {"resolution": args.resolution, "density_threshold": args.threshold,
                   "bounds": None if args.bounds is None else np.asarray(args.bounds).reshape(2, 3)}
         optional = {"min_component_faces": args.clean, "normal_offset": 0.1 * args.near_t,
-                    "progress": args.progress}
+                    "progress": progress if args.progress else False}
         post_clean = False
         for key, value in optional.items():
             if _accepts(mapper.extract_mesh, key):
@@ -115,11 +136,18 @@ def main(argv=None) -> int:
             mesh = mesh.submesh(np.bincount(comp)[comp] >= args.clean)
         if args.output is None:
             out.parent.mkdir(parents=True, exist_ok=True)
+        if tracker is not None:
+            tracker.update("writing", 0, 1)
         path = write_mesh(mesh, out, fmt=fmt, semantic_colors=args.sem)
+        if tracker is not None:
+            tracker.finish()
     except NoSurfaceError as exc:
         return fail(1, str(exc))
     except Exception as exc:  # noqa: BLE001 - reported, exit code 1
         return fail(1, f"{type(exc).__name__}: {exc}")
+    finally:
+        if bar is not None:
+            bar.close()
     seconds = time.perf_counter() - t0
     print(f"wrote {path}: {mesh.num_vertices} vertices, {mesh.num_faces} faces, "
           f"{'semantic' if args.sem else 'rendered'} colours, {seconds:.2f} s "
