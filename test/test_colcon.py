@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import rclpy
+from rclpy.executors import SingleThreadedExecutor
 
 from semnerf_ros.ros.services import load_interfaces
 
@@ -82,7 +83,10 @@ def test_colcon_build_and_run_the_installed_node(tmp_path):
         cli = io.create_client(iface["GetStatus"], "/semnerf_node/get_status")
         assert cli.wait_for_service(timeout_sec=120), "the installed node offers no ~/get_status"
         fut = cli.call_async(iface["GetStatus"].Request())
-        rclpy.spin_until_future_complete(io, fut, timeout_sec=30)
+        executor = SingleThreadedExecutor(context=ctx)
+        executor.add_node(io)
+        executor.spin_until_future_complete(fut, timeout_sec=30)
+        assert fut.done(), "~/get_status did not answer"
         status = fut.result().status
         assert status.device == "cpu" and status.max_keyframes > 0
         assert "/camera/color/image_raw" not in status.topics and "/rgb" in status.topics
