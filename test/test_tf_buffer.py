@@ -149,3 +149,53 @@ def test_transform_message_input():
     buf.set_transform_message(msg)
     assert np.allclose(buf.lookup("map", "cam", 3.5), pose_from_position_quaternion([1, 2, 3], [0, 0, 0, 1]))
     assert buf.frames() == ["cam", "map"]
+
+
+def test_tf_message_is_the_upstream_type_on_the_wire():
+    """The tf2_msgs/msg/TFMessage the node subscribes with (built from the upstream definition on the
+    pip path) has the real type name and the upstream CDR layout: rosbags' own definition reads it."""
+    from geometry_msgs.msg import TransformStamped
+    from rclpy.serialization import serialize_message
+    from tf2_msgs.msg import TFMessage
+
+    from semnerf_ros.bags.reader import typestore
+
+    t = TransformStamped(child_frame_id="camera_link")
+    t.header.frame_id, t.header.stamp.sec, t.header.stamp.nanosec = "map", 7, 250
+    t.transform.translation.x, t.transform.rotation.z, t.transform.rotation.w = 1.5, 0.6, 0.8
+    raw = serialize_message(TFMessage(transforms=[t]))
+    back = typestore().deserialize_cdr(raw, "tf2_msgs/msg/TFMessage")
+    (b,) = back.transforms
+    assert (b.header.frame_id, b.child_frame_id, b.header.stamp.sec, b.header.stamp.nanosec) == ("map", "camera_link",
+                                                                                                  7, 250)
+    assert (b.transform.translation.x, b.transform.rotation.z, b.transform.rotation.w) == (1.5, 0.6, 0.8)
+    assert TFMessage.__module__.startswith("tf2_msgs.msg")
+
+
+def test_bag_with_tf_poses_reproduces_the_scene_poses(tmp_path):
+    """semnerf-make-scene --bag --pose-source tf: /tf map -> camera_link at each image's stamp and
+    /tf_static camera_link -> the optical frame, so the lookup gives the scene's camera poses."""
+    from test_bag import make_replica_scene
+
+    from semnerf_ros.bags.reader import read_bag_messages
+    from semnerf_ros.bags.writer import write_scene_bag
+    from semnerf_ros.bridge import convert
+    from semnerf_ros.datasets import load_dataset
+
+    scene = make_replica_scene(tmp_path / "scene")
+    info = write_scene_bag(scene, tmp_path / "bag", pose_source="tf", progress=False)
+    assert "/camera/pose" not in info["topics"] and info["topics"]["/tf_static"] == 1
+    buf, images = TransformBuffer(), []
+    for topic, _, _, msg in read_bag_messages(tmp_path / "bag"):
+        if topic in ("/tf", "/tf_static"):
+            for t in msg.transforms:
+                buf.set_transform_message(t, static=topic == "/tf_static")
+        elif topic == "/camera/color/image_raw":
+            images.append((convert.stamp_to_sec(msg.header.stamp), msg.header.frame_id))
+    poses = load_dataset(scene, width=None, height=None, train_step=1, test_offset=0, progress=False).poses
+    assert len(images) == len(poses)
+    for (stamp, frame), pose in zip(images, poses):
+        T = camera_pose_from_transform(buf.lookup("map", frame, stamp), frame)
+        assert frame == "camera_color_optical_frame" and np.allclose(T, pose, atol=1e-6)
+        body = buf.lookup("map", "camera_link", stamp)
+        assert np.allclose(camera_pose_from_transform(body, "camera_link"), pose, atol=1e-6)
