@@ -26,6 +26,7 @@ CONSOLE_SCRIPTS = [
     "semnerf-train = semnerf_ros.cli.train:main",
     "semnerf-mesh = semnerf_ros.cli.mesh:main",
     "semnerf_node = semnerf_ros.cli.node:main",
+    "semnerf_lifecycle_node = semnerf_ros.cli.lifecycle_node:main",
     "semnerf-play = semnerf_ros.cli.play:main",
     "semnerf-demo = semnerf_ros.cli.demo:main",
 ]

@@ -32,6 +32,8 @@ PACKAGE = "semnerf_ros"
 #: semnerf.launch.py's arguments, declared here too (so `ros2 launch` accepts them) and passed on
 NODE_ARGUMENTS = (
     ("rviz", "false", "also start RViz"),
+    ("namespace", "", "namespace of the node (and RViz)"),
+    ("pose_source", "topic", "camera poses: topic (the pose input) or tf (/tf, /tf_static from the bag)"),
     ("log_level", "info", "node log level: debug, info, warn, error"),
     ("rgb_topic", "/camera/color/image_raw", "topic remapped onto the node's 'rgb' input"),
     ("camera_info_topic", "/camera/color/camera_info", "topic remapped onto the node's 'camera_info' input"),

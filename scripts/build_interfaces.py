@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build semnerf_ros's ROS 2 interfaces (msg/, srv/) and install them into this Python environment.
+"""Build semnerf_ros's ROS 2 interfaces (msg/, srv/, action/) and install them into this Python environment.
 
 The pip path's counterpart of ``colcon build``: it runs the package's own ``CMakeLists.txt``
 (``rosidl_generate_interfaces``) with CMake against the ROS 2 PyPI wheels (ros-ament-cmake*,
@@ -13,6 +13,12 @@ into a private staging prefix, and deploys from there:
     SITE/_semnerf_ros_interfaces.pth                            activates the hook at start-up
     SITE/_semnerf_ros_interfaces/build_stamp.json               what was built, from which inputs
     PREFIX/share/semnerf_ros/{package.xml,msg,srv}              + ament index markers
+
+When no ``tf2_msgs`` is importable (the PyPI wheels carry none), it also builds
+``tf2_msgs/msg/TFMessage`` from its upstream definition (``interfaces/tf2_msgs/``, a package of its
+own so that the type name is the real ``tf2_msgs/msg/TFMessage`` on the wire) and deploys it as
+``SITE/tf2_msgs`` with ``PREFIX/lib/libtf2_msgs__rosidl_*.so`` and ``PREFIX/share/tf2_msgs``; an
+installed tf2_msgs (a sourced ROS 2) is never shadowed: then nothing of it is built.
 
 (PREFIX = ``sys.prefix``, SITE = its site-packages.) With the hook, ``semnerf_ros.msg`` and
 ``semnerf_ros.srv`` import under the hand-written ``semnerf_ros`` wherever that one lives (the git
@@ -53,6 +59,11 @@ HOOK_DIR_NAME = "_semnerf_ros_interfaces"
 PTH_NAME = HOOK_DIR_NAME + ".pth"
 STAMP_NAME = "build_stamp.json"
 MIN_CMAKE = (3, 20)
+#: the tf2_msgs copy built when no tf2_msgs is installed (interfaces/tf2_msgs/, upstream definition)
+TF2_DIR = REPO_ROOT / "interfaces" / "tf2_msgs"
+TF2 = "tf2_msgs"
+#: file in SITE/tf2_msgs that marks the copy as ours (so a rebuild may replace it, --uninstall remove it)
+TF2_MARKER = "GENERATED_BY_SEMNERF_ROS"
 MIN_PYTHON = (3, 10)
 
 #: Python modules the CMake build imports (rosidl generators) and the pip distribution providing each.
@@ -77,6 +88,8 @@ REQUIRED_CMAKE_PACKAGES = {
     "std_msgs": "ros-std-msgs",
     "geometry_msgs": "ros-geometry-msgs",
     "sensor_msgs": "ros-sensor-msgs",
+    "action_msgs": "ros-action-msgs",
+    "unique_identifier_msgs": "ros-unique-identifier-msgs",
 }
 #: Distributions whose version goes into the build fingerprint (an upgrade triggers a rebuild).
 FINGERPRINT_DISTRIBUTIONS = (
@@ -91,6 +104,11 @@ from rclpy.serialization import deserialize_message, serialize_message
 import semnerf_ros
 from semnerf_ros.msg import MapStatus
 from semnerf_ros.srv import ExportMesh, GetStatus, LoadMap, RenderView, SaveMap
+from semnerf_ros.action import ExportMesh as ExportMeshAction, LoadMap as LoadMapAction, SaveMap as SaveMapAction
+from tf2_msgs.msg import TFMessage
+from geometry_msgs.msg import TransformStamped
+tf = TFMessage(transforms=[TransformStamped(child_frame_id="camera")])
+assert deserialize_message(serialize_message(tf), TFMessage) == tf, "TFMessage did not round-trip"
 status = MapStatus(step=3, device="cpu", topics=["rgb"], received=[7], dropped=[0])
 data = serialize_message(status)
 assert deserialize_message(data, MapStatus) == status, "MapStatus did not round-trip"
@@ -181,8 +199,18 @@ def preflight(prefix: Path) -> dict:
 # Fingerprint of the inputs
 # --------------------------------------------------------------------------------------------
 
+def tf2_msgs_needed(site: Path) -> bool:
+    """True when this environment has no tf2_msgs of its own: none importable, or only the copy a
+    previous run of this script deployed (which it may then replace)."""
+    spec = importlib.util.find_spec(TF2)
+    if spec is None or not spec.submodule_search_locations:
+        return True
+    return any((Path(loc) / TF2_MARKER).exists() for loc in spec.submodule_search_locations)
+
+
 def interface_files() -> list[Path]:
-    files = sorted((REPO_ROOT / "msg").glob("*.msg")) + sorted((REPO_ROOT / "srv").glob("*.srv"))
+    files = (sorted((REPO_ROOT / "msg").glob("*.msg")) + sorted((REPO_ROOT / "srv").glob("*.srv"))
+             + sorted((REPO_ROOT / "action").glob("*.action")))
     if not files:
         raise InterfaceBuildError(f"no .msg/.srv files found under {REPO_ROOT}/msg and {REPO_ROOT}/srv")
     return files
@@ -192,13 +220,15 @@ def fingerprint(prefix: Path) -> str:
     digest = hashlib.sha256()
     inputs = [REPO_ROOT / "CMakeLists.txt", REPO_ROOT / "package.xml",
               SCRIPTS_DIR / "build_interfaces.py", SCRIPTS_DIR / "wheel_cmake_fixups.cmake",
-              SCRIPTS_DIR / "interfaces_hook.py", *interface_files()]
+              SCRIPTS_DIR / "interfaces_hook.py", *interface_files(),
+              TF2_DIR / "CMakeLists.txt", TF2_DIR / "package.xml", TF2_DIR / "msg" / "TFMessage.msg"]
     for path in inputs:
         digest.update(str(path.relative_to(REPO_ROOT)).encode())
         digest.update(path.read_bytes())
     digest.update(sys.version.encode())
     digest.update(str(Path(sys.executable)).encode())
     digest.update(str(prefix).encode())
+    digest.update(f"tf2_msgs built here: {tf2_msgs_needed(site_packages())}".encode())
     for dist in FINGERPRINT_DISTRIBUTIONS:
         try:
             version = importlib.metadata.version(dist)
@@ -269,19 +299,25 @@ def run_logged(cmd: list[str], env: dict, log_path: Path, step: str, verbose: bo
             + "\n".join("    " + line for line in tail) + f"\nfull log: {log_path}")
 
 
-def rpath_for(prefix: Path, site: Path) -> str:
-    """``$ORIGIN`` (libraries in PREFIX/lib) + the way from the extension modules to PREFIX/lib."""
-    ext_dir = site / HOOK_DIR_NAME / PACKAGE
+def rpath_for(prefix: Path, ext_dir: Path) -> str:
+    """``$ORIGIN`` (libraries in PREFIX/lib) + the way from the extension modules in ``ext_dir``
+    to PREFIX/lib."""
     rel = os.path.relpath(prefix / "lib", ext_dir)
     return f"$ORIGIN;$ORIGIN/{rel}"
 
 
-def cmake_build(prefix: Path, site: Path, tools: dict, build_dir: Path, jobs: int, verbose: bool) -> Path:
-    """Configure, build and install into BUILD_DIR/staging; return the staging prefix."""
+def cmake_build(prefix: Path, site: Path, tools: dict, build_dir: Path, jobs: int, verbose: bool,
+                source: Path = REPO_ROOT, name: str = PACKAGE, ext_dir: Path | None = None) -> Path:
+    """Configure, build and install the CMake package in ``source`` into BUILD_DIR/staging (for
+    another package than semnerf_ros: BUILD_DIR/<name>/...); return the staging prefix."""
+    if name != PACKAGE:
+        build_dir = build_dir / name
+        build_dir.mkdir(parents=True, exist_ok=True)
+    ext_dir = ext_dir or site / HOOK_DIR_NAME / PACKAGE
     cmake_dir = build_dir / "cmake"
     staging = build_dir / "staging"
     log_path = build_dir / "build.log"
-    log_path.write_text(f"semnerf_ros interface build, {time.ctime()}\n")
+    log_path.write_text(f"{name} interface build, {time.ctime()}\n")
     env = build_env(prefix)
 
     # A build directory configured for another prefix, interpreter or generator is started afresh.
@@ -297,13 +333,13 @@ def cmake_build(prefix: Path, site: Path, tools: dict, build_dir: Path, jobs: in
     t0 = time.monotonic()
     say(f"[1/4] configuring with CMake ({cmake}, {tools['generator']})")
     run_logged([
-        cmake, "-S", str(REPO_ROOT), "-B", str(cmake_dir), "-G", tools["generator"],
+        cmake, "-S", str(source), "-B", str(cmake_dir), "-G", tools["generator"],
         "-DCMAKE_BUILD_TYPE=",  # colcon's default; bulk (de)serialization runs in the wheels' libraries
         f"-DCMAKE_INSTALL_PREFIX={staging}",
         f"-DCMAKE_PREFIX_PATH={prefix}",
         f"-DPython3_EXECUTABLE={sys.executable}",
         f"-DCMAKE_PROJECT_INCLUDE={SCRIPTS_DIR / 'wheel_cmake_fixups.cmake'}",
-        f"-DCMAKE_INSTALL_RPATH={rpath_for(prefix, site)}",
+        f"-DCMAKE_INSTALL_RPATH={rpath_for(prefix, ext_dir)}",
         "-DBUILD_TESTING=OFF",
     ], env, log_path, "configure", verbose)
     say(f"[2/4] compiling the generated C/C++/Python code with {jobs} job(s) (about 45 CPU-seconds)")
@@ -343,19 +379,53 @@ def replace_tree(src: Path, dst: Path, ignore=None) -> None:
         shutil.rmtree(old)
 
 
-def staged_python_dir(staging: Path) -> Path:
-    found = [p for p in staging.glob(f"lib/python*/*-packages/{PACKAGE}") if p.is_dir()]
+def staged_python_dir(staging: Path, name: str = PACKAGE, subs=("msg", "srv", "action")) -> Path:
+    found = [p for p in staging.glob(f"lib/python*/*-packages/{name}") if p.is_dir()]
     if len(found) != 1:
-        raise InterfaceBuildError(f"expected one staged Python package {PACKAGE} under {staging}/lib, found {found}")
-    for sub in ("msg", "srv"):
+        raise InterfaceBuildError(f"expected one staged Python package {name} under {staging}/lib, found {found}")
+    for sub in subs:
         if not (found[0] / sub / "__init__.py").exists():
-            raise InterfaceBuildError(f"the build produced no {PACKAGE}.{sub} package in {found[0]}")
+            raise InterfaceBuildError(f"the build produced no {name}.{sub} package in {found[0]}")
     return found[0]
 
 
-def deploy(staging: Path, prefix: Path, site: Path, stamp: dict) -> list[Path]:
-    """Copy the staged build into PREFIX/lib, SITE and PREFIX/share; return the deployed paths."""
+def deploy_tf2_msgs(staging: Path, prefix: Path, site: Path) -> list[Path]:
+    """The tf2_msgs copy: libraries -> PREFIX/lib, the Python package -> SITE/tf2_msgs (marked as
+    ours), package.xml and msg/ -> PREFIX/share/tf2_msgs, ament index markers."""
     deployed: list[Path] = []
+    for lib in sorted((staging / "lib").glob(f"lib{TF2}__*.so")):
+        atomic_copy(lib, prefix / "lib" / lib.name)
+        deployed.append(prefix / "lib" / lib.name)
+    staged_py = staged_python_dir(staging, TF2, ("msg",))
+    tmp_src = staging.parent / "tf2_python"
+    if tmp_src.exists():
+        shutil.rmtree(tmp_src)
+    shutil.copytree(staged_py, tmp_src, ignore=shutil.ignore_patterns("__pycache__", "*.c"))
+    (tmp_src / TF2_MARKER).write_text("tf2_msgs/msg/TFMessage built by semnerf_ros scripts/build_interfaces.py "
+                                      "from the upstream definition (no tf2_msgs was installed)\n")
+    replace_tree(tmp_src, site / TF2)
+    shutil.rmtree(tmp_src)
+    deployed.append(site / TF2)
+    tmp_share = staging.parent / "tf2_share"
+    if tmp_share.exists():
+        shutil.rmtree(tmp_share)
+    tmp_share.mkdir()
+    shutil.copy2(staging / "share" / TF2 / "package.xml", tmp_share / "package.xml")
+    shutil.copytree(staging / "share" / TF2 / "msg", tmp_share / "msg")
+    replace_tree(tmp_share, prefix / "share" / TF2)
+    shutil.rmtree(tmp_share)
+    deployed.append(prefix / "share" / TF2)
+    for marker in (staging / "share" / "ament_index" / "resource_index").glob(f"*/{TF2}"):
+        target = prefix / "share" / "ament_index" / "resource_index" / marker.parent.name / TF2
+        atomic_copy(marker, target)
+        deployed.append(target)
+    return deployed
+
+
+def deploy(staging: Path, prefix: Path, site: Path, stamp: dict, extra: list | None = None) -> list[Path]:
+    """Copy the staged build into PREFIX/lib, SITE and PREFIX/share; return the deployed paths
+    (``extra``: paths deployed before, e.g. the tf2_msgs copy, recorded in the stamp too)."""
+    deployed: list[Path] = list(extra or [])
     # 1. C/C++ typesupport libraries -> PREFIX/lib (next to the wheels' libraries).
     libs = sorted((staging / "lib").glob(f"lib{PACKAGE}__*.so"))
     if not libs:
@@ -374,7 +444,7 @@ def deploy(staging: Path, prefix: Path, site: Path, stamp: dict) -> list[Path]:
     if tmp_src.exists():
         shutil.rmtree(tmp_src)
     tmp_src.mkdir()
-    for sub in ("msg", "srv"):
+    for sub in ("msg", "srv", "action"):
         shutil.copytree(staged_py / sub, tmp_src / sub,
                         ignore=shutil.ignore_patterns("__pycache__", "*.c"))
     extensions = sorted(staged_py.glob(f"{PACKAGE}_s__*.so"))
@@ -401,7 +471,7 @@ def deploy(staging: Path, prefix: Path, site: Path, stamp: dict) -> list[Path]:
         shutil.rmtree(tmp_share)
     tmp_share.mkdir()
     shutil.copy2(share_src / "package.xml", tmp_share / "package.xml")
-    for sub in ("msg", "srv"):
+    for sub in ("msg", "srv", "action"):
         shutil.copytree(share_src / sub, tmp_share / sub)
     replace_tree(tmp_share, share_dst)
     shutil.rmtree(tmp_share)
@@ -427,6 +497,17 @@ def uninstall(prefix: Path, site: Path) -> None:
     for path in (site / HOOK_DIR_NAME, prefix / "share" / PACKAGE):
         if path.exists():
             shutil.rmtree(path)
+            removed.append(path)
+    if (site / TF2 / TF2_MARKER).exists():   # only our own copy, never an installed tf2_msgs
+        for lib in (prefix / "lib").glob(f"lib{TF2}__*.so"):
+            lib.unlink()
+            removed.append(lib)
+        for path in (site / TF2, prefix / "share" / TF2):
+            if path.exists():
+                shutil.rmtree(path)
+                removed.append(path)
+        for path in (prefix / "share" / "ament_index" / "resource_index").glob(f"*/{TF2}"):
+            path.unlink()
             removed.append(path)
     for path in [site / PTH_NAME, *(prefix / "share" / "ament_index" / "resource_index").glob(f"*/{PACKAGE}")]:
         if path.exists():
@@ -492,11 +573,21 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"up to date (built {stamp.get('built')}); use --force to rebuild")
                 return 0
             tools = preflight(prefix)
+            extra: list[Path] = []
+            if tf2_msgs_needed(site):
+                say("no tf2_msgs installed: building tf2_msgs/msg/TFMessage from its upstream definition "
+                    f"({TF2_DIR.relative_to(REPO_ROOT)})")
+                tf2_staging = cmake_build(prefix, site, tools, build_dir, args.jobs, args.verbose,
+                                          source=TF2_DIR, name=TF2, ext_dir=site / TF2)
+                extra = deploy_tf2_msgs(tf2_staging, prefix, site)
+            else:
+                say("tf2_msgs is installed: using it (nothing of it is built)")
             staging = cmake_build(prefix, site, tools, build_dir, args.jobs, args.verbose)
             say(f"[4/4] deploying into {prefix}/lib and {site}/{HOOK_DIR_NAME}")
             deploy(staging, prefix, site, {"fingerprint": key, "built": time.strftime("%Y-%m-%d %H:%M:%S"),
                                            "python": sys.executable, "prefix": str(prefix),
-                                           "interfaces": [str(p.relative_to(REPO_ROOT)) for p in interface_files()]})
+                                           "interfaces": [str(p.relative_to(REPO_ROOT)) for p in interface_files()]},
+                   extra)
         if not args.no_verify:
             verify(prefix)
         say(f"done in {time.monotonic() - t0:.1f} s")

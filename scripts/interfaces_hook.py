@@ -7,7 +7,8 @@ modules ``semnerf_ros_s__rosidl_typesupport_*.so``) and writes ``_semnerf_ros_in
 which imports this module at interpreter start-up.
 
 The module appends one finder to ``sys.meta_path``. It answers only for ``semnerf_ros.msg``,
-``semnerf_ros.srv`` and ``semnerf_ros.semnerf_ros_s__*`` (the modules that rosidl generates), and
+``semnerf_ros.srv``, ``semnerf_ros.action`` and ``semnerf_ros.semnerf_ros_s__*`` (the modules that
+rosidl generates), and
 only when the normal import machinery did not find them in ``semnerf_ros.__path__`` first; so the
 hand-written ``semnerf_ros`` stays wherever it is (the git checkout, editable) and a colcon install,
 which has the generated modules inside its own ``semnerf_ros``, is never affected. This is the
@@ -22,7 +23,7 @@ PACKAGE = "semnerf_ros"
 #: Directory holding the generated ``msg/``, ``srv/`` and typesupport modules of ``semnerf_ros``.
 GENERATED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), PACKAGE)
 
-_SUBPACKAGES = frozenset({PACKAGE + ".msg", PACKAGE + ".srv"})
+_SUBPACKAGES = frozenset({PACKAGE + ".msg", PACKAGE + ".srv", PACKAGE + ".action"})
 _TYPESUPPORT_PREFIX = PACKAGE + "." + PACKAGE + "_s__"
 
 

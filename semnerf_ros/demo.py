@@ -94,6 +94,7 @@ class Settings:
     params_file: Optional[Path] = None
     noise: str = NOISE_MODEL    # label corruption of the bag (semnerf_ros.tasks.corrupt_labels)
     noise_strength: float = NOISE_RATIO
+    pose_source: str = "topic"  # camera poses in the bag and for the node: topic (PoseStamped) or tf
 
     @property
     def bag_seconds(self) -> float:
@@ -196,13 +197,17 @@ def make_settings(args: argparse.Namespace) -> Settings:
         raise DemoError(f"--noise must be one of {', '.join(NOISE_CHOICES)}, got {noise!r}")
     if not 0.0 <= strength <= 1.0:
         raise DemoError(f"--noise-strength must lie in [0, 1], got {strength}")
+    pose_source = getattr(args, "pose_source", None) or "topic"
+    if pose_source not in ("topic", "tf"):
+        raise DemoError(f"--pose-source must be topic or tf, got {pose_source!r}")
     domain = args.domain_id if args.domain_id is not None else default_domain_id()
     if not 0 <= domain <= 232:
         raise DemoError(f"--domain-id must lie in 0..232, got {domain}")
     return Settings(out=Path(args.out).expanduser().absolute(), device=device, width=width, height=height,
                     frames=frames, duration=duration, rate=rate, publish_rate=1.0 if cpu else 2.0,
                     render_scale=render_scale, mesh_resolution=mesh_res, domain_id=domain,
-                    report_every=10.0 if duration >= 60 else 5.0, noise=noise, noise_strength=strength)
+                    report_every=10.0 if duration >= 60 else 5.0, noise=noise, noise_strength=strength,
+                    pose_source=pose_source)
 
 
 # ============================================================================ stage 1 + 2
@@ -216,8 +221,9 @@ def ensure_bag(scene_dir: Path, s: Settings) -> tuple[Path, dict]:
 
     want = {"scene": str(scene_dir), "width": s.width, "height": s.height, "frames": s.frames,
             "rate_hz": BAG_RATE_HZ, "noise": s.noise, "noise_ratio": s.noise_strength, "seed": 0,
-            "storage": "mcap"}
-    bag = s.out / f"bag_{s.width}x{s.height}_f{s.frames}_{s.noise}{s.noise_strength:g}"
+            "storage": "mcap", "pose_source": s.pose_source}
+    bag = s.out / (f"bag_{s.width}x{s.height}_f{s.frames}_{s.noise}{s.noise_strength:g}"
+                   + ("_tf" if s.pose_source == "tf" else ""))
     marker = bag / BAG_MARKER
     if marker.is_file() and (bag / "metadata.yaml").is_file():
         try:
@@ -233,7 +239,7 @@ def ensure_bag(scene_dir: Path, s: Settings) -> tuple[Path, dict]:
     # written aside and moved into place by the writer (its data file named after the folder);
     # a bag without the marker (interrupted here) is rewritten next time
     summary = write_scene_bag(scene_dir, bag, storage="mcap", rate_hz=BAG_RATE_HZ, noise=s.noise,
-                              noise_ratio=s.noise_strength, seed=0, progress=True)
+                              noise_ratio=s.noise_strength, seed=0, progress=True, pose_source=s.pose_source)
     keep = {"frames": summary["frames"], "topics": summary["topics"], "num_classes": summary["num_classes"],
             "changed_ratio": summary["noise_info"].get("changed_ratio")}
     write_json(marker, {"args": want, "summary": keep})
@@ -329,6 +335,8 @@ def node_command(s: Settings, engine_path: Path, class_names: list) -> list:
             "-r", "rgb:=/camera/color/image_raw", "-r", "camera_info:=/camera/color/camera_info",
             "-r", "pose:=/camera/pose", "-r", "labels:=/segmentation/labels",
             "-r", "depth:=/camera/depth/image_raw"]
+    if s.pose_source == "tf":   # poses from /tf + /tf_static at each image's stamp, not the pose topic
+        cmd += ["-p", "pose_source:=tf"]
     return cmd
 
 

@@ -21,7 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = float(os.environ.get("SEMNERF_DEMO_TEST_TIMEOUT", "300"))
 
 
-def test_demo_tiny(tmp_path):
+@pytest.mark.parametrize("pose_source", ["topic", "tf"])
+def test_demo_tiny(tmp_path, pose_source):
+    """Once with the camera pose as a PoseStamped topic, once from /tf + /tf_static (the node
+    looks the camera up in TF at each image's stamp, REP 103 camera_link -> optical frame)."""
     from semnerf_ros.io.ply import read_ply
 
     out = tmp_path / "demo"
@@ -30,7 +33,7 @@ def test_demo_tiny(tmp_path):
                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     cmd = [sys.executable, "-m", "semnerf_ros.cli.demo", "--out", str(out), "--device", "cpu",
            "--width", "64", "--height", "48", "--frames", "40", "--duration", "40",
-           "--mesh-resolution", "32"]
+           "--mesh-resolution", "32", "--pose-source", pose_source]
     t0 = time.monotonic()
     proc = subprocess.run(cmd, env=env, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, timeout=TIMEOUT_S)
@@ -54,7 +57,8 @@ def test_demo_tiny(tmp_path):
 
     # every input topic of the node counted all 40 frames (slow, reliable playback: no drops)
     topics = {t["topic"]: t for t in sm["topics"]}
-    assert set(topics) == {"/camera/color/image_raw", "/segmentation/labels", "/camera/pose",
+    pose_topic = "/camera/pose" if pose_source == "topic" else "/tf"
+    assert set(topics) == {"/camera/color/image_raw", "/segmentation/labels", pose_topic,
                            "/camera/depth/image_raw", "/camera/color/camera_info"}
     assert all(t["received"] == 40 for t in topics.values()), topics
     assert sm["training"]["frames_synced"] == 40 and sm["training"]["steps"] > 0

@@ -150,7 +150,7 @@ class Rig:
         self.ex.add_node(self.io)
         self.thread = threading.Thread(target=self.ex.spin, daemon=True)
         self.thread.start()
-        assert wait(lambda: self.node.pub_semantic.get_subscription_count() > 0, 10), "no DDS match"
+        assert wait(lambda: self.node.outputs.images["semantic"].get_subscription_count() > 0, 10), "no DDS match"
         self.k = 0                         # next scene frame
         self.injected = 0                  # frames put straight into the intake (not from the synchronizer)
         self.last_stamp = time.time() - 5.0
@@ -208,7 +208,7 @@ class Rig:
         every emitted set was accepted or rejected with a reason."""
         self.settle()
         s = self.node.sync.stats()
-        for i, t in enumerate(self.node._synced_topics):
+        for i, t in enumerate(self.node.synced_topics):
             assert s["received"][i] == s["emitted"] + s["dropped"][i] + s["queued"][i], (t, s)
             assert self.node.ledger.received[t] == s["received"][i]
         assert s["emitted"] + self.injected == self.node.ledger.frames_synced + self.node.ledger.frames_rejected

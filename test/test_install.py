@@ -25,6 +25,13 @@ HARD_DEPENDENCIES = {
     "geometry_msgs.msg": "ros-geometry-msgs",
     "nav_msgs.msg": "ros-nav-msgs",
     "visualization_msgs.msg": "ros-visualization-msgs",
+    "diagnostic_msgs.msg": "ros-diagnostic-msgs",
+    "lifecycle_msgs.srv": "ros-lifecycle-msgs",
+    "action_msgs.msg": "ros-action-msgs",
+    "rclpy.lifecycle": "ros-rclpy (requirements.txt)",
+    "rclpy.action": "ros-rclpy (requirements.txt)",
+    "tf2_msgs.msg": "tf2_msgs: python scripts/build_interfaces.py builds it where none is installed (scripts/setup.sh)",
+    "semnerf_ros.action": "the package's interfaces: python scripts/build_interfaces.py (run by scripts/setup.sh)",
     "rosbags.rosbag2": "rosbags",
     "semnerf_ros.msg": "the package's interfaces: python scripts/build_interfaces.py (run by scripts/setup.sh)",
     "semnerf_ros.srv": "the package's interfaces: python scripts/build_interfaces.py (run by scripts/setup.sh)",
@@ -58,4 +65,5 @@ def test_the_node_finds_its_interfaces():
 
     iface = _interfaces()
     assert iface is not None, "semnerf_ros.msg / semnerf_ros.srv do not import: run scripts/build_interfaces.py"
-    assert set(iface) == {"MapStatus", "ExportMesh", "GetStatus", "LoadMap", "RenderView", "SaveMap"}
+    assert set(iface) == {"MapStatus", "ExportMesh", "GetStatus", "LoadMap", "RenderView", "SaveMap",
+                          "ExportMeshAction", "SaveMapAction", "LoadMapAction"}

@@ -50,9 +50,9 @@ def _declared_arguments(path):
 def test_launch_arguments_structurally():
     node_args = _declared_arguments(LAUNCH_FILES[0])
     assert {"params_file", "use_sim_time", "rviz", "rviz_config", "rgb_topic", "camera_info_topic",
-            "pose_topic", "labels_topic", "depth_topic"} <= node_args
+            "pose_topic", "labels_topic", "depth_topic", "namespace", "executable", "pose_source"} <= node_args
     replay_args = _declared_arguments(LAUNCH_FILES[1])
-    assert {"bag", "rate", "loop", "delay", "use_sim_time", "exit_when_done"} <= replay_args
+    assert {"bag", "rate", "loop", "delay", "use_sim_time", "exit_when_done", "namespace"} <= replay_args
     # every node argument that replay passes on is declared by semnerf.launch.py
     assert (replay_args - {"bag", "rate", "loop", "delay", "exit_when_done"}) <= node_args
     # the remaps target exactly the node's input names
@@ -86,7 +86,8 @@ def test_semnerf_launch_description():
     assert {"params_file", "rviz", "rgb_topic", "labels_topic", "pose_topic", "camera_info_topic",
             "depth_topic", "use_sim_time"} <= args
     nodes = [e for e in ld.entities if isinstance(e, launch_ros.actions.Node)]
-    assert len(nodes) == 2   # semnerf_node and (conditional) rviz2
+    assert len(nodes) == 1   # semnerf_node; rviz2 comes from an OpaqueFunction (namespaced config)
+    assert any(isinstance(e, launch.actions.OpaqueFunction) for e in ld.entities)
 
 
 def test_replay_launch_description():
@@ -127,3 +128,30 @@ def test_rviz_config():
                                                            "/semnerf_node/semantic_color",
                                                            "/semnerf_node/uncertainty"}
     assert displays["rviz_default_plugins/MarkerArray"] == ["/semnerf_node/mesh"]
+
+
+def test_launch_node_takes_namespace_executable_and_pose_source():
+    """Structural (``launch`` is not installable here): the node action passes the namespace,
+    the executable and pose_source through, and the executables exist."""
+    text = LAUNCH_FILES[0].read_text()
+    assert 'namespace=LaunchConfiguration("namespace")' in text
+    assert 'executable=LaunchConfiguration("executable")' in text
+    assert '"pose_source": LaunchConfiguration("pose_source")' in text
+    assert "namespaced_rviz_config" in text
+    for exe in ("semnerf_node", "semnerf_lifecycle_node"):
+        assert (ROOT / "scripts" / exe).is_file()
+        assert f"scripts/{exe}" in (ROOT / "CMakeLists.txt").read_text()
+
+
+def test_rviz_config_under_a_namespace():
+    from semnerf_ros.bridge.rviz_config import namespaced_rviz_config
+
+    text = (ROOT / "config" / "semnerf.rviz").read_text()
+    assert namespaced_rviz_config(text, "") == text and namespaced_rviz_config(text, "/") == text
+    out = yaml.safe_load(namespaced_rviz_config(text, "/robot1/"))
+    topics = [d.get("Topic", {}).get("Value") for d in out["Visualization Manager"]["Displays"]]
+    assert "/robot1/semnerf_node/semantic_color" in topics and "/robot1/semnerf_node/mesh" in topics
+    assert "/camera/color/image_raw" in topics                      # inputs stay absolute
+    assert not [t for t in topics if t and t.startswith("/semnerf_node/")]
+    nested = namespaced_rviz_config(text, "fleet/robot2")
+    assert "/fleet/robot2/semnerf_node/uncertainty" in nested

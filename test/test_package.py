@@ -12,15 +12,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-INTERFACE_FILES = sorted((ROOT / "msg").glob("*.msg")) + sorted((ROOT / "srv").glob("*.srv"))
+INTERFACE_FILES = (sorted((ROOT / "msg").glob("*.msg")) + sorted((ROOT / "srv").glob("*.srv"))
+                   + sorted((ROOT / "action").glob("*.action")))
 
 EXEC_DEPENDS = {
     "rclpy", "std_msgs", "std_srvs", "sensor_msgs", "geometry_msgs", "nav_msgs", "visualization_msgs",
     "rosidl_default_runtime", "python3-numpy", "python3-opencv", "python3-yaml", "python3-scipy",
-    "python3-skimage", "python3-tqdm",
+    "python3-skimage", "python3-tqdm", "rcl_interfaces", "builtin_interfaces", "rosgraph_msgs", "diagnostic_msgs",
+    "lifecycle_msgs", "ament_index_python", "tf2_ros_py", "tf2_msgs", "launch", "launch_ros", "rviz2",
 }
 BUILDTOOL_DEPENDS = {"ament_cmake", "ament_cmake_python", "rosidl_default_generators"}
-INTERFACE_DEPENDS = {"std_msgs", "geometry_msgs", "sensor_msgs"}
+INTERFACE_DEPENDS = {"std_msgs", "geometry_msgs", "sensor_msgs", "action_msgs"}
 TEST_DEPENDS = {"ament_cmake_pytest", "python3-pytest"}
 
 
@@ -175,6 +177,10 @@ def test_generated_interfaces_match_their_definitions(interfaces, path):
     msg, srv = interfaces
     if path.suffix == ".msg":
         pairs = [(getattr(msg, path.stem), path.read_text())]
+    elif path.suffix == ".action":
+        action = getattr(importlib.import_module("semnerf_ros.action"), path.stem)
+        goal, result, feedback = path.read_text().split("\n---", 2)
+        pairs = [(action.Goal, goal), (action.Result, result), (action.Feedback, feedback)]
     else:
         service = getattr(srv, path.stem)
         request, response = path.read_text().split("\n---", 1)
@@ -328,3 +334,23 @@ def test_get_status_service_of_the_node(status_node):
     while not future.done() and time.monotonic() < deadline:
         time.sleep(0.02)
     assert future.result().status.step == 4
+
+
+def test_package_xml_names_every_ros_package_the_code_imports():
+    """Every ROS package imported by semnerf_ros (at module top or as an optional import) is an
+    exec_depend (tf2_ros's Python package is the tf2_ros_py key)."""
+    from catkin_pkg.package import parse_package
+
+    deps = {d.name for d in parse_package(str(ROOT / "package.xml")).exec_depends}
+    deps |= {d.name for d in parse_package(str(ROOT / "package.xml")).build_depends}
+    ros_like = re.compile(r"^(rclpy|ament_index_python|tf2_ros|[a-z0-9_]+_(msgs|srvs|interfaces))$")
+    keys = {"tf2_ros": "tf2_ros_py"}
+    imported = set()
+    for path in (ROOT / "semnerf_ros").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
+            imported |= {n.split(".")[0] for n in names if ros_like.match(n.split(".")[0])}
+    assert {"rclpy", "diagnostic_msgs", "rosgraph_msgs", "tf2_msgs", "tf2_ros"} <= imported
+    missing = {keys.get(n, n) for n in imported} - deps
+    assert not missing, f"imported but not in package.xml: {sorted(missing)}"

@@ -268,7 +268,7 @@ def test_cli_writes_scene_and_passes_bag_options(tmp_path, monkeypatch, capsys):
     assert rc == 0
     assert calls == [(tmp_path / "s", str(tmp_path / "b.mcap"),
                       {"storage": "sqlite3", "noise": "region", "noise_ratio": 0.3, "rate_hz": 15.0,
-                       "seed": 0, "progress": False})]
+                       "seed": 0, "progress": False, "pose_source": "topic"})]
     out = capsys.readouterr().out
     assert "chair" in out and "mean depth" in out and "2 frames" in out
 

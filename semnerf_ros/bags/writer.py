@@ -8,6 +8,9 @@ Topics (one message each per frame, ``rate_hz`` frames per second)::
     /camera/color/image_raw     sensor_msgs/msg/Image         rgb8
     /camera/color/camera_info   sensor_msgs/msg/CameraInfo    same stamp as the image
     /camera/pose                geometry_msgs/msg/PoseStamped camera-to-world in world_frame, optical axes
+                                (pose_source "topic", the default), or instead (pose_source "tf"):
+    /tf                         tf2_msgs/msg/TFMessage        world_frame -> camera_link (REP 103 body axes)
+    /tf_static                  tf2_msgs/msg/TFMessage        camera_link -> <frame_id> (the optical frame), once
     /segmentation/labels        sensor_msgs/msg/Image         mono8 (mono16 above 256 classes), noisy
     /camera/depth/image_raw     sensor_msgs/msg/Image         16UC1 millimetres (include_depth)
     /segmentation/labels_gt     sensor_msgs/msg/Image         ground truth, stamped like the image (include_gt)
@@ -43,7 +46,12 @@ from .. import tasks
 from ..bridge.convert import numpy_to_image
 from ..datasets import detect_kind, load_dataset
 from ..datasets.replica import read_intrinsics_file
-from ..engine.geometry import position_quaternion_from_pose, validate_pose
+from ..engine.geometry import (
+    BODY_FROM_OPTICAL,
+    body_from_optical_pose,
+    position_quaternion_from_pose,
+    validate_pose,
+)
 from .reader import typestore
 
 STORAGES = ("mcap", "sqlite3")
@@ -55,11 +63,16 @@ TOPIC_POSE = "/camera/pose"
 TOPIC_LABELS = "/segmentation/labels"
 TOPIC_DEPTH = "/camera/depth/image_raw"
 TOPIC_LABELS_GT = "/segmentation/labels_gt"
+TOPIC_TF = "/tf"
+TOPIC_TF_STATIC = "/tf_static"
+#: the camera's body frame (REP 103: x forward, y left, z up) the bag's /tf moves (pose_source "tf")
+CAMERA_BODY_FRAME = "camera_link"
+POSE_SOURCES = ("topic", "tf")
 
 #: Simulated transport + processing latency per topic (s): the segmentation
 #: network is the slowest, the pose estimate the fastest.
 TOPIC_LATENCY_S = {TOPIC_RGB: 0.004, TOPIC_INFO: 0.004, TOPIC_POSE: 0.002, TOPIC_LABELS: 0.020,
-                   TOPIC_DEPTH: 0.006, TOPIC_LABELS_GT: 0.021}
+                   TOPIC_DEPTH: 0.006, TOPIC_LABELS_GT: 0.021, TOPIC_TF: 0.002, TOPIC_TF_STATIC: 0.0}
 #: Default capture time of the first frame (seconds since the epoch, 2023-11-14).
 DEFAULT_START_TIME = 1_700_000_000.0
 
@@ -151,14 +164,20 @@ def write_scene_bag(scene_dir, bag_path, storage: str = "mcap", rate_hz: float =
                     noise: str = "pixel", noise_ratio: float = 0.5, seed: int = 0,
                     jitter_ms: float = 3.0, frame_id: str = "camera_color_optical_frame",
                     world_frame: str = "map", include_depth: bool = True, include_gt: bool = True,
-                    start_time: float = DEFAULT_START_TIME, progress: bool = True) -> dict:
+                    start_time: float = DEFAULT_START_TIME, progress: bool = True,
+                    pose_source: str = "topic") -> dict:
     """Write the scene in ``scene_dir`` (Replica layout) to a new rosbag2
     folder ``bag_path`` (must not exist; written aside and moved into place, its data
     file ``<folder name>_0.<ext>``).  ``noise``: ``pixel``, ``region``, ``segmentation``
     or ``none`` at ``noise_ratio`` (the strength, see :func:`noisy_labels`).  Returns a
     summary dict: ``path``, ``frames``, ``topics`` ({topic: count}), ``num_classes``,
-    ``class_names``, ``noise_info`` (the tasks module's statistics)."""
+    ``class_names``, ``noise_info`` (the tasks module's statistics).  ``pose_source``: ``topic``
+    writes the camera pose as PoseStamped on /camera/pose; ``tf`` writes it as TF instead (a
+    robot's way): /tf world_frame -> camera_link at each frame's pose stamp, /tf_static
+    camera_link -> ``frame_id`` once, so that world_frame -> ``frame_id`` is the optical pose."""
 
+    if pose_source not in POSE_SOURCES:
+        raise BagWriteError(f"pose_source must be one of {POSE_SOURCES}, got {pose_source!r}")
     if storage not in STORAGES:
         raise BagWriteError(f"storage must be one of {STORAGES}, got {storage!r}")
     if noise not in NOISE_MODELS:
@@ -192,6 +211,18 @@ def write_scene_bag(scene_dir, bag_path, storage: str = "mcap", rate_hz: float =
     Roi = T["sensor_msgs/msg/RegionOfInterest"]
     PoseStamped, Pose = T["geometry_msgs/msg/PoseStamped"], T["geometry_msgs/msg/Pose"]
     Point, Quaternion = T["geometry_msgs/msg/Point"], T["geometry_msgs/msg/Quaternion"]
+    TFMessage, TransformStamped = T["tf2_msgs/msg/TFMessage"], T["geometry_msgs/msg/TransformStamped"]
+    Transform, Vector3 = T["geometry_msgs/msg/Transform"], T["geometry_msgs/msg/Vector3"]
+
+    def transform(parent: str, child: str, t: float, T_parent_child: np.ndarray):
+        p, q = position_quaternion_from_pose(T_parent_child)
+        return TransformStamped(header=header(t, parent), child_frame_id=child, transform=Transform(
+            translation=Vector3(x=float(p[0]), y=float(p[1]), z=float(p[2])),
+            rotation=Quaternion(x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3]))))
+
+    # camera_link -> optical frame: the fixed REP 103 -> optical rotation
+    T_body_optical = np.eye(4)
+    T_body_optical[:3, :3] = BODY_FROM_OPTICAL
 
 
     def header(t: float, frame: str):
@@ -203,8 +234,10 @@ def write_scene_bag(scene_dir, bag_path, storage: str = "mcap", rate_hz: float =
     P = np.zeros((3, 4))
     P[:, :3] = K
 
+    pose_topics = [(TOPIC_POSE, "geometry_msgs/msg/PoseStamped")] if pose_source == "topic" else \
+        [(TOPIC_TF, "tf2_msgs/msg/TFMessage"), (TOPIC_TF_STATIC, "tf2_msgs/msg/TFMessage")]
     topics = [(TOPIC_RGB, "sensor_msgs/msg/Image"), (TOPIC_INFO, "sensor_msgs/msg/CameraInfo"),
-              (TOPIC_POSE, "geometry_msgs/msg/PoseStamped"), (TOPIC_LABELS, "sensor_msgs/msg/Image")]
+              *pose_topics, (TOPIC_LABELS, "sensor_msgs/msg/Image")]
     if depth is not None:
         topics.append((TOPIC_DEPTH, "sensor_msgs/msg/Image"))
     if include_gt:
@@ -222,12 +255,21 @@ def write_scene_bag(scene_dir, bag_path, storage: str = "mcap", rate_hz: float =
             header=hdr, height=intr.height, width=intr.width, distortion_model="plumb_bob",
             d=np.zeros(5), k=K.reshape(-1).copy(), r=np.eye(3).reshape(-1), p=P.reshape(-1).copy(),
             binning_x=0, binning_y=0, roi=Roi(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
-        t_pose = base + j[TOPIC_POSE]
-        p, q = position_quaternion_from_pose(validate_pose(scene.poses[i]))
-        yield TOPIC_POSE, t_pose, PoseStamped(
-            header=header(t_pose, world_frame),
-            pose=Pose(position=Point(x=float(p[0]), y=float(p[1]), z=float(p[2])),
-                      orientation=Quaternion(x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3]))))
+        if pose_source == "tf":
+            if i == 0:
+                yield TOPIC_TF_STATIC, base - 1.0 / rate_hz, TFMessage(
+                    transforms=[transform(CAMERA_BODY_FRAME, frame_id, 0.0, T_body_optical)])
+            # the pose at the image's stamp: TF is looked up there (and interpolated between samples)
+            T_world_body = body_from_optical_pose(validate_pose(scene.poses[i]))
+            yield TOPIC_TF, t_rgb, TFMessage(transforms=[transform(world_frame, CAMERA_BODY_FRAME, t_rgb,
+                                                                   T_world_body)])
+        else:
+            t_pose = base + j[TOPIC_POSE]
+            p, q = position_quaternion_from_pose(validate_pose(scene.poses[i]))
+            yield TOPIC_POSE, t_pose, PoseStamped(
+                header=header(t_pose, world_frame),
+                pose=Pose(position=Point(x=float(p[0]), y=float(p[1]), z=float(p[2])),
+                          orientation=Quaternion(x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3]))))
         t_lab = base + j[TOPIC_LABELS]
         yield TOPIC_LABELS, t_lab, numpy_to_image(noisy[i], label_enc, header(t_lab, frame_id), msg_class=Image)
         if depth is not None:
@@ -250,6 +292,7 @@ def write_scene_bag(scene_dir, bag_path, storage: str = "mcap", rate_hz: float =
             conns = {t: writer.add_connection(t, typ, typestore=ts) for t, typ in topics}
             writer.set_custom_data("semnerf.class_names", json.dumps(list(scene.class_names)))
             writer.set_custom_data("semnerf.num_classes", str(num_classes))
+            writer.set_custom_data("semnerf.pose_source", pose_source)
             writer.set_custom_data("semnerf.noise", json.dumps({"model": noise, "ratio": noise_ratio,
                                                                 "seed": seed, "jitter_ms": jitter_ms}))
             order = 0

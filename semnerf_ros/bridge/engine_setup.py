@@ -3,8 +3,11 @@ profile, or the defaults for the device) and the :class:`~semnerf_ros.engine.map
 built from them, with its GPU kernels compiled before any frame arrives.  No ROS imports."""
 from __future__ import annotations
 
+import gc
 import os
 from typing import Callable, Optional
+
+import torch
 
 from ..engine.config import ConfigError, load_config
 from ..engine.mapper import Mapper, resolve_device
@@ -66,3 +69,12 @@ def make_mapper(values: dict, num_classes: int, class_names: Optional[list], inf
     if seconds:
         info(f"GPU kernels compiled and initialised in {seconds:.1f} s")
     return mapper
+
+
+def release_engine_memory() -> None:
+    """Let a dropped engine's memory go (the lifecycle node's *cleanup*, after it stopped the
+    Mapper and dropped every reference to it): the garbage is collected and PyTorch's cached
+    GPU blocks are returned to the driver, so another process can use the GPU."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

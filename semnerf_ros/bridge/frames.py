@@ -7,6 +7,8 @@ import collections
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import numpy as np
+
 from ..engine.frame import Frame, FrameError
 from ..engine.geometry import Intrinsics, PoseError
 from . import convert
@@ -59,8 +61,9 @@ class InputRules:
     num_classes: int
     world_frame: str
     pose_type: str = "pose_stamped"      # pose_stamped | odometry
-    pose_convention: str = "optical"     # optical | body
+    pose_convention: str = "optical"     # auto | optical | body (auto: a pose topic is optical)
     camera_info_topic: str = "camera_info"
+    pose_input: str = "pose"             # the input blamed for a bad pose: pose, or tf (pose_source tf)
 
 
 def _image(kind: str, read, msg):
@@ -72,23 +75,29 @@ def _image(kind: str, read, msg):
         raise Rejected("bad_image", [kind], f"{kind}: {exc}") from None
 
 
-def frame_from_messages(rgb_msg: Any, labels_msg: Any, pose_msg: Any, depth_msg: Any,
-                        intrinsics: Optional[Intrinsics], rules: InputRules, topics: list) -> Frame:
-    """Convert and check a synchronized set: pose frame and validity, image encodings and
-    sizes, label range, intrinsics (the same camera at another resolution is rescaled).
-    ``topics``: the synchronized inputs (blamed together for frame-wide problems).
-    Raises :class:`Rejected`."""
+def pose_from_message(pose_msg: Any, rules: InputRules) -> np.ndarray:
+    """Camera-to-world (optical axes) from the pose input; raises :class:`Rejected`."""
     world, pose_frame = rules.world_frame, pose_msg.header.frame_id
     if pose_frame and pose_frame.lstrip("/") != world.lstrip("/"):
         raise Rejected("pose_frame_mismatch", ["pose"], f"pose is in frame '{pose_frame}' but world_frame is "
                        f"'{world}' (set -p world_frame:={pose_frame})")
+    convention = "optical" if rules.pose_convention == "auto" else rules.pose_convention
     try:
         if rules.pose_type == "odometry":
-            pose = convert.pose_from_odometry(pose_msg, rules.pose_convention)
-        else:
-            pose = convert.pose_from_pose_stamped(pose_msg, rules.pose_convention)
+            return convert.pose_from_odometry(pose_msg, convention)
+        return convert.pose_from_pose_stamped(pose_msg, convention)
     except PoseError as exc:
         raise Rejected("invalid_pose", ["pose"], str(exc)) from None
+
+
+def frame_from_messages(rgb_msg: Any, labels_msg: Any, pose: Any, depth_msg: Any,
+                        intrinsics: Optional[Intrinsics], rules: InputRules, topics: list) -> Frame:
+    """Convert and check a synchronized set: pose frame and validity, image encodings and
+    sizes, label range, intrinsics (the same camera at another resolution is rescaled).
+    ``pose``: the pose message, or a 4x4 camera-to-world optical pose (from TF).
+    ``topics``: the synchronized inputs (blamed together for frame-wide problems).
+    Raises :class:`Rejected`."""
+    pose = np.asarray(pose, dtype=np.float64) if isinstance(pose, np.ndarray) else pose_from_message(pose, rules)
     rgb = _image("rgb", convert.rgb_from_image_msg, rgb_msg)
     labels = _image("labels", convert.labels_from_image_msg, labels_msg)
     depth = None if depth_msg is None else _image("depth", convert.depth_from_image_msg, depth_msg)
@@ -114,7 +123,7 @@ def frame_from_messages(rgb_msg: Any, labels_msg: Any, pose_msg: Any, depth_msg:
     try:
         frame.validate(n)
     except PoseError as exc:
-        raise Rejected("invalid_pose", ["pose"], str(exc)) from None
+        raise Rejected("invalid_pose", [rules.pose_input], str(exc)) from None
     except FrameError as exc:
         raise Rejected("invalid_frame", topics, str(exc)) from None
     return frame

@@ -70,12 +70,15 @@ class StampGate:
 class FrameIntake:
     """A bounded queue of validated frames served by one thread that calls
     ``mapper.add_frame``; outcomes and rejections go to ``ledger``.  ``topics``: the
-    synchronized inputs (blamed for ``mapper_busy`` / ``mapper_error``)."""
+    synchronized inputs (blamed for ``mapper_busy`` / ``mapper_error``); ``pose_input``: the
+    input blamed for a pose the engine refuses."""
 
-    def __init__(self, mapper: MapperAPI, ledger: InputLedger, topics: list, depth: int = 4):
+    def __init__(self, mapper: MapperAPI, ledger: InputLedger, topics: list, depth: int = 4,
+                 pose_input: str = "pose"):
         self.mapper = mapper
         self.ledger = ledger
         self.topics = list(topics)
+        self.pose_input = pose_input     # blamed for a pose the engine refuses (pose, or tf)
         self.queue: collections.deque = collections.deque(maxlen=depth)
         self.capacity = int(depth)
         self.peak = 0  # the most frames that ever waited at once
@@ -133,7 +136,7 @@ class FrameIntake:
             try:
                 decision = self.mapper.add_frame(frame)
             except PoseError as exc:
-                self.ledger.reject("invalid_pose", ["pose"], str(exc))
+                self.ledger.reject("invalid_pose", [self.pose_input], str(exc))
             except FrameError as exc:
                 self.ledger.reject("invalid_frame", self.topics, str(exc))
             except Exception as exc:  # noqa: BLE001 - the engine must not kill the node

@@ -18,7 +18,10 @@ REJECT_REASONS = (
     "unsupported_encoding", "bad_image", "size_mismatch", "label_out_of_range", "invalid_pose",
     "pose_frame_mismatch", "invalid_frame", "out_of_order", "duplicate_stamp", "stale_stamp",
     "future_stamp", "no_camera_info", "invalid_camera_info", "mapper_busy", "mapper_error",
-    "internal_error")
+    "internal_error",
+    # pose_source tf (bridge/tf_buffer.py): no transform / one that arrived too late / a stamp older
+    # than the TF cache / a TF tree with a loop
+    "tf_missing", "tf_future", "tf_past", "tf_loop")
 
 
 class Rejected(Exception):
@@ -48,6 +51,7 @@ class InputLedger:
         self.last_received_time: dict[str, float] = {}
         self.latest_stamp: dict[str, float] = {}
         self.reject_counts: dict[str, int] = {}
+        self.sync_drops: dict[str, int] = {}   # messages the synchronizer dropped, by its reason
         self.frames_synced = 0        # sets the mapper accepted
         self.frames_rejected = 0
         self.keyframes_added = 0
@@ -64,6 +68,11 @@ class InputLedger:
             self.last_received_time[topic] = time.monotonic()
             if stamp is not None:
                 self.latest_stamp[topic] = stamp
+
+    def sync_dropped(self, reason: str) -> None:
+        """The synchronizer dropped a message (``reason`` as it reports it)."""
+        with self.lock:
+            self.sync_drops[reason] = self.sync_drops.get(reason, 0) + 1
 
     def synchronized(self) -> None:
         with self.lock:

@@ -1,7 +1,9 @@
 """The node's long work on the map -- mesh extraction and export, map save and load -- with
 the bookkeeping a shutdown needs: what is running and since when, and one cancel switch that
-stops running extractions at their next chunk (about a second).  No ROS imports; the
-services (and, later, actions with progress) call these."""
+stops running extractions at their next chunk (about a second).  The actions pass a
+:class:`~.progress.StageProgress` (feedback) and a :class:`~.progress.CancelGate` (cancel of one
+goal, honoured until the job writes or replaces anything).  No ROS imports; the services and
+the actions call these."""
 from __future__ import annotations
 
 import contextlib
@@ -9,11 +11,16 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 from ..engine.mesh import ExtractionCancelled, check_export_target, write_mesh
 from .mapper_api import MapperAPI
 from .params import ParameterValueError
+from .progress import CancelGate, StageProgress
+
+
+class Cancelled(ExtractionCancelled):
+    """The job's goal was cancelled before it wrote or replaced anything."""
 
 #: field queries per chunk of a mesh extraction on a CPU: small enough that a cancel
 #: (polled between chunks) takes effect within about a second on a busy 2-core machine
@@ -33,6 +40,9 @@ class MapOperations:
         self.export_seconds = 0.0
         self._running: dict[int, tuple] = {}   # id -> (name, detail, monotonic start)
         self._lock = threading.Lock()
+        #: the last mesh export (for /diagnostics): path, ok, cancelled, message, vertices, faces,
+        #: seconds, when (monotonic)
+        self.last_export: Optional[dict] = None
 
     @contextlib.contextmanager
     def long_op(self, name: str, detail: str = ""):
@@ -81,37 +91,67 @@ class MapOperations:
         except Exception:  # noqa: BLE001
             return False
 
-    def extract_mesh(self, resolution: int = 0, density_threshold: float = 0.0):
+    def extract_mesh(self, resolution: int = 0, density_threshold: float = 0.0,
+                     gate: Optional[CancelGate] = None, progress: Optional[StageProgress] = None):
         """The mapper's mesh (parameters fill in zero arguments); cancelled
-        (:class:`ExtractionCancelled`) at the next chunk once :attr:`cancel` is set."""
+        (:class:`ExtractionCancelled`) at the next chunk once :attr:`cancel` is set or ``gate``
+        was cancelled; ``progress`` gets the engine's per-chunk stages."""
         res = int(resolution) or int(self.values["mesh_resolution"])
         thr = float(density_threshold) or float(self.values["mesh_density_threshold"]) or None
         chunk = CPU_MESH_CHUNK_POINTS if str(self.mapper.device).startswith("cpu") else None
         options = {"chunk": chunk} if chunk else {}
-        return self.mapper.extract_mesh(resolution=res, density_threshold=thr, cancel=self.cancel.is_set,
+        if progress is not None:
+            options["progress"] = progress.engine_callback()
+        cancel = self.cancel.is_set if gate is None else (lambda: self.cancel.is_set() or gate.is_cancelled())
+        return self.mapper.extract_mesh(resolution=res, density_threshold=thr, cancel=cancel,
                                         observed_only=bool(self.values.get("mesh_observed_only", True)),
                                         **options)
 
     def export_mesh(self, path: str = "", fmt: str = "", semantic_colors: bool = False,
-                    resolution: int = 0, density_threshold: float = 0.0) -> tuple:
+                    resolution: int = 0, density_threshold: float = 0.0, gate: Optional[CancelGate] = None,
+                    progress: Optional[StageProgress] = None) -> tuple:
         """Extract and write the mesh; returns (absolute path, vertex count, face count).
 
         The target is checked first (known format with its writer installed, an existing
         directory where a file can be created), so a bad path fails at once instead of after
-        the extraction.  On shutdown the extraction is cancelled; the write is atomic, so no
-        partial file is ever left."""
-        target, fmt = check_export_target(path or self.values["export_path"], fmt or None)
+        the extraction.  On shutdown, or when ``gate`` is cancelled before the write begins, the
+        extraction stops (:class:`ExtractionCancelled` / :class:`Cancelled`); the write is atomic,
+        so no partial file is ever left.  The outcome is kept in :attr:`last_export`."""
+        t0 = time.monotonic()
+        target = Path(path or self.values["export_path"])
+        try:
+            out = self._export(target, fmt, semantic_colors, resolution, density_threshold, gate, progress)
+        except Exception as exc:
+            cancelled = isinstance(exc, ExtractionCancelled)
+            self.last_export = {"path": str(target), "ok": False, "cancelled": cancelled,
+                                "message": f"{type(exc).__name__}: {exc}", "seconds": round(time.monotonic() - t0, 2),
+                                "when": time.monotonic()}
+            raise
+        self.last_export = {"path": out[0], "ok": True, "vertices": out[1], "faces": out[2],
+                            "seconds": round(self.export_seconds, 2), "when": time.monotonic()}
+        return out
+
+    def _export(self, target, fmt, semantic_colors, resolution, density_threshold, gate, progress) -> tuple:
+        if progress is not None:
+            progress.update("checking", 0, 1)
+        target, fmt = check_export_target(target, fmt or None)
         if not self.has_keyframes():
             raise RuntimeError("the map is empty (no keyframes yet)")
         res = int(resolution) or int(self.values["mesh_resolution"])
         with self.long_op("export_mesh", str(target)):
             t0 = time.monotonic()
             self._info(f"export_mesh: extracting the mesh at resolution {res} for {target}")
-            mesh = self.extract_mesh(resolution, density_threshold)
+            mesh = self.extract_mesh(resolution, density_threshold, gate, progress)
             if self.cancel.is_set():
                 raise ExtractionCancelled("the node is shutting down")
+            if gate is not None and not gate.commit():
+                raise Cancelled("the goal was cancelled before the file was written")
+            if progress is not None:
+                progress.update("writing", 0, 1)
             written = write_mesh(mesh, target, fmt=fmt, semantic_colors=semantic_colors)
             self.export_seconds = time.monotonic() - t0
+        if progress is not None:
+            progress.finish()
         written = Path(written) if written is not None else target
         return str(written.absolute()), int(len(mesh.vertices)), int(len(mesh.faces))
 
@@ -129,14 +169,35 @@ class MapOperations:
         """``path``, else the ``map_path`` parameter, as an absolute path (``~`` expanded)."""
         return str(Path(os.path.expanduser(path or self.values["map_path"])).absolute())
 
-    def save(self, path: str = "") -> str:
+    def save(self, path: str = "", gate: Optional[CancelGate] = None,
+             progress: Optional[StageProgress] = None) -> str:
+        """Save the map (atomic); with ``gate``: nothing is written when it was cancelled first."""
         target = self.map_file(path)
         with self.long_op("save_map", target):
+            self._step(progress, "waiting", gate, "the goal was cancelled before the map was written")
             self.mapper.save(target)
+        if progress is not None:
+            progress.finish()
         return target
 
-    def load(self, path: str = "") -> str:
+    def load(self, path: str = "", gate: Optional[CancelGate] = None,
+             progress: Optional[StageProgress] = None) -> str:
+        """Load a map in place (the live map is untouched on error, or when ``gate`` was
+        cancelled before loading began)."""
         source = self.map_file(path)
         with self.long_op("load_map", source):
+            self._step(progress, "waiting", gate, "the goal was cancelled before loading began")
             self.mapper.load_state(source)
+        if progress is not None:
+            progress.finish()
         return source
+
+    @staticmethod
+    def _step(progress, first_stage: str, gate: Optional[CancelGate], cancelled: str) -> None:
+        """Report the first stage, then commit (or stop, :class:`Cancelled`) and enter the second."""
+        if progress is not None:
+            progress.update(first_stage, 1, 1)
+        if gate is not None and not gate.commit():
+            raise Cancelled(cancelled)
+        if progress is not None:
+            progress.update(progress.stages[1], 0, 1)

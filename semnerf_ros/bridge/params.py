@@ -47,7 +47,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("num_classes", "int", 0, "class ids in the map, void (0) included; 0 = len(class_names)",
               0, 65536),
     ParamSpec("class_names", "string_array", [], "class names by id (index 0 = void); optional"),
-    ParamSpec("world_frame", "string", "map", "frame of the input poses and of the mesh markers"),
+    ParamSpec("world_frame", "string", "map", "frame of the input poses (with pose_source tf: the fixed "
+              "frame camera poses are looked up in) and of the mesh markers"),
     ParamSpec("engine_config", "string", "", "engine YAML (seed layout) merged onto the defaults; "
               "the parameters below override its keys; a relative name not found in the working "
               "directory is looked up in the package's config/ folder; empty = the defaults for the "
@@ -79,9 +80,22 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("pose_type", "string", "pose_stamped",
               "pose topic type: pose_stamped (geometry_msgs/PoseStamped) or odometry (nav_msgs/Odometry)",
               choices=("pose_stamped", "odometry")),
-    ParamSpec("pose_convention", "string", "optical",
-              "camera axes of the input pose: optical (x right, y down, z forward) or body (REP-103)",
-              choices=("optical", "body")),
+    ParamSpec("pose_source", "string", "topic",
+              "where camera poses come from: topic (the pose input, pose_type) or tf (world_frame -> "
+              "camera_frame looked up in /tf and /tf_static at each image's stamp, interpolated)",
+              choices=("topic", "tf")),
+    ParamSpec("camera_frame", "string", "",
+              "pose_source tf: the camera frame looked up in TF; empty = each image's header.frame_id"),
+    ParamSpec("tf_timeout", "double", 0.5,
+              "pose_source tf: seconds an image set waits for a transform that has not arrived yet "
+              "before it is dropped (counted as tf_future or tf_missing); 0 = no waiting", 0.0, 60.0),
+    ParamSpec("tf_cache_time", "double", 10.0,
+              "pose_source tf: seconds of /tf history kept for lookups (older stamps: tf_past)", 0.1, 3600.0),
+    ParamSpec("pose_convention", "string", "auto",
+              "camera axes of the input pose: optical (x right, y down, z forward), body (REP 103: x "
+              "forward, y left, z up) or auto (a pose topic: optical; a TF frame: optical when its name "
+              "contains 'optical', as REP 105's *_optical_frame, else body)",
+              choices=("auto", "optical", "body")),
     ParamSpec("use_depth", "bool", False, "subscribe to depth (16UC1 mm or 32FC1 m) and sync it"),
     ParamSpec("qos", "string", "sensor_data", "input QoS: sensor_data (best effort) or reliable",
               choices=("sensor_data", "reliable")),
@@ -96,6 +110,20 @@ PARAMS: tuple[ParamSpec, ...] = (
               "seconds without a synchronized set after which the node names the inputs that have no "
               "publisher, send nothing, or never synchronize (with the stamp skew seen); 0 = off",
               0.0, 3600.0, read_only=False),
+    ParamSpec("diagnostics_rate", "double", 1.0, "rate of /diagnostics (diagnostic_msgs/DiagnosticArray, Hz); "
+              "0 = off", 0.0, 100.0, read_only=False),
+    ParamSpec("diag_min_input_rate", "double", 1.0,
+              "/diagnostics: an input slower than this (Hz) is a WARN; 0 = off", 0.0, 1000.0, read_only=False),
+    ParamSpec("diag_max_drop_fraction", "double", 0.5,
+              "/diagnostics: WARN when more than this fraction of a period's input is dropped or rejected "
+              "(ERROR when every set is rejected)", 0.0, 1.0, read_only=False),
+    ParamSpec("diag_min_training_rate", "double", 1.0,
+              "/diagnostics: WARN when training runs slower than this (it/s) with keyframes; 0 = off",
+              0.0, 100000.0, read_only=False),
+    ParamSpec("diag_gpu_memory_warn_mb", "double", 0.0,
+              "/diagnostics: WARN at this much peak GPU memory (MB); 0 = off", 0.0, 1e7, read_only=False),
+    ParamSpec("diag_gpu_memory_error_mb", "double", 0.0,
+              "/diagnostics: ERROR at this much peak GPU memory (MB); 0 = off", 0.0, 1e7, read_only=False),
     # -- outputs (may change at run time)
     ParamSpec("training_enabled", "bool", True, "run the background training thread (false pauses it)",
               read_only=False),

@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise-strength", type=float, default=NOISE_RATIO,
                    help=f"noise ratio / strength in [0, 1] (default {NOISE_RATIO}; segmentation: about 0.3 "
                         f"gives an input mIoU of 0.6)")
+    p.add_argument("--pose-source", choices=("topic", "tf"), default="topic",
+                   help="camera poses: topic (PoseStamped on /camera/pose, default) or tf (/tf and "
+                        "/tf_static in the bag, the node looks them up: pose_source:=tf)")
     p.add_argument("--domain-id", type=int, default=None,
                    help="ROS_DOMAIN_ID of the run (default: a random one in 1..100)")
     return p

@@ -45,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="fraction of pixels / instances corrupted, or the segmentation noise strength, "
                         "in [0, 1] (default 0.5)")
     b.add_argument("--rate", type=float, default=30.0, help="frame rate of the bag in Hz (default 30)")
+    b.add_argument("--pose-source", choices=("topic", "tf"), default="topic",
+                   help="camera poses as a PoseStamped on /camera/pose (topic, default) or as TF: /tf "
+                        "map -> camera_link and /tf_static camera_link -> camera_color_optical_frame "
+                        "(run the node with -p pose_source:=tf)")
     return p
 
 
@@ -88,12 +92,13 @@ def main(argv=None) -> int:
         try:
             summary = write_scene_bag(out, args.bag, storage=args.bag_format, rate_hz=args.rate,
                                       noise=args.noise, noise_ratio=args.noise_ratio, seed=args.seed,
-                                      progress=not args.quiet)
+                                      progress=not args.quiet, pose_source=args.pose_source)
         except (ValueError, OSError) as exc:
             print(f"semnerf-make-scene: cannot write the bag {args.bag}: {exc}", file=sys.stderr)
             return 2
         frames_written = summary.get("frames") if isinstance(summary, dict) else None
-        print(f"bag: {args.bag} ({args.bag_format}, {frames_written} frames, noise {args.noise} "
+        print(f"bag: {args.bag} ({args.bag_format}, {frames_written} frames, poses as {args.pose_source}, "
+              f"noise {args.noise} "
               f"{args.noise_ratio if args.noise != 'none' else ''})".rstrip())
     return 0
 

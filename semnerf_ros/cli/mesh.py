@@ -19,8 +19,10 @@ from typing import Optional
 
 import numpy as np
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from .. import train as train_mod
+from ..bridge.progress import EXPORT_STAGES, StageProgress
 from ..engine.config import PROTOCOLS, default_protocol, load_config
 from ..engine.mapper import Mapper
 from ..engine.mesh import (
@@ -81,7 +83,7 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="colour rays start 0.1*near_t m outside the surface (seed's option)")
     p.add_argument("--device", default=None, help="torch device for the map, e.g. cuda, cuda:1, cpu")
     p.add_argument("--gpu", default="", help="GPU IDs (sets CUDA_VISIBLE_DEVICES, the seed's flag)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return p
 
 
@@ -147,6 +149,21 @@ def _render_fn(mapper):
         out = model.render_chunked(origins, dirs, near, far, origins.shape[0])
         return out["rgb"], F.pad(out["semantic"].float(), (1, 0), value=float("-inf"))
     return render
+
+
+def _progress_bar():
+    """One bar for the whole export (stages weighted as the node's export action reports them):
+    (bar, ``progress(stage, done, total)`` for the extraction, the StageProgress)."""
+    bar = tqdm(total=100, desc="mesh", unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} "
+                                                            "[{elapsed}<{remaining}]", file=sys.stderr)
+
+    def show(stage, stage_fraction, fraction):
+        bar.n = round(100 * fraction, 1)
+        bar.set_postfix_str(stage.replace("_", " "), refresh=False)
+        bar.refresh()
+
+    tracker = StageProgress(EXPORT_STAGES, show, min_interval=0.1)
+    return bar, tracker.engine_callback(), tracker
 
 
 def main(argv=None) -> int:
@@ -248,10 +265,15 @@ def main(argv=None) -> int:
         out.with_name("mesh_canonical.ply")
     write_canonical = seed or args.canonical
 
+    bar = tracker = None
+    if args.progress:
+        bar, progress, tracker = _progress_bar()
+        tracker.update("checking", 1, 1)
     try:
         kwargs = {"resolution": args.resolution, "density_threshold": threshold,
                   "bounds": None if args.bounds is None else np.asarray(args.bounds).reshape(2, 3)}
-        optional = {"min_component_faces": clean, "normal_offset": 0.1 * args.near_t, "progress": args.progress}
+        optional = {"min_component_faces": clean, "normal_offset": 0.1 * args.near_t,
+                    "progress": progress if args.progress else False}
         if args.mesh_dir is not None:
             T, ext = oriented_box(_gt_mesh(args.mesh_dir))
             kwargs["bounds"] = seed_box_bounds(ext)
@@ -279,15 +301,22 @@ def main(argv=None) -> int:
             mesh = mesh.submesh(np.bincount(comp)[comp] >= clean)
         if args.output is None:
             out.parent.mkdir(parents=True, exist_ok=True)
+        if tracker is not None:
+            tracker.update("writing", 0, 1)
         path = write_mesh(mesh, out, fmt=fmt, semantic_colors=args.sem)
         if write_canonical and "v" in raw:
             write_ply(canonical, raw["v"], raw["f"])
             note(f"wrote the uncoloured marching-cubes mesh {canonical}: {len(raw['v'])} vertices, "
                  f"{len(raw['f'])} faces")
+        if tracker is not None:
+            tracker.finish()
     except NoSurfaceError as exc:
         return fail(1, str(exc))
     except Exception as exc:  # noqa: BLE001 - reported, exit code 1
         return fail(1, f"{type(exc).__name__}: {exc}")
+    finally:
+        if bar is not None:
+            bar.close()
     seconds = time.perf_counter() - t0
     print(f"wrote {path}: {mesh.num_vertices} vertices, {mesh.num_faces} faces, "
           f"{'semantic' if args.sem else 'rendered'} colours, protocol {protocol}, {seconds:.2f} s "

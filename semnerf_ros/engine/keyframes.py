@@ -215,9 +215,8 @@ class ReplayBuffer:
         self.depth = torch.zeros(self.capacity, h, w, dtype=torch.float16, device=self.device)
 
     def memory_bytes(self) -> int:
-        if self.rgb is None:
-            return 0
-        return sum(t.numel() * t.element_size() for t in (self.rgb, self.labels, self.depth))
+        # read without the map lock (stats()): the three tensors are allocated one after another
+        return sum(t.numel() * t.element_size() for t in (self.rgb, self.labels, self.depth) if t is not None)
 
     def _fit(self, frame: Frame):
         """Frame arrays at the storage resolution, with matching intrinsics."""

@@ -92,6 +92,12 @@ class ExtractionCancelled(RuntimeError):
     """:func:`extract_mesh` stopped because its ``cancel()`` callable returned True."""
 
 
+def _report(progress, stage: str, done: int, total: int) -> None:
+    """``progress(stage, done, total)`` when ``progress`` is a callable (a bool selects tqdm bars)."""
+    if callable(progress):
+        progress(stage, done, total)
+
+
 def _check_cancel(cancel: Optional[Callable[[], bool]], stage: str) -> None:
     if cancel is not None and cancel():
         raise ExtractionCancelled(f"mesh extraction cancelled during {stage}")
@@ -255,9 +261,10 @@ def _query_density_grid(density_fn, lo, voxel, shape, chunk, device, progress, c
         rot = torch.as_tensor(np.asarray(transform)[:3, :3], dtype=torch.float32, device=device)
         trans = torch.as_tensor(np.asarray(transform)[:3, 3], dtype=torch.float32, device=device)
     starts = range(0, total, chunk)
-    if progress:
+    if progress and not callable(progress):
         starts = tqdm(starts, desc="density grid", unit="chunk", leave=False)
     for start in starts:
+        _report(progress, "density_grid", start, total)
         _check_cancel(cancel, "the density grid")
         end = min(total, start + chunk)
         idx = torch.arange(start, end, device=device, dtype=torch.int64)
@@ -272,6 +279,7 @@ def _query_density_grid(density_fn, lo, voxel, shape, chunk, device, progress, c
         if sigma.shape[0] != end - start:
             raise ValueError(f"density_fn returned {sigma.shape[0]} values for {end - start} points")
         grid[start:end] = sigma.detach().float().cpu().numpy()
+    _report(progress, "density_grid", total, total)
     return grid.reshape(shape)
 
 
@@ -358,12 +366,13 @@ def _shade_vertices(vertices, normals, density_fn, semantic_fn, color_fn, mode, 
     sem_out = None
     per_chunk = max(1, chunk // (n_samples if mode == "ray" else 1))
     starts = range(0, n_v, per_chunk)
-    if progress:
+    if progress and not callable(progress):
         starts = tqdm(starts, desc="vertex colours/classes", unit="chunk", leave=False)
     # signed distances along the outward normal, outermost first
     ts = offset * (1.0 - 2.0 * (torch.arange(n_samples, device=device, dtype=torch.float32) + 0.5) / n_samples)
     delta = 2.0 * offset / n_samples
     for start in starts:
+        _report(progress, "shading", start, n_v)
         _check_cancel(cancel, "vertex shading")
         end = min(n_v, start + per_chunk)
         v = torch.as_tensor(vertices[start:end], device=device)
@@ -441,6 +450,8 @@ def extract_mesh(density_fn: Callable, bounds, resolution: int = 256,
     ``() -> bool`` polled before every chunk of field queries (a chunk takes well under a
     second on a CPU at the default ``chunk``); when it returns True the extraction stops
     with :class:`ExtractionCancelled` (the ROS node cancels an export this way on shutdown).
+    ``progress``: True shows tqdm bars; a callable ``progress(stage, done, total)`` is called
+    instead before every chunk (stages ``density_grid``, ``marching_cubes``, ``shading``).
 
     ``transform`` (4, 4): ``bounds`` are in a box frame whose points ``transform`` takes to the
     world (the seed's oriented box); vertices and normals come out in the world.
@@ -519,6 +530,7 @@ def extract_mesh(density_fn: Callable, bounds, resolution: int = 256,
                          f"{bounds.tolist()} spans [{gmin:.4g}, {gmax:.4g}] /m and never crosses the "
                          f"threshold {density_threshold:g} /m (untrained map, wrong bounds or threshold?)")
 
+        _report(progress, "marching_cubes", 0, 1)
         _check_cancel(cancel, "marching cubes")
         t0 = time.perf_counter()
         verts, faces, normals, _ = marching_cubes(grid, level=float(density_threshold), spacing=(voxel,) * 3,
@@ -559,6 +571,7 @@ def extract_mesh(density_fn: Callable, bounds, resolution: int = 256,
                                           sample_mode, float(normal_offset), int(ray_samples), chunk, device,
                                           progress, cancel)
         stats["seconds_shading"] = time.perf_counter() - t0
+        _report(progress, "shading", 1, 1)
 
     if logits is not None:
         if logits.shape[1] < 2:

@@ -13,7 +13,9 @@ gaps scaled by ``1 / rate``.
                  [--delay S] [--wait-for-subscribers S] [--quiet] [--ros-args ...]
 
 ``--clock`` publishes ``/clock`` (rosgraph_msgs/Clock) with the bag's time, for
-nodes run with ``use_sim_time:=true``.  Ctrl-C / SIGTERM stop it cleanly.
+nodes run with ``use_sim_time:=true``.  ``/tf_static`` is published reliable and transient
+local, as tf2_ros's static broadcaster does (a TF listener subscribes to it that way, and a
+volatile publisher would not match it).  Ctrl-C / SIGTERM stop it cleanly.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from typing import Optional
 import rclpy
 from builtin_interfaces.msg import Time
 from rclpy.executors import ExternalShutdownException
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosbags.rosbag2 import Reader
 from rosgraph_msgs.msg import Clock
 
@@ -75,7 +77,11 @@ class BagPlayer:
                 raise PlayerError(f"{c.topic}: serialization format {fmt!r} is not CDR")
             name = remaps.get(c.topic, c.topic)
             if name not in self.publishers:
-                self.publishers[name] = node.create_publisher(message_class(c.msgtype), name, profile)
+                qos = profile
+                if c.topic == "/tf_static":   # latched, as tf2_ros's StaticTransformBroadcaster
+                    qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+                self.publishers[name] = node.create_publisher(message_class(c.msgtype), name, qos)
             self.connections.append(c)
         self._topic_out = {c.id: remaps.get(c.topic, c.topic) for c in self.connections}
         self.clock_pub = None

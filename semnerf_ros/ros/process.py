@@ -74,7 +74,7 @@ class ShutdownSignals:
             raise KeyboardInterrupt
 
 
-def run(argv: Optional[list] = None, fast_exit: bool = True) -> int:
+def run(argv: Optional[list] = None, fast_exit: bool = True, node_class: type = SemNerfNode) -> int:
     """The node's process (``semnerf_node``, ``ros2 run semnerf_ros semnerf_node``,
     ``python -m semnerf_ros.ros.node``; :func:`semnerf_ros.cli.node.main`).
 
@@ -88,7 +88,8 @@ def run(argv: Optional[list] = None, fast_exit: bool = True) -> int:
     saves; everything is logged through the live node (no rosout errors).  With
     ``fast_exit`` (default) the process then ends with ``os._exit`` once everything is
     stopped, saved and flushed, skipping the interpreter's teardown of torch (1-2 s on
-    a busy CPU); ``fast_exit=False`` returns the code instead.
+    a busy CPU); ``fast_exit=False`` returns the code instead.  ``node_class``: the node to run
+    (:class:`~.lifecycle.SemNerfLifecycleNode` for ``semnerf_lifecycle_node``).
     """
     args = sys.argv if argv is None else [sys.argv[0]] + list(argv)
     quiet_log = rclpy.logging.get_logger(f"{NODE_NAME}.shutdown")
@@ -102,7 +103,7 @@ def run(argv: Optional[list] = None, fast_exit: bool = True) -> int:
     signals = ShutdownSignals()
     signals.install()
     try:
-        node = SemNerfNode(on_ready=lambda: setattr(signals, "running", True))
+        node = node_class(on_ready=lambda: setattr(signals, "running", True))
     except ParameterValueError as exc:
         rclpy.logging.get_logger(NODE_NAME).error(f"invalid parameters: {exc}")
         rclpy.try_shutdown()
@@ -139,7 +140,8 @@ def run(argv: Optional[list] = None, fast_exit: bool = True) -> int:
         node.destroy_node()
     except KeyboardInterrupt:
         code = 130
-        left = ", ".join(f"{n} {d}".strip() for n, d, _ in node.running_work()) or "nothing"
+        work = node.ops.running_work() if node.ops is not None else []
+        left = ", ".join(f"{n} {d}".strip() for n, d, _ in work) or "nothing"
         quiet_log.warning(f"shutdown cut short by a second signal; left running: {left} (an atomic write "
                           f"in progress leaves no partial file)")
     finally:
