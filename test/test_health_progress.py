@@ -107,7 +107,8 @@ class _Mapper:
     def stats(self):
         return {"keyframes": 1}
 
-    def extract_mesh(self, resolution=0, density_threshold=None, cancel=None, chunk=None, progress=False):
+    def extract_mesh(self, resolution=0, density_threshold=None, cancel=None, chunk=None, progress=False,
+                     observed_only=False):
         for i in range(4):
             if progress:
                 progress("density_grid", i, 4)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import gc
 import subprocess
 import sys
-import threading
 import time
 import weakref
 from pathlib import Path
@@ -16,18 +15,18 @@ import numpy as np
 import pytest
 import rclpy
 from builtin_interfaces.msg import Time as TimeMsg
+from dds_rig import DdsRig, closing_factory, wait
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import TransformStamped
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.action import ActionClient
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image
-from test_node import INTR, FakeMapper, frame_msgs, next_domain, reliable, require_interfaces
+from test_node import INTR, FakeMapper, frame_msgs, reliable, require_interfaces
 
 from semnerf_ros.bridge import convert
 from semnerf_ros.engine.geometry import BODY_FROM_OPTICAL, pose_from_position_quaternion
@@ -39,22 +38,12 @@ ROOT = Path(__file__).resolve().parents[1]
 STATIC_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-def wait(cond, timeout):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
-
-
-class Rig:
+class Rig(DdsRig):
     """A node (``node_class``) and a test node on one context, spun by one executor."""
 
     def __init__(self, node_class=SemNerfNode, mapper=None, topics=("rgb", "labels", "camera_info"), **params):
         require_interfaces()
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx, domain_id=next_domain())
+        self.open_context()
         values = dict(num_classes=4, publish_rate=20.0, render_scale=0.5, mesh_period=0.0, slop=0.01,
                       warn_period=0.0, qos="reliable", device="cpu")
         values.update(params)
@@ -67,29 +56,12 @@ class Rig:
         self.pubs = {t: self.io.create_publisher(types[t], t, reliable()) for t in topics}
         self.tf_pub = self.io.create_publisher(_tf_class(), "/tf", reliable(100))
         self.tf_static_pub = self.io.create_publisher(_tf_class(), "/tf_static", STATIC_QOS)
-        self.ex = MultiThreadedExecutor(num_threads=4, context=self.ctx)
-        self.ex.add_node(self.node)
-        self.ex.add_node(self.io)
-        self.thread = threading.Thread(target=self.ex.spin, daemon=True)
-        self.thread.start()
+        self.spin(threads=4)
 
     def matched(self, timeout=10.0):
         return wait(lambda: all(p.get_subscription_count() > 0 for p in self.pubs.values()), timeout)
 
-    def call(self, srv_type, name, request, timeout=20.0):
-        cli = self.io.create_client(srv_type, name)
-        assert cli.wait_for_service(timeout_sec=10.0), name
-        fut = cli.call_async(request)
-        assert wait(fut.done, timeout), f"{name} did not answer"
-        return fut.result()
-
-    def close(self):
-        self.node.close()
-        self.ex.shutdown(timeout_sec=2.0)
-        self.node.destroy_node()
-        self.io.destroy_node()
-        rclpy.shutdown(context=self.ctx)
-        self.thread.join(2.0)
+    call_timeout, service_timeout = 20.0, 10.0
 
 
 def _tf_class():
@@ -100,16 +72,7 @@ def _tf_class():
 
 @pytest.fixture
 def rigs():
-    made = []
-
-    def make(*args, **kw):
-        r = Rig(*args, **kw)
-        made.append(r)
-        return r
-
-    yield make
-    for r in made:
-        r.close()
+    yield from closing_factory(Rig)
 
 
 def transform(parent, child, stamp, T):
@@ -147,6 +110,8 @@ def publish_image(rig, i, stamp, frame_id="cam_optical"):
 
 
 # =========================================================================== poses from TF
+
+
 def test_tf_poses_interpolated_late_missing_future_and_loop(rigs):
     r = rigs(pose_source="tf", tf_timeout=1.0)
     assert "pose" not in r.node._subs and r.node.names["tf"] == "/tf"
@@ -207,6 +172,8 @@ def test_tf_poses_interpolated_late_missing_future_and_loop(rigs):
 
 
 # =========================================================================== /diagnostics
+
+
 def test_diagnostics_at_one_hertz_with_levels(rigs):
     r = rigs(diag_min_training_rate=5.0)
     got = []
@@ -254,11 +221,14 @@ def test_diagnostics_at_one_hertz_with_levels(rigs):
 
 
 # =========================================================================== actions
+
+
 class SlowMeshMapper(FakeMapper):
     """A fake mapper whose mesh extraction takes 40 chunks of 50 ms, reporting progress and
     polling cancel like the engine's."""
 
-    def extract_mesh(self, resolution=128, density_threshold=None, cancel=None, chunk=None, progress=False):
+    def extract_mesh(self, resolution=128, density_threshold=None, cancel=None, chunk=None, progress=False,
+                     observed_only=False):
         for i in range(40):
             if callable(progress):
                 progress("density_grid", i, 40)
@@ -351,6 +321,8 @@ def test_actions_feedback_cancel_and_services_kept(rigs, tmp_path):
 
 
 # =========================================================================== lifecycle
+
+
 def test_lifecycle_transitions(rigs, tmp_path):
     iface = require_interfaces()
     r = rigs(SemNerfLifecycleNode, num_classes=4, engine_config="engine_cpu.yaml", max_steps_per_second=50.0)
@@ -416,6 +388,8 @@ def test_lifecycle_configure_fails_on_bad_parameters(rigs):
 
 
 # =========================================================================== sim time
+
+
 def test_sim_time_follows_the_bag_players_clock(rigs, tmp_path):
     """``semnerf-play --clock`` drives the node's clock: outputs are stamped in bag time, the stamp
     gate measures ages against /clock (frames stamped in 2023 are not stale), while the timers that
