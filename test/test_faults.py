@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import errno
 import gc
-import itertools
 import os
 import signal
 import subprocess
@@ -34,7 +33,7 @@ import pytest
 import rclpy  # a hard dependency: test/test_install.py names it when missing
 import torch
 from boxroom import NUM_CLASSES, TINY_ENGINE, box_frames  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from dds_rig import DdsRig, closing_factory, next_domain, wait
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
@@ -62,11 +61,6 @@ TOPICS = ("rgb", "labels", "pose", "depth")
 #: steps of the module's map; not a multiple of render.occupancy_update_every (16), so a
 #: skipped step at this count does not fall on an occupancy-grid update
 PREP_STEPS = 40
-_domains = itertools.count()
-
-
-def next_domain() -> int:
-    return 20 + (os.getpid() * 11 + 97 + next(_domains)) % 180
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +79,8 @@ def scene(tmp_path_factory):
 
 
 # --------------------------------------------------------------------------- the rig
+
+
 class LogRecorder:
     """Stands in for the node's rclpy logger: records every line, then forwards it
     (one call site per severity: rclpy's logger insists on that)."""
@@ -119,7 +115,7 @@ class LogRecorder:
             return [t for lvl, t in self.lines if lvl == "warning" and needle in t]
 
 
-class Rig:
+class Rig(DdsRig):
     """An in-process node with the real Mapper, a DDS subscriber for its outputs,
     and helpers to feed (possibly broken) frames and check the invariants."""
 
@@ -127,8 +123,7 @@ class Rig:
         self.scene = scene
         self.frames = scene["frames"]
         self.intr = self.frames[0].intrinsics
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx, domain_id=next_domain())
+        self.open_context()
         p = dict(num_classes=NUM_CLASSES, engine_config=str(scene["engine"]), device="cpu",
                  load_on_start=True, map_path=str(scene["map"]), training_enabled=False,
                  publish_rate=10.0, render_scale=1.0, status_rate=0.0, mesh_period=0.0,
@@ -145,11 +140,7 @@ class Rig:
         self.semantic = []
         self.io.create_subscription(Image, "/semnerf_node/semantic", self.semantic.append,
                                     QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
-        self.ex = MultiThreadedExecutor(num_threads=3, context=self.ctx)
-        self.ex.add_node(self.node)
-        self.ex.add_node(self.io)
-        self.thread = threading.Thread(target=self.ex.spin, daemon=True)
-        self.thread.start()
+        self.spin(threads=3)
         assert wait(lambda: self.node.outputs.images["semantic"].get_subscription_count() > 0, 10), "no DDS match"
         self.k = 0                         # next scene frame
         self.injected = 0                  # frames put straight into the intake (not from the synchronizer)
@@ -241,36 +232,10 @@ class Rig:
                                for m in list(self.semantic)), 15)
         assert got, f"no ~/semantic output for the good frame at {want} ({len(self.semantic)} outputs)"
 
-    def close(self):
-        self.node.close()
-        self.ex.shutdown(timeout_sec=2.0)
-        self.node.destroy_node()
-        self.io.destroy_node()
-        rclpy.shutdown(context=self.ctx)
-        self.thread.join(2.0)
-
-
-def wait(cond, timeout):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return cond()
-
 
 @pytest.fixture
 def rig(scene):
-    made = []
-
-    def make(**params):
-        r = Rig(scene, **params)
-        made.append(r)
-        return r
-
-    yield make
-    for r in made:
-        r.close()
+    yield from closing_factory(lambda **params: Rig(scene, **params))
 
 
 def image(arr, enc, like):
@@ -319,6 +284,8 @@ def run_faults(r, faults):
 
 
 # =========================================================================== 1..9: bad input
+
+
 def test_01_unsupported_encodings(rig):
     r = rig(use_depth=True, warn_period=0.3)
     before = r.map_state()
@@ -632,6 +599,8 @@ def test_09_pose_topic_stops_and_comes_back(rig):
 
 
 # =========================================================================== 10..14: files, engine
+
+
 class FullDisk:
     """A file object that writes about half of what it is given, then fails with ENOSPC."""
 
@@ -751,6 +720,8 @@ SLOW_WRITE_NODE = """\
 import sys, time
 from semnerf_ros.io import atomic as atomic_io
 real = atomic_io._open_temp_file
+
+
 class Slow:
     def __init__(self, f): self.f = f
     def write(self, data):
@@ -954,6 +925,8 @@ def test_14_corrupt_or_truncated_checkpoint(rig, scene, tmp_path):
 
 
 # =========================================================================== 15: start-up
+
+
 def test_15_malformed_yaml_and_wrong_parameter_types(tmp_path):
     """Each bad start-up configuration ends the node with exit code 2 and one clear message."""
     cases = {

@@ -10,7 +10,6 @@ YAML and -p, invalid parameters, SIGINT shutdown.
 """
 from __future__ import annotations
 
-import itertools
 import os
 import signal
 import subprocess
@@ -23,10 +22,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import rclpy  # a hard dependency: test/test_install.py names it when missing
+from dds_rig import DdsRig, closing_factory, next_domain, reliable, wait  # noqa: F401 (re-exported)
 from geometry_msgs.msg import PoseStamped  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
@@ -41,12 +40,6 @@ from semnerf_ros.ros.services import load_interfaces as _interfaces  # noqa: E40
 ROOT = Path(__file__).resolve().parents[1]
 W, H = 64, 48
 INTR = Intrinsics.from_hfov(W, H, 90.0)
-_domains = itertools.count()
-
-
-def next_domain() -> int:
-    """A ROS_DOMAIN_ID unlikely to be shared with a concurrent run (0..199)."""
-    return 20 + (os.getpid() * 7 + next(_domains)) % 180
 
 
 def require_interfaces():
@@ -57,11 +50,9 @@ def require_interfaces():
     return iface
 
 
-def reliable(depth=20):
-    return QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
-
-
 # --------------------------------------------------------------------------- fake mapper (tests only)
+
+
 class FakeMapper:
     """Records frames; "renders" the latest frame's labels resized to the request."""
 
@@ -142,6 +133,8 @@ class FakeMapper:
 
 
 # --------------------------------------------------------------------------- scene messages
+
+
 def scene_labels(i):
     lab = np.ones((H, W), np.uint8)
     lab[:, W // 3 + i % 5:] = 2
@@ -163,12 +156,11 @@ def frame_msgs(i, stamp, rng, jitter=0.003, frame_id="cam_optical", world="map")
     return rgb_msg, lab_msg, pose_msg, info
 
 
-class Harness:
+class Harness(DdsRig):
     """An in-process node (with a fake mapper) + a test node on one context."""
 
     def __init__(self, **params):
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx, domain_id=next_domain())
+        self.open_context()
         defaults = dict(num_classes=4, publish_rate=20.0, render_scale=0.5, mesh_period=0.0, slop=0.01,
                         warn_period=0.0, qos="reliable")
         defaults.update(params)
@@ -184,11 +176,7 @@ class Harness:
             self.io.create_subscription(Image, f"/semnerf_node/{k}", self.got[k].append, q)
         self.markers = []
         self.io.create_subscription(MarkerArray, "/semnerf_node/mesh", self.markers.append, reliable(2))
-        self.ex = MultiThreadedExecutor(num_threads=4, context=self.ctx)
-        self.ex.add_node(self.node)
-        self.ex.add_node(self.io)
-        self.thread = threading.Thread(target=self.ex.spin, daemon=True)
-        self.thread.start()
+        self.spin(threads=4)
         # both ends must have matched (a reader ignores data from a writer it has not matched yet)
         self.wait(lambda: all(p.get_subscription_count() > 0 for p in self.pubs.values())
                   and all(s.get_publisher_count() > 0 for s in self.node._subs.values()), 5)
@@ -203,46 +191,15 @@ class Harness:
         for t in order:
             self.pubs[t].publish(d[t])
 
-    @staticmethod
-    def wait(cond, timeout):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if cond():
-                return True
-            time.sleep(0.02)
-        return cond()
-
-    def call(self, srv_type, name, request, timeout=10.0):
-        cli = self.io.create_client(srv_type, name)
-        assert cli.wait_for_service(timeout_sec=5.0), name
-        fut = cli.call_async(request)
-        assert self.wait(fut.done, timeout), f"{name} did not answer"
-        return fut.result()
-
-    def close(self):
-        self.node.close()
-        self.ex.shutdown(timeout_sec=2.0)
-        self.node.destroy_node()
-        self.io.destroy_node()
-        rclpy.shutdown(context=self.ctx)
-        self.thread.join(2.0)
-
 
 @pytest.fixture
 def harness_factory():
-    made = []
-
-    def make(**params):
-        h = Harness(**params)
-        made.append(h)
-        return h
-
-    yield make
-    for h in made:
-        h.close()
+    yield from closing_factory(Harness)
 
 
 # =========================================================================== part 1: fake mapper
+
+
 def test_outputs_carry_input_stamp_and_frame(harness_factory):
     h = harness_factory()
     rng = np.random.default_rng(0)
@@ -426,6 +383,8 @@ def test_runtime_parameters(harness_factory):
     (dict(num_classes=4, use_camera_info=False), "fx"),
     (dict(num_classes=4, queue_size="ten"), "queue_size"),
 ])
+
+
 def test_startup_parameter_errors(params, name):
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=next_domain())

@@ -8,9 +8,6 @@ false``) so that renders are reproducible.
 """
 from __future__ import annotations
 
-import itertools
-import os
-import threading
 import time
 
 import numpy as np
@@ -18,8 +15,8 @@ import pytest
 import rclpy
 from boxroom import NUM_CLASSES, TINY_ENGINE, box_frames
 from builtin_interfaces.msg import Time
+from dds_rig import DdsRig, closing_factory, wait
 from nav_msgs.msg import Odometry
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
 from rosgraph_msgs.msg import Clock
 from std_srvs.srv import Trigger
@@ -31,20 +28,6 @@ from semnerf_ros.ros.node import SemNerfNode
 from semnerf_ros.ros.services import load_interfaces as _interfaces
 
 W, H = 32, 24
-_domains = itertools.count()
-
-
-def next_domain() -> int:
-    return 20 + (os.getpid() * 17 + 53 + next(_domains)) % 180
-
-
-def wait(cond, timeout):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return cond()
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +46,13 @@ def scene(tmp_path_factory):
     return {"engine": engine, "map": m.save(d / "trained.pt"), "frames": frames, "dir": d}
 
 
-class Rig:
+class Rig(DdsRig):
     """An in-process node with the real Mapper, a client node, a spinning executor."""
 
     def __init__(self, scene, **params):
         self.iface = _interfaces()
         assert self.iface is not None, "semnerf_ros interfaces are not built (test_install.py)"
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx, domain_id=next_domain())
+        self.open_context()
         p = dict(num_classes=NUM_CLASSES, engine_config=str(scene["engine"]), device="cpu", training_enabled=False,
                  publish_rate=0.0, status_rate=0.0, mesh_period=0.0, log_period=0.0, qos="reliable",
                  keyframe_min_translation=0.05, keyframe_min_rotation_deg=5.0, slop=0.01)
@@ -78,20 +60,14 @@ class Rig:
         self.node = SemNerfNode(context=self.ctx, parameter_overrides=[Parameter(k, value=v) for k, v in p.items()])
         self.mapper = self.node.mapper
         self.io = rclpy.create_node("real_mapper_probe", context=self.ctx)
-        self.ex = MultiThreadedExecutor(num_threads=3, context=self.ctx)
-        self.ex.add_node(self.node)
-        self.ex.add_node(self.io)
-        self.thread = threading.Thread(target=self.ex.spin, daemon=True)
-        self.thread.start()
+        self.spin(threads=3)
         self.intr = scene["frames"][0].intrinsics
         self.node._subs["camera_info"].callback(convert.camera_info_from_intrinsics(self.intr))
 
-    def call(self, srv_type, name, request, timeout=30.0):
-        cli = self.io.create_client(srv_type, f"/semnerf_node/{name}")
-        assert cli.wait_for_service(timeout_sec=10.0), name
-        fut = cli.call_async(request)
-        assert wait(fut.done, timeout), f"{name} did not answer"
-        return fut.result()
+    call_timeout, service_timeout = 30.0, 10.0
+
+    def call(self, srv_type, name, request, timeout=None):
+        return super().call(srv_type, f"/semnerf_node/{name}", request, timeout)
 
     def render_view(self, pose, scale=1.0, frame="map"):
         req = self.iface["RenderView"].Request()
@@ -121,27 +97,10 @@ class Rig:
                     timeout), \
             (n.ledger.frames_synced, n.ledger.frames_rejected, n.ledger.reject_counts)
 
-    def close(self):
-        self.node.close()
-        self.ex.shutdown(timeout_sec=2.0)
-        self.node.destroy_node()
-        self.io.destroy_node()
-        rclpy.shutdown(context=self.ctx)
-        self.thread.join(2.0)
-
 
 @pytest.fixture
 def rig(scene):
-    made = []
-
-    def make(**params):
-        r = Rig(scene, **params)
-        made.append(r)
-        return r
-
-    yield make
-    for r in made:
-        r.close()
+    yield from closing_factory(lambda **params: Rig(scene, **params))
 
 
 def images(resp):
@@ -159,6 +118,8 @@ def assert_is_render(got, r):
 
 
 # =========================================================================== render_view, save_map, load_map
+
+
 def test_render_view_save_and_load_through_the_real_mapper(rig, scene, tmp_path):
     r = rig(load_on_start=True, map_path=str(scene["map"]))
     a_pose, b_pose = scene["frames"][0].pose, scene["frames"][6].pose     # 3 classes each
@@ -225,6 +186,8 @@ def test_the_load_rule_through_the_node(rig, scene, caplog):
 
 
 # =========================================================================== input paths
+
+
 def body_pose(T_optical):
     """The same camera as a REP-103 body frame (x forward, y left, z up), built by hand:
     forward = optical z, left = -optical x, up = -optical y."""

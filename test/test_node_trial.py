@@ -10,7 +10,6 @@ bag is in test_readme_node.py.
 """
 from __future__ import annotations
 
-import itertools
 import os
 import re
 import signal
@@ -23,6 +22,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from dds_rig import DdsRig, closing_factory, next_domain, reliable, wait
 
 rclpy = pytest.importorskip("rclpy")
 
@@ -45,28 +45,9 @@ W, H = 32, 24
 INTR = Intrinsics.from_hfov(W, H, 90.0)
 IFACE = _interfaces()
 needs_interfaces = pytest.mark.skipif(IFACE is None, reason="the package's ROS interfaces are not built")
-_domains = itertools.count()
-
-
-def next_domain() -> int:
-    """A ROS_DOMAIN_ID unlikely to be shared with a concurrent run (0..199)."""
-    return 20 + (os.getpid() * 11 + 3 + next(_domains)) % 180
-
-
-def reliable(depth=50):
-    return QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
-
-
-def wait(cond, timeout=5.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
-
-
 # --------------------------------------------------------------------------- fake mapper (tests only)
+
+
 class FakeMapper:
     """Keeps frames; "renders" the latest frame's labels; a mesh of 4 triangles.
     ``extract_seconds``: how long extract_mesh works (polling ``cancel``)."""
@@ -149,6 +130,8 @@ class FakeMapper:
 
 
 # --------------------------------------------------------------------------- messages
+
+
 def frame_msgs(i, stamp, frame_id="cam_optical", size=(H, W)):
     h, w = size
     lab = np.ones((h, w), np.uint8)
@@ -164,12 +147,11 @@ def frame_msgs(i, stamp, frame_id="cam_optical", size=(H, W)):
             "camera_info": convert.camera_info_from_intrinsics(INTR, convert.make_header(stamp, frame_id))}
 
 
-class Harness:
+class Harness(DdsRig):
     """An in-process node (fake mapper) and a test node ``io`` on one private context."""
 
     def __init__(self, inputs=("rgb", "labels", "pose", "camera_info"), **params):
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx, domain_id=next_domain())
+        self.open_context()
         values = dict(num_classes=4, publish_rate=20.0, render_scale=0.5, mesh_period=0.0, slop=0.01,
                       warn_period=0.0, qos="reliable", status_rate=0.0, log_period=0.0)
         values.update(params)
@@ -178,12 +160,8 @@ class Harness:
                                 parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
         self.io = rclpy.create_node("trial", context=self.ctx)
         types = {"rgb": Image, "labels": Image, "depth": Image, "pose": PoseStamped, "camera_info": CameraInfo}
-        self.pubs = {t: self.io.create_publisher(types[t], t, reliable()) for t in inputs}
-        self.ex = MultiThreadedExecutor(num_threads=4, context=self.ctx)
-        self.ex.add_node(self.node)
-        self.ex.add_node(self.io)
-        self.thread = threading.Thread(target=self.ex.spin, daemon=True)
-        self.thread.start()
+        self.pubs = {t: self.io.create_publisher(types[t], t, reliable(50)) for t in inputs}
+        self.spin(threads=4)
         assert wait(lambda: all(p.get_subscription_count() > 0 for p in self.pubs.values())
                     and all(self.node._subs[t].get_publisher_count() > 0 for t in inputs), 10)
         if "camera_info" in inputs:
@@ -193,7 +171,7 @@ class Harness:
 
     def subscribe(self, topic, msg_type=Image, qos=None):
         got = []
-        self.io.create_subscription(msg_type, topic, got.append, qos or reliable())
+        self.io.create_subscription(msg_type, topic, got.append, qos or reliable(50))
         return got
 
     def send(self, msgs, order=("camera_info", "pose", "labels", "rgb")):
@@ -206,34 +184,10 @@ class Harness:
             self.send(frame_msgs(i, t0 + i / 10.0, **kw))
             time.sleep(0.03)
 
-    def call(self, srv_type, name, request, timeout=10.0):
-        cli = self.io.create_client(srv_type, name)
-        assert cli.wait_for_service(timeout_sec=5.0), name
-        fut = cli.call_async(request)
-        assert wait(fut.done, timeout), f"{name} did not answer"
-        return fut.result()
-
-    def close(self):
-        self.node.close()
-        self.ex.shutdown(timeout_sec=2.0)
-        self.node.destroy_node()
-        self.io.destroy_node()
-        rclpy.shutdown(context=self.ctx)
-        self.thread.join(2.0)
-
 
 @pytest.fixture
 def make():
-    made = []
-
-    def factory(**params):
-        h = Harness(**params)
-        made.append(h)
-        return h
-
-    yield factory
-    for h in made:
-        h.close()
+    yield from closing_factory(Harness)
 
 
 def warnings_in(text: str) -> list:
@@ -241,6 +195,8 @@ def warnings_in(text: str) -> list:
 
 
 # =========================================================================== bug 1: say which input is missing
+
+
 def test_bug1_input_without_publisher_is_named_with_the_fix(make, capfd):
     """use_depth is on and nothing publishes depth: the node says so, naming the topic and the
     two ways out, instead of blaming the pose queue."""
@@ -290,6 +246,8 @@ def test_bug1_quiet_when_frames_synchronize(make, capfd):
 
 
 # =========================================================================== bug 3: paused rate
+
+
 def test_bug3_training_rate_reads_zero_once_paused(monkeypatch):
     """Mapper.stats(): the rate is measured up to now, so a paused trainer reads 0."""
     sys.path.insert(0, str(Path(__file__).parent))
@@ -321,6 +279,8 @@ def test_bug3_progress_log_says_paused(make, capfd):
 
 
 # =========================================================================== bug 4: the right topic blamed
+
+
 def test_bug4_size_mismatch_blames_the_odd_one_out():
     # rgb 100x100, labels and camera_info 160x120 (the issue's case)
     assert size_mismatch({"rgb": (100, 100), "labels": (120, 160)}, (120, 160)) == \
@@ -428,6 +388,8 @@ def test_bug6_render_view_on_empty_and_replaced_maps(make, tmp_path):
 
 
 # =========================================================================== bug 8: integer for a double at run time
+
+
 def test_bug8_integer_for_double_parameter_at_runtime(make):
     from rcl_interfaces.msg import Parameter as ParameterMsg
     from rcl_interfaces.msg import ParameterType, ParameterValue
@@ -452,6 +414,8 @@ def test_bug8_integer_for_double_parameter_at_runtime(make):
 
 
 # =========================================================================== bug 9: throttle per problem
+
+
 def test_bug9_different_problems_of_one_reason_are_each_logged(make, capfd):
     h = make(warn_period=60.0)
     h.stream(1)
@@ -506,6 +470,8 @@ def test_bug10_timers_run_when_sim_time_is_frozen(make, capfd):
 
 
 # =========================================================================== bug 11: one render per input stamp
+
+
 def test_bug11_no_render_published_twice_with_one_stamp(make):
     h = make(publish_rate=20.0)
     semantic = h.subscribe("/semnerf_node/semantic")
@@ -530,6 +496,8 @@ def test_bug11_no_render_published_twice_with_one_stamp(make):
 
 
 # =========================================================================== camera_info beside the renders
+
+
 def test_rendered_images_come_with_camera_info(make):
     h = make(render_scale=0.5)
     depth = h.subscribe("/semnerf_node/depth")
@@ -544,6 +512,8 @@ def test_rendered_images_come_with_camera_info(make):
 
 
 # =========================================================================== bug 7: Ctrl-C during an export
+
+
 def test_bug7_shutdown_cancels_a_running_export(make, tmp_path, capfd):
     """In-process: begin_shutdown cancels the export at its next chunk; the service answers
     that nothing was written; nothing is left in the directory."""
@@ -700,6 +670,8 @@ def test_bug7_sigint_during_export_cancels_it_and_exits_fast(tmp_path):
 
 
 # =========================================================================== CPU profile
+
+
 def test_cpu_profile_taken_on_a_cpu_and_logged(capfd):
     """No engine_config on a CPU: the node takes config/engine_cpu.yaml and says so;
     engine_config may name a file of the package's config/ folder by its bare name."""
