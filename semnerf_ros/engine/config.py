@@ -118,6 +118,13 @@ DEFAULTS: dict[str, Any] = {
         "semantic_loss": "ce",       # ce (the paper) | gce (generalized CE) | bootstrap (soft bootstrapping)
         "semantic_loss_q": 0.7,      # gce exponent q / bootstrap weight of the given label
         "semantic_geometry_grad": False,  # false: the semantic loss trains the semantic branch only (hash field)
+        "label_fusion": False,       # true: train on per-voxel label votes of all keyframes' depth pixels: a
+                                     # decided voxel's winner, no label where it is ambiguous, else the pixel's
+                                     # label (engine/label_fusion.py; on for the fast field)
+        "label_fusion_cell": 0.04,   # fusion voxel edge (m)
+        "label_fusion_min_count": 3, # votes a voxel needs before its winner replaces pixel labels ...
+        "label_fusion_margin": 2.0,  # ... and how many times the runner-up's votes the winner needs
+        "label_fusion_stride": 1,    # every stride-th pixel (each direction) of a keyframe votes
         "mixed_precision": "auto",   # auto | true | false (bf16 autocast on CUDA for the hash field)
         "cuda_graph": "auto",        # auto | true | false: replay the training step from a CUDA graph (CUDA)
         "eps_adam": 1e-15,
@@ -152,7 +159,7 @@ HASH_PRESET: dict[str, Any] = {
     # finest 2048 cells: ~1 cm in the 20 m cube that automatic bounds give with the 10 m far plane
     "model": {"chunk": 32768, "netchunk": 1048576, "hash": {"finest_resolution": 2048}},
     "render": {"N_rays": 4096},
-    "train": {"lrate": 1e-2, "lrate_decay": 100e3, "wgt_depth": 0.05},
+    "train": {"lrate": 1e-2, "lrate_decay": 100e3, "wgt_depth": 0.05, "label_fusion": True},
 }
 
 # ... and on a machine without a GPU, where the GPU-sized hash field takes

@@ -41,6 +41,7 @@ from .config import make_config
 from .frame import Frame
 from .geometry import Intrinsics, camera_rays, depth_points_world, points_seen_by_views, validate_pose
 from .keyframes import KeyframePolicy, RayBatch, ReplayBuffer
+from .label_fusion import VoxelLabelFusion
 from .models import SemanticModel, build_model, losses_to_floats
 from .render import semantic_entropy, semantic_probabilities
 from .trainer import WARMUP_STEPS, Trainer
@@ -165,6 +166,7 @@ class Mapper:
         self.policy = KeyframePolicy(mp["min_translation"], mp["min_rotation_deg"], mp["max_overlap"],
                                      mp["keyframe_policy"])
         self.buffer = ReplayBuffer(mp["max_keyframes"], self._storage_device(), mp["eviction"], mp["recent_window"])
+        self.fusion = self._make_fusion()
         if bounds is None and isinstance(self.cfg["render"]["scene_bounds"], (list, tuple)):
             bounds = self.cfg["render"]["scene_bounds"]
         self._explicit_bounds = bounds is not None
@@ -217,6 +219,42 @@ class Mapper:
         self._pending_losses = None
         self.train_seconds = 0.0
         self._step_times: deque = deque(maxlen=200)
+
+    def _make_fusion(self) -> Optional[VoxelLabelFusion]:
+        """The multi-view label votes (``train.label_fusion``), or None."""
+        tr = self.cfg["train"]
+        if not tr["label_fusion"] or not self.cfg["experiment"]["enable_semantic"]:
+            return None
+        return VoxelLabelFusion(self.num_classes, tr["label_fusion_cell"], self.device,
+                                tr["label_fusion_min_count"], tr["label_fusion_margin"])
+
+    def _fuse(self, depth: Optional[np.ndarray], labels: Optional[np.ndarray], intrinsics: Intrinsics,
+              pose) -> None:
+        """Cast a keyframe's label votes (under the map lock; no-op without fusion or depth)."""
+        if self.fusion is None or depth is None or labels is None:
+            return
+        t0 = time.perf_counter()
+        was_full = self.fusion.full
+        self.fusion.integrate_depth(depth, labels, intrinsics, pose, int(self.cfg["train"]["label_fusion_stride"]))
+        if self.fusion.full and not was_full:
+            log.warning("label fusion holds %d voxels, its bound: new surface keeps its pixel labels "
+                        "(raise train.label_fusion_cell)", len(self.fusion))
+        self._timings["fuse"].append(time.perf_counter() - t0)
+
+    def _refuse_keyframes(self) -> None:
+        """Rebuild the label votes from the buffered keyframes (a map file without them)."""
+        if self.fusion is None:
+            return
+        self.fusion.clear()
+        buf = self.buffer
+        for slot in buf.order:
+            if not buf.has_depth_host[slot]:
+                continue
+            fx, fy, cx, cy = (float(v) for v in buf.K_host[slot])
+            h, w = buf.intrinsics.shape
+            self.fusion.integrate_depth(buf.depth[slot].float().cpu().numpy(), buf.labels[slot].cpu().numpy(),
+                                        Intrinsics(fx, fy, cx, cy, w, h), buf.poses_host[slot],
+                                        int(self.cfg["train"]["label_fusion_stride"]))
 
     def _build_model(self, bounds: np.ndarray) -> None:
         self.model = build_model(self.cfg, self.num_classes, bounds).to(self.device)
@@ -302,6 +340,7 @@ class Mapper:
                 self._build_model(self._auto_bounds(frame))
                 log.info("scene bounds set from the first keyframe: %s", np.round(self.scene_bounds, 2).tolist())
             kid, evicted = self.buffer.add(frame)
+            self._fuse(depth, frame.labels, frame.intrinsics, frame.pose)
             self.policy.accept(frame.pose, frame.intrinsics)
             self.keyframes_added += 1
         return FrameDecision(True, reason, kid, evicted)
@@ -355,6 +394,8 @@ class Mapper:
             if batch.origins.device != self.device:
                 batch = type(batch)(*(None if x is None else x.to(self.device) for x in
                                       (batch.origins, batch.dirs, batch.rgb, batch.labels, batch.depth)))
+            if self.fusion is not None:
+                batch.labels = self.fusion.relabel(batch.origins, batch.dirs, batch.depth, batch.labels)
             losses = self.trainer.step(batch, lr, self.generator)
         except torch.cuda.OutOfMemoryError:
             self.trainer.optimizer.zero_grad(set_to_none=True)
@@ -603,6 +644,7 @@ class Mapper:
             "step_errors": self.step_errors,
             "timing_ms": self.timing_summary(),
             "cuda_graph": bool(self.trainer is not None and self.trainer.graph_active),
+            "label_fusion": None if self.fusion is None else self.fusion.stats(),
             **self._read_losses(),
         }
 
@@ -636,6 +678,7 @@ class Mapper:
                 "counters": {"step": self.step_count, "frames_added": self.frames_added,
                              "keyframes_added": self.keyframes_added, "n_rays": self.n_rays},
                 "grid_updates": getattr(getattr(self.model, "grid", None), "updates", 0),
+                "label_fusion": None if self.fusion is None else self.fusion.state_dict(),
             }
 
     def save(self, path) -> Path:
@@ -688,6 +731,9 @@ class Mapper:
             if grid is not None:
                 grid.updates = int(state.get("grid_updates", 0))
         m._load_keyframes(state["buffer"])
+        saved = state.get("label_fusion")
+        if m.fusion is not None and not (saved is not None and m.fusion.load_state_dict(saved)):
+            m._refuse_keyframes()   # no votes in the file, or cast with another voxel size
         m.policy.load_state_dict(state["policy"])
         c = state["counters"]
         m.step_count = int(c["step"])
@@ -754,7 +800,7 @@ class Mapper:
         with self._priority_lock():
             if other.num_classes != self.num_classes:
                 raise MapFileError(f"map file {path} has {other.num_classes} classes, this map {self.num_classes}")
-            for name in ("cfg", "class_names", "policy", "buffer", "model", "trainer", "n_rays", "step_count",
+            for name in ("cfg", "class_names", "policy", "buffer", "fusion", "model", "trainer", "n_rays", "step_count",
                          "frames_added", "keyframes_added", "_explicit_bounds"):
                 setattr(self, name, getattr(other, name))
             self.last_losses = {}
@@ -767,6 +813,8 @@ class Mapper:
         """Forget everything learnt and every keyframe (configuration kept)."""
         with self._priority_lock():
             self.buffer.clear()
+            if self.fusion is not None:
+                self.fusion.clear()
             self.policy.reset()
             bounds = self.scene_bounds if self._explicit_bounds else None
             self.model = None

@@ -1,0 +1,194 @@
+"""Multi-view label fusion: per-voxel label counts that replace noisy training labels.
+
+Semantic-NeRF denoises labels because its MLPs cannot represent labels that
+disagree between views.  A fast hash field can, given enough steps, so a map
+trained on raw noisy pixels slowly memorises the noise (issue 12).  This
+module restores the multi-view vote explicitly, as classical label fusion
+does (Kimera-Semantics counts labels per voxel; here only to make the
+training target, the map is still the field):
+
+* :meth:`VoxelLabelFusion.integrate` back-projects a frame's labelled depth
+  pixels to world points and adds one vote per pixel to the histogram of the
+  voxel (``cell`` metres, world-axis aligned) that holds it.  Voxels are kept
+  sparse: a sorted tensor of packed integer keys and a (voxels, classes) count
+  table, on the training device.  Votes are never removed: a keyframe evicted
+  from the replay buffer keeps its evidence.
+* :meth:`VoxelLabelFusion.relabel` is called on every training batch: a ray
+  whose keyframe has depth looks up the voxel of its depth point.  A
+  *decided* voxel -- at least ``min_count`` votes and a winning class with at
+  least ``margin`` times the votes of the runner-up -- gives the winning class
+  instead of the pixel's label.  An *ambiguous* one -- enough votes but no
+  clear winner, typically two objects meeting inside the voxel -- gives void,
+  so the ray trains colour and depth but no label and the field fills the
+  boundary from its neighbours.  A voxel with fewer than ``min_count`` votes
+  (newly seen surface) keeps the pixel's label, and so do rays without depth
+  (RGB-only input).  Measured on generated rooms with 50 % pixel noise (60
+  views, 4 cm voxels): the targets are 99.6 % right with 1.4 % of the pixels
+  voided, against 50 % right before fusion (docs/label_quality.md).
+
+Everything is tensor code without host synchronisation in :meth:`relabel`,
+so it runs before a CUDA-graph-replayed step without stalling it; on a CPU it
+runs the same code.  Void (class 0) pixels cast no vote.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .geometry import Intrinsics
+
+_AXIS_BITS = 21                       # bits per voxel coordinate in a packed key
+_AXIS_OFFSET = 1 << (_AXIS_BITS - 1)  # coordinates in [-2**20, 2**20) voxels
+
+
+class VoxelLabelFusion:
+    """Sparse per-voxel label histograms; see the module docstring.
+
+    Args:
+        num_classes: class ids 0..num_classes-1, 0 = void (casts no vote).
+        cell: voxel edge (m, world frame).
+        device: where the tables live (the training device).
+        min_count: votes a voxel needs before its winner replaces pixel labels.
+        margin: the winner needs at least this many times the runner-up's votes.
+        max_voxels: bound on the table; past it new voxels are not created (their
+            rays keep their pixel labels) and :attr:`full` is set.
+    """
+
+    def __init__(self, num_classes: int, cell: float, device, min_count: int = 3, margin: float = 2.0,
+                 max_voxels: int = 4_000_000):
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        if not cell > 0:
+            raise ValueError(f"label fusion cell must be > 0 m, got {cell}")
+        self.num_classes = int(num_classes)
+        self.cell = float(cell)
+        self.device = torch.device(device)
+        self.min_count = max(int(min_count), 1)
+        self.margin = float(margin)
+        self.max_voxels = int(max_voxels)
+        self.full = False
+        self.votes = 0
+        self.clear()
+
+    # ------------------------------------------------------------------ state
+    def clear(self) -> None:
+        self.keys = torch.zeros(0, dtype=torch.int64, device=self.device)          # sorted
+        self.counts = torch.zeros(0, self.num_classes, dtype=torch.float32, device=self.device)
+        self.full = False
+        self.votes = 0
+
+    def __len__(self) -> int:
+        return int(self.keys.numel())
+
+    def memory_bytes(self) -> int:
+        return self.keys.numel() * 8 + self.counts.numel() * 4
+
+    def state_dict(self) -> dict:
+        return {"cell": self.cell, "keys": self.keys.cpu(), "counts": self.counts.to(torch.int32).cpu(),
+                "votes": self.votes}
+
+    def load_state_dict(self, state: dict) -> bool:
+        """Load saved tables (True); tables cast with another voxel size or class count
+        are ignored (False), so the caller rebuilds the votes from its keyframes."""
+        if abs(float(state.get("cell", -1)) - self.cell) > 1e-9 or \
+                state["counts"].shape[1:] != (self.num_classes,):
+            return False
+        self.keys = state["keys"].to(self.device, torch.int64)
+        self.counts = state["counts"].to(self.device, torch.float32)
+        self.votes = int(state.get("votes", 0))
+        return True
+
+    # ------------------------------------------------------------------ keys
+    def _keys(self, points: torch.Tensor) -> torch.Tensor:
+        """Packed int64 keys of the voxels holding ``points`` (N, 3, world metres)."""
+        ijk = torch.floor(points / self.cell).to(torch.int64).clamp(-_AXIS_OFFSET, _AXIS_OFFSET - 1) + _AXIS_OFFSET
+        return (ijk[:, 0] << (2 * _AXIS_BITS)) | (ijk[:, 1] << _AXIS_BITS) | ijk[:, 2]
+
+    # ------------------------------------------------------------------ votes
+    def integrate(self, points: torch.Tensor, labels: torch.Tensor) -> int:
+        """Add one vote of ``labels[i]`` (class ids) to the voxel of ``points[i]`` (world m);
+        void and non-finite points are skipped.  Returns the votes cast."""
+        points = torch.as_tensor(points, dtype=torch.float32, device=self.device).reshape(-1, 3)
+        labels = torch.as_tensor(labels, device=self.device).reshape(-1).long()
+        ok = (labels > 0) & (labels < self.num_classes) & torch.isfinite(points).all(-1)
+        points, labels = points[ok], labels[ok]
+        if labels.numel() == 0:
+            return 0
+        uk, inv = torch.unique(self._keys(points), return_inverse=True)
+        if self.keys.numel():
+            pos = torch.searchsorted(self.keys, uk).clamp(max=self.keys.numel() - 1)
+            new = uk[self.keys[pos] != uk]
+        else:
+            new = uk
+        room = self.max_voxels - self.keys.numel()
+        if new.numel() > room:
+            self.full = True
+            new = new[:max(room, 0)]
+        if new.numel():
+            keys = torch.cat([self.keys, new])
+            order = torch.argsort(keys)
+            self.keys = keys[order]
+            self.counts = torch.cat([self.counts, self.counts.new_zeros(new.numel(), self.num_classes)])[order]
+        pos = torch.searchsorted(self.keys, uk).clamp(max=self.keys.numel() - 1)
+        known = (self.keys[pos] == uk)[inv]       # False only for voxels refused when full
+        slot = pos[inv][known]
+        self.counts.index_put_((slot, labels[known]), torch.ones_like(slot, dtype=torch.float32), accumulate=True)
+        cast = int(slot.numel())
+        self.votes += cast
+        return cast
+
+    def integrate_depth(self, depth: np.ndarray, labels: np.ndarray, intrinsics: Intrinsics, pose_c2w,
+                        stride: int = 1) -> int:
+        """Votes of a z-depth image (H, W metres; 0/NaN = none) and its label image (H, W),
+        every ``stride``-th pixel, camera-to-world ``pose_c2w`` (optical axes)."""
+        h, w = intrinsics.shape
+        if depth.shape[:2] != (h, w) or labels.shape[:2] != (h, w):
+            raise ValueError(f"depth {depth.shape[:2]} and labels {labels.shape[:2]} must be {(h, w)}")
+        vs, us = np.mgrid[0:h:stride, 0:w:stride]
+        z = np.asarray(depth, np.float32)[vs, us]
+        lab = np.asarray(labels)[vs, us]
+        ok = np.isfinite(z) & (z > 0) & (lab > 0)
+        z, us, vs, lab = z[ok], us[ok], vs[ok], lab[ok]
+        pc = np.stack([(us - intrinsics.cx) / intrinsics.fx * z, (vs - intrinsics.cy) / intrinsics.fy * z, z], -1)
+        T = np.asarray(pose_c2w, np.float32)
+        pw = pc @ T[:3, :3].T + T[:3, 3]
+        return self.integrate(torch.from_numpy(np.ascontiguousarray(pw, np.float32)),
+                              torch.from_numpy(lab.astype(np.int64)))
+
+    # ------------------------------------------------------------------ targets
+    def lookup(self, points: torch.Tensor, valid: Optional[torch.Tensor] = None):
+        """(winner (N,) int64, decided (N,) bool, votes (N,) float) of the voxels of ``points``."""
+        n = points.shape[0]
+        if self.keys.numel() == 0:
+            zero = torch.zeros(n, dtype=torch.int64, device=points.device)
+            return zero, torch.zeros(n, dtype=torch.bool, device=points.device), zero.float()
+        k = self._keys(points)
+        pos = torch.searchsorted(self.keys, k).clamp(max=self.keys.numel() - 1)
+        found = self.keys[pos] == k
+        if valid is not None:
+            found = found & valid
+        c = self.counts[pos]
+        top = torch.topk(c, 2, dim=-1)
+        total = c.sum(-1)
+        decided = found & (total >= self.min_count) & (top.values[:, 0] >= self.margin * top.values[:, 1])
+        return top.indices[:, 0], decided, torch.where(found, total, torch.zeros_like(total))
+
+    def relabel(self, origins: torch.Tensor, dirs: torch.Tensor, depth: Optional[torch.Tensor],
+                labels: torch.Tensor) -> torch.Tensor:
+        """Training labels (R,) for rays ``origins + t * dirs`` (dirs with camera z = 1) whose
+        keyframes gave z-depth ``depth`` (R,; 0 = none): the fused winner where the depth
+        point's voxel is decided, void (0) where it is ambiguous, else ``labels``.  Void
+        pixel labels stay void.  No host sync."""
+        if depth is None or self.keys.numel() == 0:
+            return labels
+        points = origins + dirs * depth[:, None]
+        winner, decided, votes = self.lookup(points, valid=(depth > 0) & (labels > 0))
+        ambiguous = ~decided & (votes >= self.min_count)
+        out = torch.where(decided, winner, labels)
+        return torch.where(ambiguous, torch.zeros_like(out), out)
+
+    def stats(self) -> dict:
+        return {"voxels": len(self), "votes": self.votes, "cell_m": self.cell, "full": self.full,
+                "memory_mb": self.memory_bytes() / 2 ** 20}

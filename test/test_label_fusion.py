@@ -1,0 +1,150 @@
+"""Multi-view label fusion (engine/label_fusion.py): votes per voxel, the decision rule,
+the relabelling of training rays, and its life in a Mapper (keyframes, save/load, reset)."""
+import numpy as np
+import pytest
+import torch
+from boxroom import NUM_CLASSES, box_frames
+
+from semnerf_ros.engine.config import make_config
+from semnerf_ros.engine.label_fusion import VoxelLabelFusion
+from semnerf_ros.engine.mapper import Mapper
+
+
+def votes(fusion, point, labels):
+    p = torch.tensor([point] * len(labels), dtype=torch.float32)
+    return fusion.integrate(p, torch.tensor(labels))
+
+
+def test_votes_decide_a_voxel_only_with_enough_votes_and_a_clear_winner():
+    f = VoxelLabelFusion(5, cell=0.1, device="cpu", min_count=3, margin=2.0)
+    assert votes(f, (0.05, 0.05, 0.05), [2, 2]) == 2
+    winner, decided, total = f.lookup(torch.tensor([[0.01, 0.09, 0.02]]))
+    assert winner.item() == 2 and not decided.item() and total.item() == 2      # 2 votes < min_count
+    votes(f, (0.05, 0.05, 0.05), [2, 3])
+    winner, decided, total = f.lookup(torch.tensor([[0.05, 0.05, 0.05]]))
+    assert decided.item() and total.item() == 4                                   # 3 vs 1: 3 >= 2 * 1
+    votes(f, (0.05, 0.05, 0.05), [3])
+    assert not f.lookup(torch.tensor([[0.05, 0.05, 0.05]]))[1].item()            # 3 vs 2: no clear winner
+    # void casts no vote, non-finite points are skipped; another voxel is separate
+    assert votes(f, (0.05, 0.05, 0.05), [0, 0]) == 0
+    assert f.integrate(torch.tensor([[np.nan, 0.0, 0.0]]), torch.tensor([1])) == 0
+    votes(f, (-0.05, 0.05, 0.05), [4, 4, 4])
+    assert len(f) == 2 and f.votes == 8
+    winner, decided, _ = f.lookup(torch.tensor([[-0.01, 0.01, 0.01], [0.5, 0.5, 0.5]]))
+    assert winner[0].item() == 4 and decided.tolist() == [True, False]          # unseen voxel: undecided
+
+
+def test_keys_are_sorted_and_counts_follow_their_voxels_when_new_voxels_arrive():
+    f = VoxelLabelFusion(4, cell=1.0, device="cpu", min_count=1)
+    rng = np.random.default_rng(0)
+    cells = rng.integers(-50, 50, size=(200, 3))
+    truth = {}
+    for batch in np.array_split(np.arange(200), 7):           # several merges of new voxels
+        lab = rng.integers(1, 4, size=len(batch))
+        f.integrate(torch.tensor(cells[batch] + 0.5, dtype=torch.float32), torch.tensor(lab))
+        for c, lab_i in zip(map(tuple, cells[batch]), lab):
+            truth.setdefault(c, np.zeros(4))[lab_i] += 1
+    assert torch.all(f.keys[1:] > f.keys[:-1])
+    pts = torch.tensor(np.array(list(truth)) + 0.5, dtype=torch.float32)
+    pos = torch.searchsorted(f.keys, f._keys(pts))
+    np.testing.assert_array_equal(f.counts[pos].numpy(), np.array(list(truth.values())))
+
+
+def test_relabel_replaces_noisy_labels_of_a_seen_surface_and_leaves_the_rest():
+    """Ten noisy views of the box room vote; a ray batch with 50 % wrong labels is relabelled
+    to the clean labels wherever its voxel is decided, and rays without depth keep theirs."""
+    frames = box_frames(10, 48, 36)
+    rng = np.random.default_rng(1)
+    f = VoxelLabelFusion(NUM_CLASSES, cell=0.15, device="cpu", min_count=3, margin=2.0)
+    for fr in frames:
+        noisy = fr.labels.copy()
+        flip = rng.random(noisy.shape) < 0.5
+        noisy[flip] = rng.integers(1, NUM_CLASSES, size=flip.sum())
+        f.integrate_depth(fr.depth, noisy, fr.intrinsics, fr.pose)
+    fr = frames[3]
+    h, w = fr.intrinsics.shape
+    v, u = np.mgrid[0:h, 0:w]
+    d_cam = np.stack([(u - fr.intrinsics.cx) / fr.intrinsics.fx, (v - fr.intrinsics.cy) / fr.intrinsics.fy,
+                      np.ones((h, w))], -1).reshape(-1, 3)
+    dirs = torch.tensor(d_cam @ fr.pose[:3, :3].T, dtype=torch.float32)
+    origins = torch.tensor(fr.pose[:3, 3], dtype=torch.float32).expand_as(dirs)
+    clean = torch.tensor(fr.labels.reshape(-1), dtype=torch.int64)
+    noisy = clean.clone()
+    flip = torch.rand(clean.shape, generator=torch.Generator().manual_seed(2)) < 0.5
+    noisy[flip] = (clean[flip] % (NUM_CLASSES - 1)) + 1                         # always wrong
+    depth = torch.tensor(fr.depth.reshape(-1), dtype=torch.float32)
+    out = f.relabel(origins, dirs, depth, noisy)
+    noisy_acc = (noisy == clean).float().mean().item()
+    kept = out > 0                                                                # ambiguous voxels: void
+    fused_acc = (out[kept] == clean[kept]).float().mean().item()
+    assert noisy_acc < 0.55 and fused_acc > 0.95 and kept.float().mean() > 0.8, (noisy_acc, fused_acc)
+    # an ambiguous voxel (enough votes, no clear winner) voids its rays' labels; a fresh one keeps them
+    g = VoxelLabelFusion(5, cell=1.0, device="cpu", min_count=3, margin=2.0)
+    votes(g, (0.5, 0.5, 0.5), [1, 1, 2, 2])
+    votes(g, (1.5, 0.5, 0.5), [3])
+    o = torch.zeros(3, 3)
+    d = torch.tensor([[0.5, 0.5, 0.5], [1.5, 0.5, 0.5], [2.5, 0.5, 0.5]])      # depth 1: the points themselves
+    assert g.relabel(o, d, torch.ones(3), torch.tensor([4, 4, 4])).tolist() == [0, 4, 4]
+    # a ray without depth, or an unlabelled (void) one, is never relabelled
+    depth[:100] = 0
+    noisy[100:200] = 0
+    out = f.relabel(origins, dirs, depth, noisy)
+    assert torch.equal(out[:200], noisy[:200])
+    assert f.relabel(origins, dirs, None, noisy) is noisy
+
+
+def test_a_full_table_refuses_new_voxels_but_keeps_counting_known_ones():
+    f = VoxelLabelFusion(3, cell=1.0, device="cpu", max_voxels=2)
+    f.integrate(torch.tensor([[0.5, 0, 0], [1.5, 0, 0], [2.5, 0, 0]]), torch.tensor([1, 1, 1]))
+    assert len(f) == 2 and f.full and f.votes == 2
+    f.integrate(torch.tensor([[0.5, 0, 0]]), torch.tensor([2]))
+    assert f.votes == 3
+
+
+def tiny_cfg(fusion=True):
+    return make_config({
+        "experiment": {"device": "cpu", "seed": 0},
+        "model": {"type": "hash", "hash": {"n_levels": 4, "log2_hashmap_size": 12, "base_resolution": 4,
+                                           "finest_resolution": 32, "hidden_dim": 16, "hidden_dim_color": 16,
+                                           "hidden_dim_semantic": 16}},
+        "render": {"N_rays": 128, "depth_range": [0.05, 6.0], "occupancy_resolution": 16, "march_steps": 64,
+                   "max_samples_per_ray": 16},
+        "train": {"label_fusion": fusion, "label_fusion_cell": 0.17},
+        "mapper": {"keyframe_policy": "all"},
+    })
+
+
+def test_the_mapper_votes_with_each_keyframe_trains_on_fused_labels_and_keeps_the_votes_in_its_file(tmp_path):
+    frames = box_frames(6, 32, 24)
+    m = Mapper(tiny_cfg(), NUM_CLASSES, device="cpu")
+    for fr in frames:
+        m.add_frame(fr)
+    st = m.stats()["label_fusion"]
+    valid = sum(int(((fr.depth > 0) & (fr.labels > 0)).sum()) for fr in frames)
+    assert st["votes"] == valid and st["voxels"] > 10
+    # the training batch's labels are the fused ones: wrong pixel labels in every keyframe
+    # are overruled where the voxels are decided
+    m.buffer.labels[:] = 1
+    batch = m.buffer.sample(512)
+    fused = m.fusion.relabel(batch.origins, batch.dirs, batch.depth, batch.labels)
+    assert (fused != 1).float().mean() > 0.5
+    m.step(2)
+    path = m.save(tmp_path / "map.pt")
+    loaded = Mapper.load(path, device="cpu")
+    assert torch.equal(loaded.fusion.keys, m.fusion.keys) and torch.equal(loaded.fusion.counts, m.fusion.counts)
+    # a file without votes (older, or cast with another voxel size) rebuilds them from its keyframes
+    state = m.state_dict()
+    state["label_fusion"] = None
+    rebuilt = Mapper.from_state(state, device="cpu")
+    assert rebuilt.fusion.votes == m.fusion.votes   # depth is stored as float16: voxels may differ a little
+    assert abs(len(rebuilt.fusion) - len(m.fusion)) <= 0.02 * len(m.fusion)
+    rebuilt.reset()
+    assert len(rebuilt.fusion) == 0
+    assert Mapper(tiny_cfg(fusion=False), NUM_CLASSES, device="cpu").fusion is None
+
+
+@pytest.mark.parametrize("key,value", [("label_fusion_cell", 0.0)])
+def test_a_bad_fusion_setting_is_refused_with_its_name(key, value):
+    with pytest.raises(ValueError, match="cell"):
+        Mapper(make_config({"experiment": {"device": "cpu"}, "train": {"label_fusion": True, key: value}}),
+               NUM_CLASSES, device="cpu")
