@@ -23,6 +23,12 @@ from ..engine.geometry import PoseError
 from .ledger import InputLedger, Rejected
 from .mapper_api import MapperAPI
 
+#: frames the intake queue holds: at 30 Hz about half a second of keyframe candidates, enough for
+#: the first keyframe, which builds the field (~0.3 s on an H200), while the next ones arrive (a
+#: 5-minute 30 Hz run on an H200 dropped 10 frames, all in its first 0.3 s, with a queue of 4:
+#: bench/results/node_30hz_5min_h200.node.log)
+INTAKE_DEPTH = 16
+
 #: synchronized sets in a row (since the last accepted one) older than the last accepted
 #: frame after which their time base is accepted
 STAMP_REBASE_SETS = 10
@@ -73,7 +79,7 @@ class FrameIntake:
     synchronized inputs (blamed for ``mapper_busy`` / ``mapper_error``); ``pose_input``: the
     input blamed for a pose the engine refuses."""
 
-    def __init__(self, mapper: MapperAPI, ledger: InputLedger, topics: list, depth: int = 4,
+    def __init__(self, mapper: MapperAPI, ledger: InputLedger, topics: list, depth: int = INTAKE_DEPTH,
                  pose_input: str = "pose"):
         self.mapper = mapper
         self.ledger = ledger
