@@ -94,7 +94,7 @@ def test_relabel_replaces_noisy_labels_of_a_seen_surface_and_leaves_the_rest():
 
 
 def test_a_full_table_refuses_new_voxels_but_keeps_counting_known_ones():
-    f = VoxelLabelFusion(3, cell=1.0, device="cpu", max_voxels=2)
+    f = VoxelLabelFusion(3, cell=1.0, device="cpu", max_memory_mb=2 * (8 + 4 * 3) / 2 ** 20)   # two voxels
     f.integrate(torch.tensor([[0.5, 0, 0], [1.5, 0, 0], [2.5, 0, 0]]), torch.tensor([1, 1, 1]))
     assert len(f) == 2 and f.full and f.votes == 2
     f.integrate(torch.tensor([[0.5, 0, 0]]), torch.tensor([2]))
@@ -148,3 +148,31 @@ def test_a_bad_fusion_setting_is_refused_with_its_name(key, value):
     with pytest.raises(ValueError, match="cell"):
         Mapper(make_config({"experiment": {"device": "cpu"}, "train": {"label_fusion": True, key: value}}),
                NUM_CLASSES, device="cpu")
+
+
+def test_training_may_relabel_while_another_thread_casts_votes():
+    """Votes are swapped in whole: a reader never sees keys and counts of different sizes."""
+    import threading
+
+    f = VoxelLabelFusion(6, cell=0.1, device="cpu", min_count=1)
+    rng = np.random.default_rng(3)
+    batches = [(torch.tensor(rng.uniform(-2, 2, (500, 3)), dtype=torch.float32),
+                torch.tensor(rng.integers(1, 6, 500))) for _ in range(40)]
+    errors = []
+
+    def cast():
+        for p, lab in batches:
+            f.integrate(p, lab)
+
+    t = threading.Thread(target=cast)
+    t.start()
+    o = torch.zeros(256, 3)
+    while t.is_alive():
+        try:
+            d = torch.tensor(rng.uniform(-2, 2, (256, 3)), dtype=torch.float32)
+            f.relabel(o, d, torch.ones(256), torch.ones(256, dtype=torch.int64))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+    t.join()
+    assert not errors
+    assert f.votes == 40 * 500 and f.counts.sum().item() == 40 * 500 and len(f) == f.counts.shape[0]

@@ -29,10 +29,17 @@ training target, the map is still the field):
 Everything is tensor code without host synchronisation in :meth:`relabel`,
 so it runs before a CUDA-graph-replayed step without stalling it; on a CPU it
 runs the same code.  Void (class 0) pixels cast no vote.
+
+Threads: :meth:`integrate` builds new tables and swaps them in with one
+assignment (copy on write), so a training thread may :meth:`relabel` while
+another thread integrates, without the map lock; integrations (and
+:meth:`clear`) are serialised by the object's own lock.
 """
 from __future__ import annotations
 
 from typing import Optional
+
+import threading
 
 import numpy as np
 import torch
@@ -52,12 +59,12 @@ class VoxelLabelFusion:
         device: where the tables live (the training device).
         min_count: votes a voxel needs before its winner replaces pixel labels.
         margin: the winner needs at least this many times the runner-up's votes.
-        max_voxels: bound on the table; past it new voxels are not created (their
-            rays keep their pixel labels) and :attr:`full` is set.
+        max_memory_mb: bound on the tables (8 + 4 * num_classes bytes a voxel); past it new
+            voxels are not created (their rays keep their pixel labels) and :attr:`full` is set.
     """
 
     def __init__(self, num_classes: int, cell: float, device, min_count: int = 3, margin: float = 2.0,
-                 max_voxels: int = 4_000_000):
+                 max_memory_mb: float = 256.0):
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         if not cell > 0:
@@ -67,27 +74,38 @@ class VoxelLabelFusion:
         self.device = torch.device(device)
         self.min_count = max(int(min_count), 1)
         self.margin = float(margin)
-        self.max_voxels = int(max_voxels)
-        self.full = False
-        self.votes = 0
+        self.max_voxels = max(int(max_memory_mb * 2 ** 20 / (8 + 4 * self.num_classes)), 1)
+        self._lock = threading.Lock()
         self.clear()
 
     # ------------------------------------------------------------------ state
+    @property
+    def keys(self) -> torch.Tensor:
+        """(V,) int64 packed voxel keys, sorted."""
+        return self._tables[0]
+
+    @property
+    def counts(self) -> torch.Tensor:
+        """(V, num_classes) float32 votes per voxel and class, rows in key order."""
+        return self._tables[1]
+
     def clear(self) -> None:
-        self.keys = torch.zeros(0, dtype=torch.int64, device=self.device)          # sorted
-        self.counts = torch.zeros(0, self.num_classes, dtype=torch.float32, device=self.device)
-        self.full = False
-        self.votes = 0
+        with self._lock:
+            self._tables = (torch.zeros(0, dtype=torch.int64, device=self.device),
+                            torch.zeros(0, self.num_classes, dtype=torch.float32, device=self.device))
+            self.full = False
+            self.votes = 0
 
     def __len__(self) -> int:
-        return int(self.keys.numel())
+        return int(self._tables[0].numel())
 
     def memory_bytes(self) -> int:
-        return self.keys.numel() * 8 + self.counts.numel() * 4
+        keys, counts = self._tables
+        return keys.numel() * 8 + counts.numel() * 4
 
     def state_dict(self) -> dict:
-        return {"cell": self.cell, "keys": self.keys.cpu(), "counts": self.counts.to(torch.int32).cpu(),
-                "votes": self.votes}
+        keys, counts = self._tables
+        return {"cell": self.cell, "keys": keys.cpu(), "counts": counts.to(torch.int32).cpu(), "votes": self.votes}
 
     def load_state_dict(self, state: dict) -> bool:
         """Load saved tables (True); tables cast with another voxel size or class count
@@ -95,9 +113,9 @@ class VoxelLabelFusion:
         if abs(float(state.get("cell", -1)) - self.cell) > 1e-9 or \
                 state["counts"].shape[1:] != (self.num_classes,):
             return False
-        self.keys = state["keys"].to(self.device, torch.int64)
-        self.counts = state["counts"].to(self.device, torch.float32)
-        self.votes = int(state.get("votes", 0))
+        with self._lock:
+            self._tables = (state["keys"].to(self.device, torch.int64), state["counts"].to(self.device, torch.float32))
+            self.votes = int(state.get("votes", 0))
         return True
 
     # ------------------------------------------------------------------ keys
@@ -116,27 +134,32 @@ class VoxelLabelFusion:
         points, labels = points[ok], labels[ok]
         if labels.numel() == 0:
             return 0
-        uk, inv = torch.unique(self._keys(points), return_inverse=True)
-        if self.keys.numel():
-            pos = torch.searchsorted(self.keys, uk).clamp(max=self.keys.numel() - 1)
-            new = uk[self.keys[pos] != uk]
-        else:
-            new = uk
-        room = self.max_voxels - self.keys.numel()
-        if new.numel() > room:
-            self.full = True
-            new = new[:max(room, 0)]
-        if new.numel():
-            keys = torch.cat([self.keys, new])
-            order = torch.argsort(keys)
-            self.keys = keys[order]
-            self.counts = torch.cat([self.counts, self.counts.new_zeros(new.numel(), self.num_classes)])[order]
-        pos = torch.searchsorted(self.keys, uk).clamp(max=self.keys.numel() - 1)
-        known = (self.keys[pos] == uk)[inv]       # False only for voxels refused when full
-        slot = pos[inv][known]
-        self.counts.index_put_((slot, labels[known]), torch.ones_like(slot, dtype=torch.float32), accumulate=True)
-        cast = int(slot.numel())
-        self.votes += cast
+        with self._lock:
+            keys, counts = self._tables
+            uk, inv = torch.unique(self._keys(points), return_inverse=True)
+            if keys.numel():
+                pos = torch.searchsorted(keys, uk).clamp(max=keys.numel() - 1)
+                new = uk[keys[pos] != uk]
+            else:
+                new = uk
+            room = self.max_voxels - keys.numel()
+            if new.numel() > room:
+                self.full = True
+                new = new[:max(room, 0)]
+            if new.numel():
+                merged = torch.cat([keys, new])
+                order = torch.argsort(merged)
+                keys = merged[order]
+                counts = torch.cat([counts, counts.new_zeros(new.numel(), self.num_classes)])[order]
+            else:
+                counts = counts.clone()   # readers may hold the current table
+            pos = torch.searchsorted(keys, uk).clamp(max=keys.numel() - 1)
+            known = (keys[pos] == uk)[inv]       # False only for voxels refused when full
+            slot = pos[inv][known]
+            counts.index_put_((slot, labels[known]), torch.ones_like(slot, dtype=torch.float32), accumulate=True)
+            self._tables = (keys, counts)
+            cast = int(slot.numel())
+            self.votes += cast
         return cast
 
     def integrate_depth(self, depth: np.ndarray, labels: np.ndarray, intrinsics: Intrinsics, pose_c2w,
@@ -161,15 +184,16 @@ class VoxelLabelFusion:
     def lookup(self, points: torch.Tensor, valid: Optional[torch.Tensor] = None):
         """(winner (N,) int64, decided (N,) bool, votes (N,) float) of the voxels of ``points``."""
         n = points.shape[0]
-        if self.keys.numel() == 0:
+        keys, counts = self._tables
+        if keys.numel() == 0:
             zero = torch.zeros(n, dtype=torch.int64, device=points.device)
             return zero, torch.zeros(n, dtype=torch.bool, device=points.device), zero.float()
         k = self._keys(points)
-        pos = torch.searchsorted(self.keys, k).clamp(max=self.keys.numel() - 1)
-        found = self.keys[pos] == k
+        pos = torch.searchsorted(keys, k).clamp(max=keys.numel() - 1)
+        found = keys[pos] == k
         if valid is not None:
             found = found & valid
-        c = self.counts[pos]
+        c = counts[pos]
         top = torch.topk(c, 2, dim=-1)
         total = c.sum(-1)
         decided = found & (total >= self.min_count) & (top.values[:, 0] >= self.margin * top.values[:, 1])
@@ -181,7 +205,7 @@ class VoxelLabelFusion:
         keyframes gave z-depth ``depth`` (R,; 0 = none): the fused winner where the depth
         point's voxel is decided, void (0) where it is ambiguous, else ``labels``.  Void
         pixel labels stay void.  No host sync."""
-        if depth is None or self.keys.numel() == 0:
+        if depth is None or len(self) == 0:
             return labels
         points = origins + dirs * depth[:, None]
         winner, decided, votes = self.lookup(points, valid=(depth > 0) & (labels > 0))

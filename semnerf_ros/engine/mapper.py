@@ -228,17 +228,19 @@ class Mapper:
         return VoxelLabelFusion(self.num_classes, tr["label_fusion_cell"], self.device,
                                 tr["label_fusion_min_count"], tr["label_fusion_margin"])
 
-    def _fuse(self, depth: Optional[np.ndarray], labels: Optional[np.ndarray], intrinsics: Intrinsics,
-              pose) -> None:
-        """Cast a keyframe's label votes (under the map lock; no-op without fusion or depth)."""
-        if self.fusion is None or depth is None or labels is None:
+    def _fuse(self, fusion: Optional[VoxelLabelFusion], depth: Optional[np.ndarray], labels: Optional[np.ndarray],
+              intrinsics: Intrinsics, pose) -> None:
+        """Cast a keyframe's label votes into ``fusion`` (no-op without fusion or depth).  Needs
+        no map lock: the votes are swapped in whole (engine/label_fusion.py), so training
+        goes on meanwhile."""
+        if fusion is None or depth is None or labels is None:
             return
         t0 = time.perf_counter()
-        was_full = self.fusion.full
-        self.fusion.integrate_depth(depth, labels, intrinsics, pose, int(self.cfg["train"]["label_fusion_stride"]))
-        if self.fusion.full and not was_full:
-            log.warning("label fusion holds %d voxels, its bound: new surface keeps its pixel labels "
-                        "(raise train.label_fusion_cell)", len(self.fusion))
+        was_full = fusion.full
+        fusion.integrate_depth(depth, labels, intrinsics, pose, int(self.cfg["train"]["label_fusion_stride"]))
+        if fusion.full and not was_full:
+            log.warning("label fusion holds %d voxels, its memory bound: new surface keeps its pixel labels "
+                        "(raise train.label_fusion_cell)", len(fusion))
         self._timings["fuse"].append(time.perf_counter() - t0)
 
     def _refuse_keyframes(self) -> None:
@@ -340,9 +342,10 @@ class Mapper:
                 self._build_model(self._auto_bounds(frame))
                 log.info("scene bounds set from the first keyframe: %s", np.round(self.scene_bounds, 2).tolist())
             kid, evicted = self.buffer.add(frame)
-            self._fuse(depth, frame.labels, frame.intrinsics, frame.pose)
             self.policy.accept(frame.pose, frame.intrinsics)
             self.keyframes_added += 1
+            fusion = self.fusion
+        self._fuse(fusion, depth, frame.labels, frame.intrinsics, frame.pose)
         return FrameDecision(True, reason, kid, evicted)
 
     def screen_frame(self, frame: Frame) -> Optional[str]:
