@@ -10,9 +10,15 @@ stamps like a robot revisiting a room), and subscribes to the node's
 header stamp and scored against that frame's clean labels; the noisy input
 labels are scored the same way.  Latency = receive time of the published image
 minus its header stamp (it includes waiting for the node's publish timer).
+With ``--standalone S`` the same invocation then runs the node's engine alone
+(the Mapper the node builds from the same parameters, its training thread, the
+same frames at the same rate through ``screen_frame``/``add_frame``, nothing
+rendered or published) for S seconds and reports its training rate, so the
+node's rate can be compared with the engine's on one machine in one run.
 Writes JSON (``--out``).
 
     python bench/node_latency.py --scene-npz scene.npz --duration 60 --out node.json
+    python bench/node_latency.py --scene-npz scene.npz --rate 30 --duration 300 --standalone 60
 """
 from __future__ import annotations
 
@@ -71,6 +77,8 @@ def main(argv=None) -> int:
                     help="extra node parameters (-p NAME:=VALUE)")
     ap.add_argument("--engine-set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
                     help="engine settings, written to a YAML passed as the node's engine_config")
+    ap.add_argument("--standalone", type=float, default=0.0, metavar="S",
+                    help="then run the engine alone for S seconds on the same frames and rate (0 = skip)")
     ap.add_argument("--out", default="bench_node.json")
     args = ap.parse_args(argv)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -257,6 +265,19 @@ def main(argv=None) -> int:
         "windows": windows, "status": last_status, "shutdown_seconds": shutdown_s,
         "node_exit_code": node_proc.returncode,
     }
+    progress = result["node_progress"][1:]
+    if progress:
+        peak = max(p["intake_peak"] or 0 for p in progress)
+        busy = progress[-1]["mapper_busy"]
+        result["node_training_it_per_s"] = {"median": float(np.median([p["it_per_s"] for p in progress])),
+                                            "min": min(p["it_per_s"] for p in progress)}
+        result["mapper_busy_dropped"] = busy
+        result["intake_queue_peak"] = peak
+    if args.standalone > 0:
+        result["standalone"] = run_standalone(args, rgb, noisy, depth, poses, intr, class_names)
+        node_rate = result.get("node_training_it_per_s", {}).get("median")
+        if node_rate:
+            result["node_over_standalone"] = node_rate / result["standalone"]["it_per_s_median"]
     for w in windows:
         print(f"{w['t0']:5.0f}-{w['t1']:3.0f} s: {w['images']:3d} images  published mIoU {w['published_miou']:.3f} "
               f"(noisy input {w['input_miou']:.3f})", flush=True)
@@ -264,11 +285,66 @@ def main(argv=None) -> int:
     its = [p["it_per_s"] for p in result["node_progress"][1:]]
     if its:
         print(f"training in the node: {min(its)}-{max(its)} it/s (progress log, start-up line left out)")
+    if "standalone" in result:
+        s = result["standalone"]
+        print(f"engine alone: {s['it_per_s_median']:.0f} it/s median over {s['seconds']:.0f} s; node / alone "
+              f"{result.get('node_over_standalone', float('nan')):.2f}")
     print(f"latency ms p50 {result['latency_ms']['p50']:.1f} p90 {result['latency_ms']['p90']:.1f} "
           f"p99 {result['latency_ms']['p99']:.1f}; "
           f"shutdown {shutdown_s:.1f} s, exit code {node_proc.returncode}")
     Path(args.out).write_text(json.dumps(result, indent=2))
     return 0
+
+
+def run_standalone(args, rgb, noisy, depth, poses, intr, class_names) -> dict:
+    """The node's engine without the node: the Mapper ``make_mapper`` builds from the node's
+    default parameters (plus ``--engine-set``), trained by its own thread while this thread
+    feeds the same frames at ``--rate`` as the node's intake does.  Returns the training
+    rate (it/s) sampled every second, keyframes and GPU memory."""
+    import tempfile
+
+    import yaml
+
+    from semnerf_ros.bridge.engine_setup import make_mapper
+    from semnerf_ros.bridge.params import PARAMS
+    from semnerf_ros.engine.frame import Frame
+
+    values = {p.name: p.default for p in PARAMS}
+    values["device"] = args.device
+    values["num_classes"] = len(class_names)
+    if args.engine_set:
+        eng: dict = {}
+        for item in args.engine_set:
+            key, _, val = item.partition("=")
+            sec, _, name = key.partition(".")
+            eng.setdefault(sec, {})[name] = yaml.safe_load(val)
+        fd, path = tempfile.mkstemp(suffix=".yaml")
+        os.write(fd, yaml.safe_dump(eng).encode())
+        os.close(fd)
+        values["engine_config"] = path
+    mapper = make_mapper(values, len(class_names), class_names, lambda s: print("standalone:", s, flush=True))
+    mapper.start()
+    rates, t0, n = [], time.time(), 0
+    next_sample = t0 + 1.0
+    while time.time() - t0 < args.standalone:
+        i = n % len(poses)
+        frame = Frame(rgb=rgb[i], pose=poses[i].astype(np.float64), intrinsics=intr, labels=noisy[i],
+                      depth=None if depth is None else depth[i].astype(np.float32), stamp=time.time())
+        if mapper.screen_frame(frame) is None:
+            mapper.add_frame(frame)
+        n += 1
+        if time.time() >= next_sample:
+            rates.append(mapper.stats()["iterations_per_second"])
+            next_sample += 1.0
+        time.sleep(max(0.0, t0 + n / args.rate - time.time()))
+    st = mapper.stats()
+    mapper.stop()
+    used = rates[2:] or rates
+    out = {"seconds": args.standalone, "frames": n, "step": st["step"], "keyframes": st["keyframes"],
+           "it_per_s_median": float(np.median(used)) if used else 0.0,
+           "it_per_s_samples": rates, "gpu_memory_mb": st["gpu_memory_mb"]}
+    print(f"engine alone: {out['it_per_s_median']:.0f} it/s (median), step {st['step']}", flush=True)
+    return out
 
 
 if __name__ == "__main__":

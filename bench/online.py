@@ -79,16 +79,25 @@ def export_npz(d, class_names, path):
 
 def evaluate(m: Mapper, d, num_classes, which: str, labels_gt, max_views: int) -> dict:
     ev = SegmentationEvaluator(num_classes)
-    ps = []
+    ps, depth_err = [], []
     poses = d[f"{which}_poses"]
+    gt_depth = d.get(f"{which}_depth")
     idx = np.linspace(0, len(poses) - 1, min(max_views, len(poses))).round().astype(int)
     for i in idx:
         r = m.render(poses[i], d["intrinsics"])
         ev.add(labels_gt[i], r.labels)
         ps.append(psnr(r.rgb, d[f"{which}_rgb"][i].astype(np.float32) / 255.0))
+        if gt_depth is not None:
+            g = gt_depth[i].astype(np.float32)
+            ok = np.isfinite(g) & (g > 0)
+            if ok.any():
+                depth_err.append(float(np.mean(np.abs(r.depth[ok] - g[ok]))))
     s = ev.scores()
     return {"miou": s["miou"], "total_accuracy": s["total_accuracy"],
-            "class_average_accuracy": s["class_average_accuracy"], "psnr": float(np.mean(ps)), "views": len(idx)}
+            "class_average_accuracy": s["class_average_accuracy"], "psnr": float(np.mean(ps)), "views": len(idx),
+            # rendered z-depth against the ground truth (m), where the ground truth has depth
+            "depth_abs_error_m": float(np.mean(depth_err)) if depth_err else None,
+            "per_class_iou": [None if not np.isfinite(v) else round(v, 4) for v in s["per_class_iou"]]}
 
 
 def curve_summary(records: list) -> dict:
@@ -308,6 +317,7 @@ def main(argv=None) -> int:
         "clock": args.clock, "steps_per_second": args.steps_per_second if args.clock == "steps" else None,
         "warmup_seconds": warmup_s, "checkpoints": records, "summary": summary, "render_ms": latency, "peak_gpu_mb": peak_mb, "memory_curve": memory_curve,
         "final_stats": {k: v for k, v in m.stats().items() if isinstance(v, (int, float, str, bool))},
+        "label_fusion": m.stats().get("label_fusion"),
     }
     write_result(args.out, {**result, "complete": True})
     print(f"wrote {args.out}")

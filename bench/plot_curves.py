@@ -2,7 +2,9 @@
 """Plot test mIoU against time from benchmark JSON into a PNG (OpenCV drawing, no plotting library).
 
 Each ``--curve LABEL=FILE[:RUN]`` is one line: ``FILE`` a ``bench/online.py`` result (its
-``checkpoints``) or a ``bench/scenes.py``-derived file with ``runs`` (``RUN`` names one)::
+``checkpoints``), a ``bench/node_latency.py`` result (published mIoU per window, at the window's
+end), a ``bench/scenes.py`` summary (``RUN`` names a variant: its mean over the rooms) or a
+``bench/scenes.py``-derived file with ``runs`` (``RUN`` names one)::
 
     python bench/plot_curves.py --out docs/label_quality.png --title "house 4, RGB only" \\
         --curve "shared head=bench/results/scenes_long_semantic_h200.json:rgb/base__room_s4" \\
@@ -25,6 +27,12 @@ def load_curve(spec: str) -> tuple[str, list, list]:
     label, _, ref = spec.partition("=")
     path, _, run = ref.partition(":")
     d = json.loads(Path(path).read_text())
+    if d.get("benchmark") == "node":
+        ws = d["windows"]
+        return label, [w["t1"] for w in ws], [w["published_miou"] for w in ws]
+    if d.get("benchmark") == "scenes":
+        cps = d["summary"][run]["checkpoints"]
+        return label, [c["t"] for c in cps], [c["mean"] for c in cps]
     if "runs" in d:
         cps = d["runs"][run]["checkpoints"]
         return label, [c["t"] for c in cps], [c["test_miou"] for c in cps]

@@ -37,9 +37,8 @@ another thread integrates, without the map lock; integrations (and
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import threading
+from typing import Optional
 
 import numpy as np
 import torch
