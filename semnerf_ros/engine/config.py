@@ -7,7 +7,12 @@ field's ``hash`` options live under ``model``/``render``/``mapper``).
 :func:`load_config` merges a user file onto :data:`DEFAULTS`, accepts the
 seed's spellings (``5e-4``, ``1024*128``, ``250e3`` as strings), rejects
 unknown keys and wrong types with a message that names the key, and returns a
-fully populated dict.
+fully populated dict.  The defaults are written once, as typed dataclasses (one
+per section: :class:`ExperimentConfig`, :class:`ModelConfig` with
+:class:`HashConfig`, :class:`RenderConfig`, :class:`TrainConfig`,
+:class:`LoggingConfig`, :class:`MapperConfig`, together :class:`EngineConfig`);
+:data:`DEFAULTS` is their dict form, and ``EngineConfig.from_dict(cfg)`` gives
+typed sections of any loaded config.
 
 Layers, lowest first: :data:`DEFAULTS`; the fast field's presets (:data:`HASH_PRESET`,
 :data:`CPU_HASH_PRESET`); a protocol's preset (``presets=``, e.g. :data:`SEED_PROTOCOL_PRESET`
@@ -20,8 +25,9 @@ import copy
 import difflib
 import math
 import re
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import yaml
 
@@ -32,125 +38,188 @@ class ConfigError(ValueError):
     """A configuration value or file that cannot be used."""
 
 
-DEFAULTS: dict[str, Any] = {
-    "experiment": {
-        "scene_file": "",            # seed: Replica habitat folder; its info_semantic.json names the classes
-        "save_dir": "runs/semnerf",  # where metrics, renders, checkpoints go
-        "dataset_dir": "",           # Replica- or ScanNet-layout folder
-        "dataset_type": "auto",      # auto | replica | replica_nyu_cnn | scannet
-        "convention": "opencv",      # camera axes of the dataset's poses: opencv | opengl (x right, y up, z back)
-        "width": 320,                # training / rendering resolution (px)
-        "height": 240,
-        "gpu": "",                   # CUDA_VISIBLE_DEVICES before CUDA starts ("" = leave it; --gpu wins)
-        "enable_semantic": True,     # false: a plain NeRF (no labels, no semantic loss or scores)
-        "enable_depth": True,        # load depth (supervised if train.wgt_depth > 0; bounds of the hash field)
-        "endpoint_feat": False,      # seed key; only false is supported
-        "train_step": 5,             # every train_step-th frame trains (seed: 5) ...
-        "test_offset": 2,            # ... and the frame test_offset after it tests (seed: step // 2)
-        "total_num": 0,              # frames of the sequence to use; 0 = all (--protocol seed, Replica: 900)
-        "sample_step": 0,            # seed's ScanNet split: train_step = sample_step, test_offset = sample_step // 2
-        "nyu_mode": "auto",          # label set: ScanNet nyu40 | nyu13; replica_nyu_cnn nyu13 | nyu34 | gt_nyu13
-        "load_softmax": False,       # seed key (replica_nyu_cnn); only false is supported
-        "seed": 0,                   # RNG seed for corruptions, sampling, init
-        "device": "auto",            # auto | cuda | cuda:N | cpu
-    },
-    "model": {
-        "type": "nerf",              # nerf (the paper's MLPs) | hash (fast field)
-        "netdepth": 8,
-        "netwidth": 256,
-        "netdepth_fine": 8,
-        "netwidth_fine": 256,
-        "chunk": 1024 * 128,         # rays per forward pass when rendering images
-        "netchunk": 1024 * 128,      # points per forward pass
-        "hash": {
-            "n_levels": 16,
-            "n_features_per_level": 2,
-            "log2_hashmap_size": 19,
-            "base_resolution": 16,
-            "finest_resolution": 1024,   # cells along the largest scene-box side
-            "hidden_dim": 64,
-            "geo_feat_dim": 15,
-            "hidden_dim_color": 64,
-            "hidden_dim_semantic": 64,
-            "semantic_max_resolution": 64,   # finest grid level the semantic head reads (0 = all; branch shared)
-            "semantic_branch": "grid",       # grid: a coarse semantic grid of its own | shared: head on the
-                                             # density grid's coarse levels (learns per-pixel noise in time)
-            "semantic_grid_levels": 4,       # semantic grid (branch grid): levels ...
-            "semantic_grid_base": 16,        # ... from this many cells along the scene cube's side ...
-            "semantic_grid_cell": 0.08,      # ... to cells of this size (m) at the finest level
-            "semantic_grid_features": 4,     # features per level
-            "semantic_grid_log2_hashmap_size": 21,  # levels with more vertices than this table are hashed
-            "backend": "auto",           # auto | torch | triton
-        },
-    },
-    "render": {
-        "N_rays": 32 * 32 * 1,       # rays per training batch
-        "N_samples": 64,             # coarse stratified samples per ray (nerf)
-        "N_importance": 128,         # fine importance samples per ray (nerf)
-        "perturb": 1,
-        "use_viewdirs": True,
-        "i_embed": 0,
-        "multires": 10,
-        "multires_views": 4,
-        "raw_noise_std": 1.0,
-        "test_viz_factor": 1,
-        "no_batching": False,        # true: each step's rays from one training image (the seed's
-                                     # sampling, --protocol seed); false: from all keyframes, a share
-                                     # (mapper.recent_fraction) from the newest (online default)
-        "depth_range": [0.1, 10.0],  # near, far along the camera z axis (m)
-        "white_bkgd": False,
-        # fast field (model.type: hash)
-        "scene_bounds": "auto",      # [xmin, ymin, zmin, xmax, ymax, zmax] (m, world) or auto
-        "bounds_margin": 0.5,        # metres added around auto bounds
-        "march_steps": 512,          # samples per ray along [near, far] before skipping
-        "max_samples_per_ray": 48,   # occupied samples kept per ray
-        "occupancy_resolution": 128,
-        "occupancy_threshold": 0.01, # opacity of a cell below which it is skipped
-        "occupancy_update_every": 16,
-        "occupancy_warmup_steps": 256,
-    },
-    "train": {
-        "lrate": 5e-4,
-        "lrate_decay": 250e3,        # steps for the learning rate to fall by 10x
-        "N_iters": 200000,
-        "wgt_sem": 4e-2,
-        "wgt_depth": 0.0,            # depth loss weight (0 = off); used when depth is given
-        "semantic_loss": "ce",       # ce (the paper) | gce (generalized CE) | bootstrap (soft bootstrapping)
-        "semantic_loss_q": 0.7,      # gce exponent q / bootstrap weight of the given label
-        "semantic_geometry_grad": False,  # false: the semantic loss trains the semantic branch only (hash field)
-        "label_fusion": False,       # true: train on per-voxel label votes of all keyframes' depth pixels: a
-                                     # decided voxel's winner, no label where it is ambiguous, else the pixel's
-                                     # label (engine/label_fusion.py; on for the fast field)
-        "label_fusion_cell": 0.04,   # fusion voxel edge (m)
-        "label_fusion_min_count": 3, # votes a voxel needs before its winner replaces pixel labels ...
-        "label_fusion_margin": 2.0,  # ... and how many times the runner-up's votes the winner needs
-        "label_fusion_stride": 1,    # every stride-th pixel (each direction) of a keyframe votes
-        "mixed_precision": "auto",   # auto | true | false (bf16 autocast on CUDA for the hash field)
-        "cuda_graph": "auto",        # auto | true | false: replay the training step from a CUDA graph (CUDA)
-        "eps_adam": 1e-15,
-    },
-    "logging": {
-        "step_log_print": 1,
-        "step_log_tfb": 500,
-        "step_save_ckpt": 20000,
-        "step_val": 5000,
-        "step_vis_train": 5000,
-    },
-    "mapper": {
-        "keyframe_policy": "motion",     # motion | all (offline: every frame is a keyframe)
-        "min_translation": 0.10,         # a frame within this many m of a buffered keyframe ...
-        "min_rotation_deg": 10.0,        # ... and this many degrees of it ...
-        "max_overlap": 0.90,             # ... whose views overlap by this much revisits it (not kept)
-        "max_keyframes": 200,            # replay buffer bound
-        "eviction": "coverage",          # coverage | fifo
-        "recent_fraction": 0.25,         # share of each ray batch from the newest keyframes
-        "recent_window": 4,              # how many newest keyframes count as recent
-        "max_steps_per_second": 0.0,     # background-thread throttle (0 = as fast as possible)
-        "yield_ms": 3.0,                 # pause after each eager background step so other threads get the GIL
-        "switch_interval_ms": 0.5,       # sys.setswitchinterval while training on a GPU (0 = leave Python's 5 ms)
-        "storage_device": "auto",        # where keyframe pixels live (auto = training device)
-    },
-}
+@dataclass
+class HashConfig:
+    """The fast field's grid and heads (``model.hash``; used when ``model.type`` is ``hash``)."""
+
+    n_levels: int = 16
+    n_features_per_level: int = 2
+    log2_hashmap_size: int = 19
+    base_resolution: int = 16
+    finest_resolution: int = 1024  # cells along the largest scene-box side
+    hidden_dim: int = 64
+    geo_feat_dim: int = 15
+    hidden_dim_color: int = 64
+    hidden_dim_semantic: int = 64
+    semantic_max_resolution: int = 64  # finest grid level the semantic head reads (0 = all; branch shared)
+    semantic_branch: str = "grid"  # grid: a coarse semantic grid of its own | shared: head on the
+    # density grid's coarse levels (learns per-pixel noise in time)
+    semantic_grid_levels: int = 4  # semantic grid (branch grid): levels ...
+    semantic_grid_base: int = 16  # ... from this many cells along the scene cube's side ...
+    semantic_grid_cell: float = 0.08  # ... to cells of this size (m) at the finest level
+    semantic_grid_features: int = 4  # features per level
+    semantic_grid_log2_hashmap_size: int = 21  # levels with more vertices than this table are hashed
+    backend: str = "auto"  # auto | torch | triton
+
+
+@dataclass
+class ExperimentConfig:
+    """Data, output, device and seed (the seed's ``experiment`` section)."""
+
+    scene_file: str = ""  # seed: Replica habitat folder; its info_semantic.json names the classes
+    save_dir: str = "runs/semnerf"  # where metrics, renders, checkpoints go
+    dataset_dir: str = ""  # Replica- or ScanNet-layout folder
+    dataset_type: str = "auto"  # auto | replica | replica_nyu_cnn | scannet
+    convention: str = "opencv"  # camera axes of the dataset's poses: opencv | opengl (x right, y up, z back)
+    width: int = 320  # training / rendering resolution (px)
+    height: int = 240
+    gpu: Union[str, int, None] = ""  # CUDA_VISIBLE_DEVICES before CUDA starts ("" = leave it; --gpu wins)
+    enable_semantic: bool = True  # false: a plain NeRF (no labels, no semantic loss or scores)
+    enable_depth: bool = True  # load depth (supervised if train.wgt_depth > 0; bounds of the hash field)
+    endpoint_feat: bool = False  # seed key; only false is supported
+    train_step: int = 5  # every train_step-th frame trains (seed: 5) ...
+    test_offset: int = 2  # ... and the frame test_offset after it tests (seed: step // 2)
+    total_num: int = 0  # frames of the sequence to use; 0 = all (--protocol seed, Replica: 900)
+    sample_step: int = 0  # seed's ScanNet split: train_step = sample_step, test_offset = sample_step // 2
+    nyu_mode: str = "auto"  # label set: ScanNet nyu40 | nyu13; replica_nyu_cnn nyu13 | nyu34 | gt_nyu13
+    load_softmax: bool = False  # seed key (replica_nyu_cnn); only false is supported
+    seed: int = 0  # RNG seed for corruptions, sampling, init
+    device: str = "auto"  # auto | cuda | cuda:N | cpu
+
+
+@dataclass
+class ModelConfig:
+    """The field (the seed's ``model`` section; ``hash`` holds the fast field's options)."""
+
+    type: str = "nerf"  # nerf (the paper's MLPs) | hash (fast field)
+    netdepth: int = 8
+    netwidth: int = 256
+    netdepth_fine: int = 8
+    netwidth_fine: int = 256
+    chunk: int = 1024 * 128  # rays per forward pass when rendering images
+    netchunk: int = 1024 * 128  # points per forward pass
+    hash: HashConfig = field(default_factory=HashConfig)
+
+
+@dataclass
+class RenderConfig:
+    """Ray sampling and rendering (the seed's ``render`` section plus the fast field's marcher)."""
+
+    N_rays: int = 32 * 32 * 1  # rays per training batch
+    N_samples: int = 64  # coarse stratified samples per ray (nerf)
+    N_importance: int = 128  # fine importance samples per ray (nerf)
+    perturb: int = 1
+    use_viewdirs: bool = True
+    i_embed: int = 0
+    multires: int = 10
+    multires_views: int = 4
+    raw_noise_std: float = 1.0
+    test_viz_factor: int = 1
+    no_batching: bool = False  # true: each step's rays from one training image (the seed's
+    # sampling, --protocol seed); false: from all keyframes, a share
+    # (mapper.recent_fraction) from the newest (online default)
+    depth_range: list = field(default_factory=lambda: [0.1, 10.0])  # near, far along the camera z axis (m)
+    white_bkgd: bool = False
+    # fast field (model.type: hash)
+    scene_bounds: Union[str, list, None] = "auto"  # [xmin, ymin, zmin, xmax, ymax, zmax] (m, world) or auto
+    bounds_margin: float = 0.5  # metres added around auto bounds
+    march_steps: int = 512  # samples per ray along [near, far] before skipping
+    max_samples_per_ray: int = 48  # occupied samples kept per ray
+    occupancy_resolution: int = 128
+    occupancy_threshold: float = 0.01  # opacity of a cell below which it is skipped
+    occupancy_update_every: int = 16
+    occupancy_warmup_steps: int = 256
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and losses (the seed's ``train`` section plus this package's label rules)."""
+
+    lrate: float = 5e-4
+    lrate_decay: float = 250e3  # steps for the learning rate to fall by 10x
+    N_iters: int = 200000
+    wgt_sem: float = 4e-2
+    wgt_depth: float = 0.0  # depth loss weight (0 = off); used when depth is given
+    semantic_loss: str = "ce"  # ce (the paper) | gce (generalized CE) | bootstrap (soft bootstrapping)
+    semantic_loss_q: float = 0.7  # gce exponent q / bootstrap weight of the given label
+    semantic_geometry_grad: bool = False  # false: the semantic loss trains the semantic branch only (hash field)
+    label_fusion: bool = False  # true: train on per-voxel label votes of all keyframes' depth pixels: a
+    # decided voxel's winner, no label where it is ambiguous, else the pixel's
+    # label (engine/label_fusion.py; on for the fast field)
+    label_fusion_cell: float = 0.04  # fusion voxel edge (m)
+    label_fusion_min_count: int = 3  # votes a voxel needs before its winner replaces pixel labels ...
+    label_fusion_margin: float = 2.0  # ... and how many times the runner-up's votes the winner needs
+    label_fusion_stride: int = 1  # every stride-th pixel (each direction) of a keyframe votes
+    mixed_precision: Union[str, bool] = "auto"  # auto | true | false (bf16 autocast on CUDA for the hash field)
+    cuda_graph: Union[str, bool] = "auto"  # auto | true | false: replay the training step from a CUDA graph (CUDA)
+    eps_adam: float = 1e-15
+
+
+@dataclass
+class LoggingConfig:
+    """Logging and checkpoint periods in steps (the seed's ``logging`` section)."""
+
+    step_log_print: int = 1
+    step_log_tfb: int = 500
+    step_save_ckpt: int = 20000
+    step_val: int = 5000
+    step_vis_train: int = 5000
+
+
+@dataclass
+class MapperConfig:
+    """Online keyframing, replay and the background training thread (this package's)."""
+
+    keyframe_policy: str = "motion"  # motion | all (offline: every frame is a keyframe)
+    min_translation: float = 0.10  # a frame within this many m of a buffered keyframe ...
+    min_rotation_deg: float = 10.0  # ... and this many degrees of it ...
+    max_overlap: float = 0.90  # ... whose views overlap by this much revisits it (not kept)
+    max_keyframes: int = 200  # replay buffer bound
+    eviction: str = "coverage"  # coverage | fifo
+    recent_fraction: float = 0.25  # share of each ray batch from the newest keyframes
+    recent_window: int = 4  # how many newest keyframes count as recent
+    max_steps_per_second: float = 0.0  # background-thread throttle (0 = as fast as possible)
+    yield_ms: float = 3.0  # pause after each eager background step so other threads get the GIL
+    switch_interval_ms: float = 0.5  # sys.setswitchinterval while training on a GPU (0 = leave Python's 5 ms)
+    storage_device: str = "auto"  # where keyframe pixels live (auto = training device)
+
+
+@dataclass
+class EngineConfig:
+    """The engine's whole configuration, one typed section per section of the seed-compatible
+    YAML.  The defaults are written once, in the section classes above; :data:`DEFAULTS` is
+    their dict form, which :func:`load_config` / :func:`make_config` merge files and overrides
+    onto (rejecting unknown keys with their name and coercing the seed's spellings).  Code
+    reads either form: ``EngineConfig.from_dict(cfg).train.wgt_sem == cfg["train"]["wgt_sem"]``."""
+
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    mapper: MapperConfig = field(default_factory=MapperConfig)
+
+    @classmethod
+    def from_dict(cls, cfg: dict) -> "EngineConfig":
+        """Typed sections of a full config dict (the output of :func:`make_config` or
+        :func:`load_config`); a key that no section has raises :class:`ConfigError`."""
+        try:
+            model = dict(cfg["model"])
+            hash_cfg = HashConfig(**model.pop("hash"))
+            return cls(ExperimentConfig(**cfg["experiment"]), ModelConfig(**model, hash=hash_cfg),
+                       RenderConfig(**cfg["render"]), TrainConfig(**cfg["train"]), LoggingConfig(**cfg["logging"]),
+                       MapperConfig(**cfg["mapper"]))
+        except (TypeError, KeyError) as exc:
+            raise ConfigError(f"not a full engine config: {exc}") from exc
+
+    def to_dict(self) -> dict:
+        """The nested dict form (what :data:`DEFAULTS` is for the defaults)."""
+        return asdict(self)
+
+
+#: The defaults as a nested dict: the sections of the seed's ``SSR_room0_config.yaml`` plus
+#: ``mapper`` (and the fast field's ``model.hash``), from the dataclasses above.
+DEFAULTS: dict[str, Any] = EngineConfig().to_dict()
 
 # Defaults that differ for the fast field (model.type: hash), applied under the
 # user's file and overrides: the paper's learning rate and batch suit its MLPs,
@@ -307,6 +376,13 @@ def validate(cfg: dict) -> dict:
             raise ConfigError(f"train.{key} must be auto, true or false, got {value!r}")
     if cfg["train"]["semantic_loss"] not in ("ce", "gce", "bootstrap"):
         raise ConfigError(f"train.semantic_loss must be ce, gce or bootstrap, got {cfg['train']['semantic_loss']!r}")
+    tr = cfg["train"]
+    if not tr["label_fusion_cell"] > 0 or tr["label_fusion_min_count"] < 1 or tr["label_fusion_margin"] < 1 \
+            or tr["label_fusion_stride"] < 1:
+        raise ConfigError("train.label_fusion_cell must be > 0 m, train.label_fusion_min_count >= 1, "
+                          f"train.label_fusion_margin >= 1 and train.label_fusion_stride >= 1; got cell "
+                          f"{tr['label_fusion_cell']}, min_count {tr['label_fusion_min_count']}, margin "
+                          f"{tr['label_fusion_margin']}, stride {tr['label_fusion_stride']}")
     if cfg["model"]["hash"]["semantic_branch"] not in ("shared", "grid"):
         raise ConfigError("model.hash.semantic_branch must be 'shared' or 'grid', got "
                           f"{cfg['model']['hash']['semantic_branch']!r}")

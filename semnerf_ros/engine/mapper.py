@@ -37,7 +37,7 @@ from ..io.atomic import AtomicWriteError
 from ..io.atomic import atomic_write_bytes as write_bytes_atomically
 from ..logs import ThrottledLog
 from . import mesh as mesh_mod
-from .config import make_config
+from .config import EngineConfig, make_config
 from .frame import Frame
 from .geometry import Intrinsics, camera_rays, depth_points_world, points_seen_by_views, validate_pose
 from .keyframes import KeyframePolicy, RayBatch, ReplayBuffer
@@ -222,11 +222,12 @@ class Mapper:
 
     def _make_fusion(self) -> Optional[VoxelLabelFusion]:
         """The multi-view label votes (``train.label_fusion``), or None."""
-        tr = self.cfg["train"]
-        if not tr["label_fusion"] or not self.cfg["experiment"]["enable_semantic"]:
+        cfg = EngineConfig.from_dict(self.cfg)
+        tr = cfg.train
+        if not tr.label_fusion or not cfg.experiment.enable_semantic:
             return None
-        return VoxelLabelFusion(self.num_classes, tr["label_fusion_cell"], self.device,
-                                tr["label_fusion_min_count"], tr["label_fusion_margin"])
+        return VoxelLabelFusion(self.num_classes, tr.label_fusion_cell, self.device, tr.label_fusion_min_count,
+                                tr.label_fusion_margin)
 
     def _fuse(self, fusion: Optional[VoxelLabelFusion], depth: Optional[np.ndarray], labels: Optional[np.ndarray],
               intrinsics: Intrinsics, pose) -> None:
