@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""How good are label fusion's training targets?  (CPU; no training.)
+
+For each room (scene arrays from ``bench/make_rooms.py``), every training view's noisy labels
+(the seed's pixel noise) vote in :class:`semnerf_ros.engine.label_fusion.VoxelLabelFusion`; then
+each training pixel is relabelled as a training ray would be, and scored against its clean
+label: the share of targets that are right (among those with a label), the share voided
+(ambiguous voxels), and the same for the raw noisy labels.  One line per (room, voxel size,
+rule) in the JSON (``--out``)::
+
+    python bench/label_fusion_targets.py --scene-npz rooms/room_s1.npz rooms/room_s2.npz --cells 0.03 0.04 0.06
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from semnerf_ros import tasks  # noqa: E402
+from semnerf_ros.engine.geometry import Intrinsics  # noqa: E402
+from semnerf_ros.engine.label_fusion import VoxelLabelFusion  # noqa: E402
+from semnerf_ros.metrics import SegmentationEvaluator  # noqa: E402
+
+
+def target_quality(z, cell: float, min_count: int, margin: float, noise_ratio: float, seed: int = 0) -> dict:
+    k = z["intrinsics"]
+    intr = Intrinsics(*[float(v) for v in k[:4]], int(k[4]), int(k[5]))
+    nc = len(z["class_names"])
+    clean = z["train_labels"].astype(np.int64)
+    depth = z["train_depth"].astype(np.float32)
+    poses = z["train_poses"].astype(np.float64)
+    noisy, _ = tasks.pixel_noise(clean.astype(np.int32), noise_ratio, nc, np.random.default_rng(seed))
+    fusion = VoxelLabelFusion(nc, cell, "cpu", min_count, margin)
+    t0 = time.perf_counter()
+    for i in range(len(poses)):
+        fusion.integrate_depth(depth[i], noisy[i], intr, poses[i])
+    integrate_s = time.perf_counter() - t0
+    h, w = intr.shape
+    v, u = np.mgrid[0:h, 0:w]
+    d_cam = np.stack([(u - intr.cx) / intr.fx, (v - intr.cy) / intr.fy, np.ones((h, w))], -1).reshape(-1, 3)
+    ev_fused, ev_noisy = SegmentationEvaluator(nc), SegmentationEvaluator(nc)
+    right = labelled = voided = total = noisy_right = 0
+    for i in range(len(poses)):
+        dirs = torch.tensor(d_cam @ poses[i][:3, :3].T, dtype=torch.float32)
+        origins = torch.tensor(poses[i][:3, 3], dtype=torch.float32).expand_as(dirs)
+        gt = torch.from_numpy(clean[i].reshape(-1))
+        lab = torch.from_numpy(noisy[i].reshape(-1).astype(np.int64))
+        out = fusion.relabel(origins, dirs, torch.from_numpy(depth[i].reshape(-1)), lab)
+        scored = gt > 0
+        kept = scored & (out > 0)
+        right += int((out[kept] == gt[kept]).sum())
+        labelled += int(kept.sum())
+        voided += int((scored & (out == 0) & (lab > 0)).sum())
+        total += int(scored.sum())
+        noisy_right += int((lab[scored] == gt[scored]).sum())
+        # mIoU of the targets where they carry a label (voided pixels scored as void = ignored)
+        ev_fused.add(np.where(kept.numpy(), gt.numpy(), 0).reshape(h, w).astype(np.int32),
+                     out.numpy().reshape(h, w).astype(np.int32))
+        ev_noisy.add(clean[i].astype(np.int32), noisy[i].astype(np.int32))
+    return {"cell_m": cell, "min_count": min_count, "margin": margin, "voxels": len(fusion), "votes": fusion.votes,
+            "integrate_s_per_view": integrate_s / len(poses),
+            "targets_right": right / max(labelled, 1), "targets_voided": voided / max(total, 1),
+            "targets_miou": ev_fused.scores()["miou"],
+            "noisy_right": noisy_right / max(total, 1), "noisy_miou": ev_noisy.scores()["miou"]}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--scene-npz", nargs="+", required=True)
+    ap.add_argument("--cells", type=float, nargs="+", default=[0.03, 0.04, 0.06, 0.08])
+    ap.add_argument("--min-count", type=int, default=3)
+    ap.add_argument("--margin", type=float, default=2.0)
+    ap.add_argument("--noise-ratio", type=float, default=0.5)
+    ap.add_argument("--out", default="label_fusion_targets.json")
+    args = ap.parse_args(argv)
+    rows = []
+    for path in args.scene_npz:
+        z = np.load(path)
+        for cell in args.cells:
+            r = {"room": Path(path).stem, **target_quality(z, cell, args.min_count, args.margin, args.noise_ratio)}
+            rows.append(r)
+            print(f"{r['room']} cell {cell:.3f} m: targets right {r['targets_right']:.4f}, voided "
+                  f"{r['targets_voided']:.4f}, target mIoU {r['targets_miou']:.3f} (noisy labels: right "
+                  f"{r['noisy_right']:.3f}, mIoU {r['noisy_miou']:.3f}); {r['voxels']} voxels", flush=True)
+    Path(args.out).write_text(json.dumps({"benchmark": "label_fusion_targets", "noise_ratio": args.noise_ratio,
+                                          "rows": rows}, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
