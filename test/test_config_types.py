@@ -52,3 +52,18 @@ def test_unknown_keys_and_bad_values_are_refused_with_their_name():
     bad["mapper"]["not_a_key"] = 1
     with pytest.raises(ConfigError, match="not_a_key"):
         EngineConfig.from_dict(bad)
+
+
+def test_keys_the_chosen_field_does_not_read_are_named_in_a_warning(tmp_path, caplog):
+    p = tmp_path / "cfg.yaml"
+    p.write_text("experiment: {device: cpu}\nmodel: {type: hash, netdepth: 4}\nrender: {N_samples: 32}\n")
+    with caplog.at_level("WARNING", logger="semnerf_ros.config"):
+        load_config(p)
+    msg = " ".join(r.getMessage() for r in caplog.records)
+    assert "model.netdepth" in msg and "render.N_samples" in msg and "model.type hash" in msg
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="semnerf_ros.config"):
+        load_config(None, {"model": {"type": "nerf", "hash": {"n_levels": 8}}})
+        load_config(None, {"model": {"type": "hash", "hash": {"n_levels": 8}}})   # read: no warning
+    assert [r.getMessage() for r in caplog.records] == [
+        "the overrides: model.hash not read by model.type nerf (set for the other field; no effect)"]

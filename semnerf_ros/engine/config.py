@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import logging
 import math
 import re
 from dataclasses import asdict, dataclass, field
@@ -32,6 +33,8 @@ from typing import Any, Optional, Union
 import yaml
 
 from .seed_keys import run_record_keys, unsupported_values
+
+log = logging.getLogger("semnerf_ros.config")
 
 
 class ConfigError(ValueError):
@@ -468,6 +471,26 @@ def user_keys(*layers: Optional[dict]) -> set:
     return out
 
 
+#: Keys that only one field reads: set for the other, they change nothing (a warning names them).
+NERF_ONLY_KEYS = (("model", "netdepth"), ("model", "netwidth"), ("model", "netdepth_fine"),
+                  ("model", "netwidth_fine"), ("render", "N_samples"), ("render", "multires"),
+                  ("render", "multires_views"), ("render", "raw_noise_std"))
+HASH_ONLY_SECTIONS = (("model", "hash"),)
+
+
+def unused_keys(cfg: dict, given: Optional[dict]) -> list:
+    """Keys of ``given`` (a user's file or overrides, nested) that the model ``cfg`` selects
+    does not read: the paper's MLP sizes and coarse/fine sampling for the fast field, the
+    ``model.hash`` section for the paper's MLPs."""
+    given = given or {}
+    out = []
+    if cfg["model"]["type"] == "hash":
+        out = [f"{s}.{k}" for s, k in NERF_ONLY_KEYS if k in (given.get(s) or {})]
+    else:
+        out = [f"{s}.{k}" for s, k in HASH_ONLY_SECTIONS if k in (given.get(s) or {})]
+    return out
+
+
 def load_config(path=None, overrides: Optional[dict] = None, presets: Optional[dict] = None) -> dict:
     """Load a YAML config file (seed layout) onto the defaults, then apply
     ``overrides`` (a nested dict, e.g. from command-line flags).  ``presets`` (a nested dict,
@@ -483,6 +506,10 @@ def load_config(path=None, overrides: Optional[dict] = None, presets: Optional[d
     cfg = merge(cfg, data)
     if overrides:
         cfg = merge(cfg, overrides)
+    ignored = unused_keys(cfg, data) + unused_keys(cfg, overrides)
+    if ignored:
+        log.warning("%s: %s not read by model.type %s (set for the other field; no effect)", source,
+                    ", ".join(ignored), cfg["model"]["type"])
     return validate(cfg)
 
 
