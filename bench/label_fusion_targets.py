@@ -2,11 +2,12 @@
 """How good are label fusion's training targets?  (CPU; no training.)
 
 For each room (scene arrays from ``bench/make_rooms.py``), every training view's noisy labels
-(the seed's pixel noise) vote in :class:`semnerf_ros.engine.label_fusion.VoxelLabelFusion`; then
-each training pixel is relabelled as a training ray would be, and scored against its clean
-label: the share of targets that are right (among those with a label), the share voided
-(ambiguous voxels), and the same for the raw noisy labels.  One line per (room, voxel size,
-rule) in the JSON (``--out``)::
+(the seed's pixel noise, or ``--noise segmentation``: errors like a segmentation network's,
+correlated along the trajectory, :mod:`semnerf_ros.segmentation_noise`) vote in
+:class:`semnerf_ros.engine.label_fusion.VoxelLabelFusion`; then each training pixel is
+relabelled as a training ray would be, and scored against its clean label: the share of
+targets that are right (among those with a label), the share voided (ambiguous voxels), and
+the same for the raw noisy labels.  One line per (room, voxel size) in the JSON (``--out``)::
 
     python bench/label_fusion_targets.py --scene-npz rooms/room_s1.npz rooms/room_s2.npz --cells 0.03 0.04 0.06
 """
@@ -29,14 +30,25 @@ from semnerf_ros.engine.label_fusion import VoxelLabelFusion  # noqa: E402
 from semnerf_ros.metrics import SegmentationEvaluator  # noqa: E402
 
 
-def target_quality(z, cell: float, min_count: int, margin: float, noise_ratio: float, seed: int = 0) -> dict:
+def noisy_labels(z, noise: str, strength: float, seed: int = 0) -> np.ndarray:
+    clean = z["train_labels"].astype(np.int32)
+    names = [str(c) for c in z["class_names"]]
+    rng = np.random.default_rng(seed)
+    if noise == "pixel":
+        return tasks.pixel_noise(clean, strength, len(names), rng)[0]
+    inst = z["train_instances"] if "train_instances" in z.files else None
+    return tasks.segmentation_noise(clean, strength, len(names), rng, class_names=names, instances=inst)[0]
+
+
+def target_quality(z, cell: float, min_count: int, margin: float, noise: str = "pixel", strength: float = 0.5,
+                   seed: int = 0) -> dict:
     k = z["intrinsics"]
     intr = Intrinsics(*[float(v) for v in k[:4]], int(k[4]), int(k[5]))
     nc = len(z["class_names"])
     clean = z["train_labels"].astype(np.int64)
     depth = z["train_depth"].astype(np.float32)
     poses = z["train_poses"].astype(np.float64)
-    noisy, _ = tasks.pixel_noise(clean.astype(np.int32), noise_ratio, nc, np.random.default_rng(seed))
+    noisy = noisy_labels(z, noise, strength, seed)
     fusion = VoxelLabelFusion(nc, cell, "cpu", min_count, margin)
     t0 = time.perf_counter()
     for i in range(len(poses)):
@@ -77,19 +89,23 @@ def main(argv=None) -> int:
     ap.add_argument("--cells", type=float, nargs="+", default=[0.03, 0.04, 0.06, 0.08])
     ap.add_argument("--min-count", type=int, default=3)
     ap.add_argument("--margin", type=float, default=2.0)
-    ap.add_argument("--noise-ratio", type=float, default=0.5)
+    ap.add_argument("--noise", choices=("pixel", "segmentation"), default="pixel")
+    ap.add_argument("--strength", type=float, default=0.5,
+                    help="pixel noise ratio, or segmentation noise strength in [0, 1]")
     ap.add_argument("--out", default="label_fusion_targets.json")
     args = ap.parse_args(argv)
     rows = []
     for path in args.scene_npz:
         z = np.load(path)
         for cell in args.cells:
-            r = {"room": Path(path).stem, **target_quality(z, cell, args.min_count, args.margin, args.noise_ratio)}
+            r = {"room": Path(path).stem, **target_quality(z, cell, args.min_count, args.margin, args.noise,
+                                                            args.strength)}
             rows.append(r)
             print(f"{r['room']} cell {cell:.3f} m: targets right {r['targets_right']:.4f}, voided "
                   f"{r['targets_voided']:.4f}, target mIoU {r['targets_miou']:.3f} (noisy labels: right "
                   f"{r['noisy_right']:.3f}, mIoU {r['noisy_miou']:.3f}); {r['voxels']} voxels", flush=True)
-    Path(args.out).write_text(json.dumps({"benchmark": "label_fusion_targets", "noise_ratio": args.noise_ratio,
+    Path(args.out).write_text(json.dumps({"benchmark": "label_fusion_targets", "noise": args.noise,
+                                          "strength": args.strength,
                                           "rows": rows}, indent=2))
     print(f"wrote {args.out}")
     return 0
