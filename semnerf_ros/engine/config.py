@@ -55,8 +55,9 @@ class HashConfig:
     hidden_dim_color: int = 64
     hidden_dim_semantic: int = 64
     semantic_max_resolution: int = 64  # finest grid level the semantic head reads (0 = all; branch shared)
-    semantic_branch: str = "grid"  # grid: a coarse semantic grid of its own | shared: head on the
-    # density grid's coarse levels (learns per-pixel noise in time)
+    # grid: a coarse semantic grid of its own | shared: a head on the density grid's coarse levels
+    # (which learns per-pixel label noise in time)
+    semantic_branch: str = "grid"
     semantic_grid_levels: int = 4  # semantic grid (branch grid): levels ...
     semantic_grid_base: int = 16  # ... from this many cells along the scene cube's side ...
     semantic_grid_cell: float = 0.08  # ... to cells of this size (m) at the finest level
@@ -118,9 +119,9 @@ class RenderConfig:
     multires_views: int = 4
     raw_noise_std: float = 1.0
     test_viz_factor: int = 1
-    no_batching: bool = False  # true: each step's rays from one training image (the seed's
-    # sampling, --protocol seed); false: from all keyframes, a share
-    # (mapper.recent_fraction) from the newest (online default)
+    # true: each step's rays from one training image (the seed's sampling, --protocol seed);
+    # false: from all keyframes, a share (mapper.recent_fraction) from the newest (online default)
+    no_batching: bool = False
     depth_range: list = field(default_factory=lambda: [0.1, 10.0])  # near, far along the camera z axis (m)
     white_bkgd: bool = False
     # fast field (model.type: hash)
@@ -146,9 +147,10 @@ class TrainConfig:
     semantic_loss: str = "ce"  # ce (the paper) | gce (generalized CE) | bootstrap (soft bootstrapping)
     semantic_loss_q: float = 0.7  # gce exponent q / bootstrap weight of the given label
     semantic_geometry_grad: bool = False  # false: the semantic loss trains the semantic branch only (hash field)
-    label_fusion: bool = False  # true: train on per-voxel label votes of all keyframes' depth pixels: a
-    # decided voxel's winner, no label where it is ambiguous, else the pixel's
-    # label (engine/label_fusion.py; on for the fast field)
+    # true: train on per-voxel label votes of all keyframes' depth pixels: a decided voxel's winner,
+    # no label where it is ambiguous, else the pixel's label (engine/label_fusion.py; on for the
+    # fast field through HASH_PRESET)
+    label_fusion: bool = False
     label_fusion_cell: float = 0.04  # fusion voxel edge (m)
     label_fusion_min_count: int = 3  # votes a voxel needs before its winner replaces pixel labels ...
     label_fusion_margin: float = 2.0  # ... and how many times the runner-up's votes the winner needs
