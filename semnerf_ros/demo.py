@@ -564,7 +564,7 @@ class _DemoRun:
                 "resolution": int(s.mesh_resolution), "seconds": self.stage_s["mesh"]}
         if not resp.success or resp.face_count == 0:
             self.failures.append(f"~/export_mesh: {resp.message}")
-        print(f"      ~/export_mesh: {resp.message} ({self.stage_s['mesh']:.1f} s)", flush=True)
+        print(f"      ~/export_mesh: {resp.message}", flush=True)   # the node's message gives the time
         code, took, killed = node.stop(signal.SIGINT, timeout=20.0)
         self.shutdown = {"seconds": took, "exit_code": code, "killed": killed}
         if killed:
