@@ -202,3 +202,18 @@ def test_mesh_cli_shows_one_progress_bar(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "mesh:" in err and "100%" in err and "density grid" in err and "writing" in err
     assert (tmp_path / "m.ply").is_file()
+
+
+def test_the_label_fusion_check_says_off_counting_or_full():
+    ledger = InputLedger(list(NAMES), lambda text: None, 0.0)
+    mon = HealthMonitor()
+    assert _checks(mon, ledger, {"label_fusion": None})["label fusion"].message.startswith("off")
+    fu = {"voxels": 0, "votes": 0, "cell_m": 0.04, "full": False, "memory_mb": 0.0}
+    c = _checks(mon, ledger, {"label_fusion": fu})["label fusion"]
+    assert c.level == OK and "no votes yet" in c.message
+    fu.update(voxels=1200, votes=50000, memory_mb=0.1)
+    c = _checks(mon, ledger, {"label_fusion": fu})["label fusion"]
+    assert c.level == OK and c.message == "50000 votes in 1200 voxels" and c.values["cell_m"] == "0.040"
+    fu["full"] = True
+    c = _checks(mon, ledger, {"label_fusion": fu})["label fusion"]
+    assert c.level == WARN and "label_fusion_cell" in c.message

@@ -83,6 +83,7 @@ class HealthMonitor:
         out.append(Check("keyframes", OK, f"{kf} of {mx} keyframes" if kf else "no keyframes yet (no frame "
                          "accepted)", {"keyframes": str(kf), "max_keyframes": str(mx),
                                        "keyframes_added": str(ledger.keyframes_added)}))
+        out.append(self._fusion(st.get("label_fusion")))
         out.append(self._gpu(st, th))
         out.append(self._export(last_export, now))
         out.append(self._faults(st, prev))
@@ -151,6 +152,20 @@ class HealthMonitor:
             return Check("training", WARN, f"{rate:.1f} it/s, below diag_min_training_rate "
                                            f"{th.min_training_rate:g} it/s", values)
         return Check("training", OK, f"{rate:.1f} it/s, step {int(st.get('step', 0))}", values)
+
+    @staticmethod
+    def _fusion(fu: Optional[dict]) -> Check:
+        """The label votes (engine/label_fusion.py): off, counting, or full."""
+        if not fu:
+            return Check("label fusion", OK, "off (train.label_fusion false, or no semantics)", {"enabled": "False"})
+        values = {"enabled": "True", "voxels": str(int(fu["voxels"])), "votes": str(int(fu["votes"])),
+                  "cell_m": _num(fu["cell_m"], ".3f"), "memory_mb": _num(fu["memory_mb"], ".1f")}
+        if fu.get("full"):
+            return Check("label fusion", WARN, f"vote table full at {int(fu['voxels'])} voxels: new surface trains "
+                                               f"on its pixel labels (raise train.label_fusion_cell)", values)
+        if not fu["votes"]:
+            return Check("label fusion", OK, "no votes yet (votes need keyframes with depth)", values)
+        return Check("label fusion", OK, f"{int(fu['votes'])} votes in {int(fu['voxels'])} voxels", values)
 
     @staticmethod
     def _gpu(st, th) -> Check:
