@@ -27,6 +27,7 @@ from typing import Optional
 
 import rclpy
 from builtin_interfaces.msg import Time
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosbags.rosbag2 import Reader
@@ -94,6 +95,18 @@ class BagPlayer:
 
     def close(self) -> None:
         self.reader.close()
+
+    def wait_for_delivery(self, timeout: float = 2.0) -> bool:
+        """Wait up to ``timeout`` s until every reliable subscriber acknowledged every message
+        (a player that exits right after its last publish destroys its writers, and DDS drops
+        what was not delivered yet: the last frames of a bag went missing).  True when all were
+        acknowledged; best-effort publishers count as delivered."""
+        deadline = time.monotonic() + max(timeout, 0.0)
+        done = True
+        for pub in self.publishers.values():
+            left = max(deadline - time.monotonic(), 0.0)
+            done = pub.wait_for_all_acked(Duration(seconds=left)) and done
+        return done
 
     def wait_for_subscribers(self, timeout: float, ok=lambda: True, settle: float = 2.0) -> bool:
         """Wait up to ``timeout`` s until every publisher has a subscriber, or, once
@@ -190,6 +203,8 @@ def play(args: argparse.Namespace, ros_args: list) -> int:
             player.play_once(ok=ok, progress=not args.quiet)
             if not args.loop:
                 break
+        if ok() and not player.wait_for_delivery(2.0):
+            node.get_logger().warning("some messages were not acknowledged by every subscriber within 2 s")
     except PlayerError as exc:
         node.get_logger().error(str(exc))
         code = 1
