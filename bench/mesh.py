@@ -32,7 +32,8 @@ from semnerf_ros.mesh_eval import mesh_accuracy, visible_mask  # noqa: E402
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--map", required=True)
-    ap.add_argument("--gt", default="", help="ground-truth PLY with a per-vertex 'label'")
+    ap.add_argument("--gt", default="", help="ground-truth PLY with a per-vertex 'label' (default: the mesh "
+                    "arrays of --scene-npz, as bench/make_rooms.py writes them, when it has them)")
     ap.add_argument("--resolutions", type=int, nargs="+", default=[128, 256])
     ap.add_argument("--threshold", type=float, default=None, help="density iso-level (1/m)")
     ap.add_argument("--bounds-from-gt", action="store_true",
@@ -53,6 +54,11 @@ def main(argv=None) -> int:
 
     m = Mapper.load(args.map, device=args.device)
     gt = read_ply(args.gt) if args.gt else None
+    if gt is None and args.scene_npz:
+        z = np.load(args.scene_npz)
+        if "mesh_vertices" in z.files:
+            gt = {"vertices": z["mesh_vertices"].astype(np.float64), "faces": z["mesh_faces"].astype(np.int64),
+                  "labels": z["mesh_labels"].astype(np.int64)}
     bounds = None
     if gt is not None and args.bounds_from_gt:
         v = gt["vertices"]
@@ -62,7 +68,13 @@ def main(argv=None) -> int:
     # One untimed small extraction first: the first call compiles kernels and
     # initialises libraries (~1 s on a GPU), which no later extraction pays.
     t0 = time.perf_counter()
-    m.extract_mesh(resolution=32, density_threshold=args.threshold, bounds=bounds, allow_empty=True)
+    first = m.extract_mesh(resolution=32, density_threshold=args.threshold, bounds=bounds, allow_empty=True)
+    if first.num_faces == 0:   # an untrained map, or a threshold above its density: say so in the JSON
+        result["error"] = first.stats.get("empty_reason", "no surface at 32^3")
+        print(f"no mesh: {result['error']}", flush=True)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2))
+        return 1
     result["warmup_seconds"] = time.perf_counter() - t0
     mesh = None
     for res in args.resolutions:

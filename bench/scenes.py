@@ -5,9 +5,13 @@ Runs one ``bench/online.py`` process per (room, variant), ``--parallel`` at a
 time (on one GPU they share it: use ``--clock steps`` so each run sees frames
 arrive at the same *step* as a standalone run at ``--steps-per-second`` would),
 then reports, per variant and checkpoint, the mean, the worst room and every
-room's test mIoU, plus each run's peak, final value and largest drop.  Writes
-the per-run JSON files and ``summary.json`` into ``--out-dir`` and prints a
-markdown table.
+room's test mIoU, plus each run's peak, final value and largest drop.  With
+``--mesh-resolution N`` each run also saves its final map and ``bench/mesh.py``
+scores the mesh extracted from it (N^3, over the ground-truth box, observed-only
+faces, against the room's ground-truth mesh), reported per variant as mean and
+worst room of precision@5cm, chamfer on the observed surface and semantic vertex
+accuracy on it.  Writes the per-run JSON files and ``summary.json`` into
+``--out-dir`` and prints markdown tables.
 
 Rooms are scene arrays (``bench/online.py --export-npz``) or generator seeds
 (``--seeds``, generated on the spot where the generator can run).  A variant is
@@ -29,6 +33,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+
+#: mesh figures summarised per variant; lower is better for distances, higher for the rest
+MESH_KEYS = ("precision@5cm", "chamfer_m_observed", "fscore@5cm_observed", "semantic_vertex_accuracy_observed")
 
 
 def parse_variant(text: str) -> tuple[str, list[str]]:
@@ -54,7 +61,15 @@ def summarise(runs: list[dict]) -> dict:
                 table.append({"t": t, "mean": float(np.mean(list(vals.values()))),
                               "worst": float(min(vals.values())),
                               "worst_room": min(vals, key=vals.get), "rooms": vals})
-        out[variant] = {"checkpoints": table,
+        meshes = {r["room"]: r["mesh"] for r in rs if r.get("mesh")}
+        mesh_summary = {}
+        for key in MESH_KEYS:
+            vals = {room: m[key] for room, m in meshes.items() if isinstance(m.get(key), (int, float))}
+            if vals:
+                worst = max(vals, key=vals.get) if key.startswith("chamfer") else min(vals, key=vals.get)
+                mesh_summary[key] = {"mean": float(np.mean(list(vals.values()))), "worst": float(vals[worst]),
+                                     "worst_room": worst, "rooms": vals}
+        out[variant] = {"checkpoints": table, "mesh": mesh_summary,
                         "runs": {r["room"]: r["result"].get("summary", {}) for r in rs},
                         "input_miou": float(np.mean([r["result"]["input_labels"]["miou"] for r in rs]))}
     return out
@@ -77,6 +92,9 @@ def main(argv=None) -> int:
     ap.add_argument("--parallel", type=int, default=1)
     ap.add_argument("--budget-s", type=float, default=0.0,
                     help="stop runs still going after this many seconds (0 = none); their checkpoints so far are kept")
+    ap.add_argument("--mesh-resolution", type=int, default=0,
+                    help="also extract and score each run's final mesh at this grid resolution (0 = no mesh)")
+    ap.add_argument("--keep-maps", action="store_true", help="keep the saved maps (--mesh-resolution) afterwards")
     ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more bench/online.py arguments")
     ap.add_argument("--out-dir", default="bench_scenes")
     args = ap.parse_args(argv)
@@ -105,24 +123,79 @@ def main(argv=None) -> int:
                    "--partial-json", "--out", str(out), "--set", *args.set, *sets]
             if args.no_depth:
                 cmd.append("--no-depth")
+            job = {"variant": name, "room": room, "cmd": cmd, "out": out, "npz": room_args[1]}
+            if args.mesh_resolution > 0:
+                job["map"] = out_dir / f"{name}__{room}.map.pt"
+                cmd += ["--save-map", str(job["map"])]
             cmd += args.extra
-            jobs.append({"variant": name, "room": room, "cmd": cmd, "out": out})
+            jobs.append(job)
     print(f"{len(jobs)} runs ({len(rooms)} rooms x {len(args.variants)} variants), {args.parallel} at a time",
           flush=True)
     t0 = time.time()
+    run_pool(jobs, args.parallel, args.budget_s, out_dir, t0)
+    runs = []
+    for j in jobs:
+        result = json.loads(j["out"].read_text()) if j["out"].exists() else None
+        runs.append({"variant": j["variant"], "room": j["room"], "rc": j.get("rc"), "result": result})
+    if args.mesh_resolution > 0:
+        mesh_jobs = []
+        for j, r in zip(jobs, runs):
+            if not j["map"].exists():
+                print(f"{j['variant']} / {j['room']}: no saved map (run cut short?), no mesh", flush=True)
+                continue
+            r["mesh_out"] = out_dir / f"{j['variant']}__{j['room']}.mesh.json"
+            mesh_jobs.append({"variant": j["variant"], "room": j["room"], "out": r["mesh_out"], "map": j["map"],
+                              "cmd": [sys.executable, str(ROOT / "bench" / "mesh.py"), "--map", str(j["map"]),
+                                      "--scene-npz", j["npz"], "--resolutions", str(args.mesh_resolution),
+                                      "--bounds-from-gt", "--observed-only", "--out", str(r["mesh_out"])]})
+        print(f"{len(mesh_jobs)} meshes at {args.mesh_resolution}^3", flush=True)
+        run_pool(mesh_jobs, args.parallel, 0.0, out_dir, t0)
+        for r in runs:
+            out = r.pop("mesh_out", None)
+            r["mesh"] = json.loads(out.read_text()).get("accuracy") if out is not None and out.exists() else None
+        if not args.keep_maps:
+            for j in jobs:
+                j["map"].unlink(missing_ok=True)
+    summary = {"benchmark": "scenes", "rooms": list(rooms), "variants": args.variants, "set": args.set,
+               "no_depth": args.no_depth, "clock": args.clock, "steps_per_second": args.steps_per_second,
+               "times": args.times, "mesh_resolution": args.mesh_resolution, "wall_s": time.time() - t0,
+               "summary": summarise(runs)}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    print("\n| variant | " + " | ".join(f"{t:g} s mean / worst" for t in args.times) + " |")
+    print("|---|" + "---|" * len(args.times))
+    for variant, s in summary["summary"].items():
+        cells = {c["t"]: f"{c['mean']:.3f} / {c['worst']:.3f}" for c in s["checkpoints"]}
+        print(f"| {variant} | " + " | ".join(cells.get(t, "-") for t in args.times) + " |")
+    if args.mesh_resolution > 0:
+        print("\n| variant (mesh, mean / worst room) | " + " | ".join(MESH_KEYS) + " |")
+        print("|---|" + "---|" * len(MESH_KEYS))
+        for variant, s in summary["summary"].items():
+            mesh = s.get("mesh") or {}
+            print(f"| {variant} | " + " | ".join(
+                f"{mesh[k]['mean']:.3f} / {mesh[k]['worst']:.3f}" if k in mesh else "-" for k in MESH_KEYS) + " |")
+    return 0
+
+
+
+def run_pool(jobs: list, parallel: int, budget_s: float, out_dir: Path, t0: float) -> None:
+    """Run each job's ``cmd`` (its output to ``out_dir/<out stem>.log``), ``parallel`` at a
+    time; past ``budget_s`` seconds from ``t0`` (0 = no limit) the running ones are stopped
+    (bench/online.py writes its checkpoints so far on SIGTERM).  Sets each job's ``rc``."""
     pending, running = list(jobs), []
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     while pending or running:
-        while pending and len(running) < args.parallel:
+        over = budget_s > 0 and time.time() - t0 > budget_s
+        while pending and len(running) < parallel and not over:
             j = pending.pop(0)
             j["log"] = open(out_dir / (j["out"].stem + ".log"), "w")
             j["proc"] = subprocess.Popen(j["cmd"], stdout=j["log"], stderr=subprocess.STDOUT, env=env)
             running.append(j)
+        if over and not running:
+            break
         time.sleep(1.0)
-        over = args.budget_s > 0 and time.time() - t0 > args.budget_s
         for j in list(running):
             if over and j["proc"].poll() is None:
-                j["proc"].terminate()  # bench/online.py writes its checkpoints so far on SIGTERM
+                j["proc"].terminate()
                 try:
                     j["proc"].wait(30)
                 except subprocess.TimeoutExpired:
@@ -132,20 +205,6 @@ def main(argv=None) -> int:
                 j["log"].close()
                 running.remove(j)
                 print(f"[{time.time() - t0:6.0f} s] {j['variant']} / {j['room']}: exit {j['rc']}", flush=True)
-    runs = []
-    for j in jobs:
-        result = json.loads(j["out"].read_text()) if j["out"].exists() else None
-        runs.append({"variant": j["variant"], "room": j["room"], "rc": j.get("rc"), "result": result})
-    summary = {"benchmark": "scenes", "rooms": list(rooms), "variants": args.variants, "set": args.set,
-               "no_depth": args.no_depth, "clock": args.clock, "steps_per_second": args.steps_per_second,
-               "times": args.times, "wall_s": time.time() - t0, "summary": summarise(runs)}
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    print("\n| variant | " + " | ".join(f"{t:g} s mean / worst" for t in args.times) + " |")
-    print("|---|" + "---|" * len(args.times))
-    for variant, s in summary["summary"].items():
-        cells = {c["t"]: f"{c['mean']:.3f} / {c['worst']:.3f}" for c in s["checkpoints"]}
-        print(f"| {variant} | " + " | ".join(cells.get(t, "-") for t in args.times) + " |")
-    return 0
 
 
 if __name__ == "__main__":
