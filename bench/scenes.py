@@ -27,6 +27,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -95,6 +96,8 @@ def main(argv=None) -> int:
     ap.add_argument("--mesh-resolution", type=int, default=0,
                     help="also extract and score each run's final mesh at this grid resolution (0 = no mesh)")
     ap.add_argument("--keep-maps", action="store_true", help="keep the saved maps (--mesh-resolution) afterwards")
+    ap.add_argument("--archive", default="", help="also pack --out-dir (JSON and logs, no maps) into this .tar.gz: "
+                    "one file to bring back from a machine that returns few files")
     ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more bench/online.py arguments")
     ap.add_argument("--out-dir", default="bench_scenes")
     args = ap.parse_args(argv)
@@ -161,6 +164,11 @@ def main(argv=None) -> int:
                "times": args.times, "mesh_resolution": args.mesh_resolution, "wall_s": time.time() - t0,
                "summary": summarise(runs)}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if args.archive:
+        with tarfile.open(args.archive, "w:gz") as tar:
+            for p in sorted(out_dir.iterdir()):
+                if p.suffix in (".json", ".log"):
+                    tar.add(p, arcname=f"{out_dir.name}/{p.name}")
     print("\n| variant | " + " | ".join(f"{t:g} s mean / worst" for t in args.times) + " |")
     print("|---|" + "---|" * len(args.times))
     for variant, s in summary["summary"].items():
