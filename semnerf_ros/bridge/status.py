@@ -86,4 +86,6 @@ def progress_line(st: dict, ledger: InputLedger, training_enabled: bool) -> str:
                 f"published {ledger.images_published}; intake queue {st.get('intake_queue', 0)}/"
                 f"{st.get('intake_capacity', 0)} (peak {st.get('intake_queue_peak', 0)}); ms p50/max: step "
                 f"{ms('step')}, add_frame {ms('add_frame')} "
-                f"(wait {ms('add_frame_wait')}), render {ms('render')} (wait {ms('render_wait')})")
+                f"(wait {ms('add_frame_wait')}), render {ms('render')} (wait {ms('render_wait')})"
+                + (f", label votes {ms('fuse')} ({st['label_fusion']['voxels']} voxels)"
+                   if st.get("label_fusion") else ""))
