@@ -33,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from semnerf_ros import tasks  # noqa: E402
-from semnerf_ros.engine.config import load_config  # noqa: E402
+from semnerf_ros.engine.config import load_config, overrides_from_items  # noqa: E402
 from semnerf_ros.engine.frame import Frame  # noqa: E402
 from semnerf_ros.engine.geometry import Intrinsics  # noqa: E402
 from semnerf_ros.engine.mapper import Mapper  # noqa: E402
@@ -49,16 +49,7 @@ def load(path):
 def make_mapper(args, z, intr, names, graph: bool) -> Mapper:
     sets = {"experiment": {"seed": 0}, "train": {"cuda_graph": graph, "wgt_depth": args.wgt_depth},
             "render": {"N_rays": args.rays}, "mapper": {"keyframe_policy": "all", "max_keyframes": 200}}
-    for item in args.set:
-        key, _, val = item.partition("=")
-        node = sets
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        import yaml
-
-        node[parts[-1]] = yaml.safe_load(val)
-    cfg = load_config(args.config, sets)
+    cfg = load_config(args.config, overrides_from_items(args.set, sets))
     m = Mapper(cfg, len(names), names)
     noisy, _ = tasks.pixel_noise(z["train_labels"].astype(np.int32), 0.5, len(names), np.random.default_rng(0))
     for i in range(len(z["train_poses"])):

@@ -122,17 +122,16 @@ def main(argv=None) -> int:
     cmd += ["-p", "class_names:=[" + ",".join(f'"{c}"' for c in class_names) + "]"]
     for p in args.node_param:
         cmd += ["-p", p]
+    engine_yaml = ""   # the node's engine_config, and the standalone run's
     if args.engine_set:
         import yaml
 
-        eng: dict = {}
-        for item in args.engine_set:
-            key, _, val = item.partition("=")
-            sec, _, name = key.partition(".")
-            eng.setdefault(sec, {})[name] = yaml.safe_load(val)
+        from semnerf_ros.engine.config import overrides_from_items
+
         eng_path = Path(args.out).with_suffix(".engine.yaml")
-        eng_path.write_text(yaml.safe_dump(eng))
-        cmd += ["-p", f"engine_config:={eng_path.resolve()}"]
+        eng_path.write_text(yaml.safe_dump(overrides_from_items(args.engine_set)))
+        engine_yaml = str(eng_path.resolve())
+        cmd += ["-p", f"engine_config:={engine_yaml}"]
     for name, topic in TOPICS.items():
         cmd += ["-r", f"{name}:={topic}"]
     log = open(Path(args.out).with_suffix(".node.log"), "w")
@@ -274,7 +273,7 @@ def main(argv=None) -> int:
         result["mapper_busy_dropped"] = busy
         result["intake_queue_peak"] = peak
     if args.standalone > 0:
-        result["standalone"] = run_standalone(args, rgb, noisy, depth, poses, intr, class_names)
+        result["standalone"] = run_standalone(args, engine_yaml, rgb, noisy, depth, poses, intr, class_names)
         node_rate = result.get("node_training_it_per_s", {}).get("median")
         if node_rate:
             result["node_over_standalone"] = node_rate / result["standalone"]["it_per_s_median"]
@@ -296,15 +295,12 @@ def main(argv=None) -> int:
     return 0
 
 
-def run_standalone(args, rgb, noisy, depth, poses, intr, class_names) -> dict:
+def run_standalone(args, engine_yaml, rgb, noisy, depth, poses, intr, class_names) -> dict:
     """The node's engine without the node: the Mapper ``make_mapper`` builds from the node's
-    default parameters (plus ``--engine-set``), trained by its own thread while this thread
-    feeds the same frames at ``--rate`` as the node's intake does.  Returns the training
-    rate (it/s) sampled every second, keyframes and GPU memory."""
-    import tempfile
-
-    import yaml
-
+    default parameters and the node's ``engine_yaml`` (``--engine-set``; "" = none), trained
+    by its own thread while this thread feeds the same frames at ``--rate`` as the node's
+    intake does.  Returns the training rate (it/s) sampled every second, keyframes and GPU
+    memory."""
     from semnerf_ros.bridge.engine_setup import make_mapper
     from semnerf_ros.bridge.params import PARAMS
     from semnerf_ros.engine.frame import Frame
@@ -312,16 +308,7 @@ def run_standalone(args, rgb, noisy, depth, poses, intr, class_names) -> dict:
     values = {p.name: p.default for p in PARAMS}
     values["device"] = args.device
     values["num_classes"] = len(class_names)
-    if args.engine_set:
-        eng: dict = {}
-        for item in args.engine_set:
-            key, _, val = item.partition("=")
-            sec, _, name = key.partition(".")
-            eng.setdefault(sec, {})[name] = yaml.safe_load(val)
-        fd, path = tempfile.mkstemp(suffix=".yaml")
-        os.write(fd, yaml.safe_dump(eng).encode())
-        os.close(fd)
-        values["engine_config"] = path
+    values["engine_config"] = engine_yaml
     mapper = make_mapper(values, len(class_names), class_names, lambda s: print("standalone:", s, flush=True))
     mapper.start()
     rates, t0, n = [], time.time(), 0

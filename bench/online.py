@@ -34,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from semnerf_ros import tasks  # noqa: E402
-from semnerf_ros.engine.config import load_config  # noqa: E402
+from semnerf_ros.engine.config import load_config, overrides_from_items  # noqa: E402
 from semnerf_ros.engine.frame import Frame  # noqa: E402
 from semnerf_ros.engine.geometry import Intrinsics  # noqa: E402
 from semnerf_ros.engine.mapper import Mapper  # noqa: E402
@@ -181,18 +181,7 @@ def main(argv=None) -> int:
     overrides = {"experiment": {"device": args.device, "seed": args.seed}}
     if not args.config:
         overrides["model"] = {"type": "hash"}
-    for item in args.set:
-        key, _, val = item.partition("=")
-        sec, _, name = key.partition(".")
-        overrides.setdefault(sec, {})
-        import yaml
-
-        node = overrides[sec]
-        parts = name.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(val)
-    cfg = load_config(args.config or None, overrides)
+    cfg = load_config(args.config or None, overrides_from_items(args.set, overrides))
     n_train = len(d["train_poses"])
     if cfg["mapper"]["keyframe_policy"] == "all" or args.mode == "offline":
         cfg["mapper"]["keyframe_policy"] = "all"

@@ -67,3 +67,17 @@ def test_keys_the_chosen_field_does_not_read_are_named_in_a_warning(tmp_path, ca
         load_config(None, {"model": {"type": "hash", "hash": {"n_levels": 8}}})   # read: no warning
     assert [r.getMessage() for r in caplog.records] == [
         "the overrides: model.hash not read by model.type nerf (set for the other field; no effect)"]
+
+
+def test_benchmark_overrides_nest_any_depth_and_take_yaml_values():
+    from semnerf_ros.engine.config import overrides_from_items
+
+    base = {"experiment": {"device": "cpu"}}
+    out = overrides_from_items(["train.wgt_depth=0.05", "model.hash.semantic_grid_cell=0.04",
+                                "train.label_fusion=false", "render.scene_bounds=[-1, -1, -1, 1, 1, 1]"], base)
+    assert out == {"experiment": {"device": "cpu"}, "train": {"wgt_depth": 0.05, "label_fusion": False},
+                   "model": {"hash": {"semantic_grid_cell": 0.04}}, "render": {"scene_bounds": [-1, -1, -1, 1, 1, 1]}}
+    assert base == {"experiment": {"device": "cpu"}}                       # the base is not changed
+    assert load_config(None, out)["model"]["hash"]["semantic_grid_cell"] == 0.04
+    with pytest.raises(ConfigError, match="SECTION.KEY=VALUE"):
+        overrides_from_items(["train.wgt_depth"])

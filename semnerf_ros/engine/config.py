@@ -443,6 +443,23 @@ def _base_for(*layers: Optional[dict]) -> dict:
     return base_config(_layered("model", "type", *layers), _layered("experiment", "device", *layers))
 
 
+def overrides_from_items(items, base: Optional[dict] = None) -> dict:
+    """``["train.wgt_depth=0.05", "model.hash.semantic_grid_cell=0.04"]`` (values in YAML) as
+    the nested override dict that :func:`load_config` takes, merged into a copy of ``base``
+    (the benchmarks' ``--set`` arguments)."""
+    out = copy.deepcopy(base) if base else {}
+    for item in items or ():
+        key, sep, val = str(item).partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected SECTION.KEY=VALUE")
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = yaml.safe_load(val)
+    return out
+
+
 def make_config(override: Optional[dict] = None) -> dict:
     """Defaults (for the model type ``override`` names) merged with ``override``, validated.
     A complete config passes through unchanged."""
