@@ -491,28 +491,27 @@ def deploy(staging: Path, prefix: Path, site: Path, stamp: dict, extra: list | N
 
 def uninstall(prefix: Path, site: Path) -> None:
     removed = []
-    for lib in (prefix / "lib").glob(f"lib{PACKAGE}__*.so"):
-        lib.unlink()
-        removed.append(lib)
-    for path in (site / HOOK_DIR_NAME, prefix / "share" / PACKAGE):
-        if path.exists():
-            shutil.rmtree(path)
-            removed.append(path)
-    if (site / TF2 / TF2_MARKER).exists():   # only our own copy, never an installed tf2_msgs
-        for lib in (prefix / "lib").glob(f"lib{TF2}__*.so"):
+    index = prefix / "share" / "ament_index" / "resource_index"
+
+    def remove(package: str, python_dir: Path) -> None:
+        """A deployed interface package: its libraries, Python and share folders, index entries."""
+        for lib in (prefix / "lib").glob(f"lib{package}__*.so"):
             lib.unlink()
             removed.append(lib)
-        for path in (site / TF2, prefix / "share" / TF2):
+        for path in (python_dir, prefix / "share" / package):
             if path.exists():
                 shutil.rmtree(path)
                 removed.append(path)
-        for path in (prefix / "share" / "ament_index" / "resource_index").glob(f"*/{TF2}"):
+        for path in index.glob(f"*/{package}"):
             path.unlink()
             removed.append(path)
-    for path in [site / PTH_NAME, *(prefix / "share" / "ament_index" / "resource_index").glob(f"*/{PACKAGE}")]:
-        if path.exists():
-            path.unlink()
-            removed.append(path)
+
+    remove(PACKAGE, site / HOOK_DIR_NAME)
+    if (site / TF2 / TF2_MARKER).exists():   # only our own copy, never an installed tf2_msgs
+        remove(TF2, site / TF2)
+    if (site / PTH_NAME).exists():
+        (site / PTH_NAME).unlink()
+        removed.append(site / PTH_NAME)
     say(f"removed {len(removed)} deployed path(s)" if removed else "nothing deployed; nothing removed")
 
 
