@@ -62,6 +62,11 @@ def test_relabel_replaces_noisy_labels_of_a_seen_surface_and_leaves_the_rest():
         noisy[flip] = rng.integers(1, NUM_CLASSES, size=flip.sum())
         f.integrate_depth(fr.depth, noisy, fr.intrinsics, fr.pose)
     fr = frames[3]
+    every_other = VoxelLabelFusion(NUM_CLASSES, cell=0.15, device="cpu", stride=2)
+    lab = fr.labels.copy()
+    lab[:, :5] = 0                                                               # void casts no vote
+    assert every_other.integrate_depth(fr.depth, lab, fr.intrinsics, fr.pose) == \
+        int(((fr.depth[::2, ::2] > 0) & (lab[::2, ::2] > 0)).sum())
     h, w = fr.intrinsics.shape
     v, u = np.mgrid[0:h, 0:w]
     d_cam = np.stack([(u - fr.intrinsics.cx) / fr.intrinsics.fx, (v - fr.intrinsics.cy) / fr.intrinsics.fy,

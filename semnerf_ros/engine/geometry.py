@@ -205,9 +205,11 @@ def project_points(points_world, pose_c2w, intrinsics: Intrinsics) -> tuple[np.n
 
 
 def depth_points_world(depth, intrinsics: Intrinsics, pose_c2w, stride: int = 1, near: float = 0.0,
-                       far: float = np.inf) -> np.ndarray:
+                       far: float = np.inf, return_mask: bool = False):
     """World points (N, 3, metres) of a z-depth image (H, W metres; 0, NaN or outside
-    ``[near, far]`` = no reading), every ``stride``-th pixel in each direction."""
+    ``[near, far]`` = no reading), every ``stride``-th pixel in each direction.  With
+    ``return_mask``: also the pixels that gave a point, as a mask over
+    ``depth[::stride, ::stride]`` (points in its row-major order)."""
     h, w = intrinsics.shape
     vs, us = np.mgrid[0:h:stride, 0:w:stride]
     z = np.asarray(depth, np.float64)[vs, us]
@@ -215,7 +217,8 @@ def depth_points_world(depth, intrinsics: Intrinsics, pose_c2w, stride: int = 1,
     pc = np.stack([(us[ok] - intrinsics.cx) / intrinsics.fx * z[ok], (vs[ok] - intrinsics.cy) / intrinsics.fy * z[ok],
                    z[ok]], -1)
     T = np.asarray(pose_c2w, np.float64)
-    return pc @ T[:3, :3].T + T[:3, 3]
+    points = pc @ T[:3, :3].T + T[:3, 3]
+    return (points, ok) if return_mask else points
 
 
 def points_seen_by_views(points, poses, intrinsics, depths, tol: float = 0.03, min_depth: float = 0.05,

@@ -43,7 +43,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .geometry import Intrinsics
+from .geometry import Intrinsics, depth_points_world
 
 _AXIS_BITS = 21                       # bits per voxel coordinate in a packed key
 _AXIS_OFFSET = 1 << (_AXIS_BITS - 1)  # coordinates in [-2**20, 2**20) voxels
@@ -60,10 +60,11 @@ class VoxelLabelFusion:
         margin: the winner needs at least this many times the runner-up's votes.
         max_memory_mb: bound on the tables (8 + 4 * num_classes bytes a voxel); past it new
             voxels are not created (their rays keep their pixel labels) and :attr:`full` is set.
+        stride: :meth:`integrate_depth` takes every ``stride``-th pixel in each direction.
     """
 
     def __init__(self, num_classes: int, cell: float, device, min_count: int = 3, margin: float = 2.0,
-                 max_memory_mb: float = 256.0):
+                 max_memory_mb: float = 256.0, stride: int = 1):
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         if not cell > 0:
@@ -74,6 +75,7 @@ class VoxelLabelFusion:
         self.min_count = max(int(min_count), 1)
         self.margin = float(margin)
         self.max_voxels = max(int(max_memory_mb * 2 ** 20 / (8 + 4 * self.num_classes)), 1)
+        self.stride = max(int(stride), 1)
         self._lock = threading.Lock()
         self.clear()
 
@@ -161,23 +163,19 @@ class VoxelLabelFusion:
             self.votes += cast
         return cast
 
-    def integrate_depth(self, depth: np.ndarray, labels: np.ndarray, intrinsics: Intrinsics, pose_c2w,
-                        stride: int = 1) -> int:
+    def integrate_depth(self, depth: np.ndarray, labels: np.ndarray, intrinsics: Intrinsics, pose_c2w) -> int:
         """Votes of a z-depth image (H, W metres; 0/NaN = none) and its label image (H, W),
         every ``stride``-th pixel, camera-to-world ``pose_c2w`` (optical axes)."""
+        stride = self.stride
         h, w = intrinsics.shape
         if depth.shape[:2] != (h, w) or labels.shape[:2] != (h, w):
             raise ValueError(f"depth {depth.shape[:2]} and labels {labels.shape[:2]} must be {(h, w)}")
-        vs, us = np.mgrid[0:h:stride, 0:w:stride]
-        z = np.asarray(depth, np.float32)[vs, us]
-        lab = np.asarray(labels)[vs, us]
-        ok = np.isfinite(z) & (z > 0) & (lab > 0)
-        z, us, vs, lab = z[ok], us[ok], vs[ok], lab[ok]
-        pc = np.stack([(us - intrinsics.cx) / intrinsics.fx * z, (vs - intrinsics.cy) / intrinsics.fy * z, z], -1)
-        T = np.asarray(pose_c2w, np.float32)
-        pw = pc @ T[:3, :3].T + T[:3, 3]
-        return self.integrate(torch.from_numpy(np.ascontiguousarray(pw, np.float32)),
-                              torch.from_numpy(lab.astype(np.int64)))
+        labels = np.asarray(labels)
+        # void pixels get no point, so they cast no vote
+        points, ok = depth_points_world(np.where(labels > 0, depth, 0.0), intrinsics, pose_c2w, stride,
+                                        return_mask=True)
+        return self.integrate(torch.from_numpy(points.astype(np.float32)),
+                              torch.from_numpy(labels[::stride, ::stride][ok].astype(np.int64)))
 
     # ------------------------------------------------------------------ targets
     def lookup(self, points: torch.Tensor, valid: Optional[torch.Tensor] = None):

@@ -227,7 +227,7 @@ class Mapper:
         if not tr.label_fusion or not cfg.experiment.enable_semantic:
             return None
         return VoxelLabelFusion(self.num_classes, tr.label_fusion_cell, self.device, tr.label_fusion_min_count,
-                                tr.label_fusion_margin)
+                                tr.label_fusion_margin, stride=tr.label_fusion_stride)
 
     def _fuse(self, fusion: Optional[VoxelLabelFusion], depth: Optional[np.ndarray], labels: Optional[np.ndarray],
               intrinsics: Intrinsics, pose) -> None:
@@ -238,13 +238,13 @@ class Mapper:
             return
         t0 = time.perf_counter()
         was_full = fusion.full
-        fusion.integrate_depth(depth, labels, intrinsics, pose, int(self.cfg["train"]["label_fusion_stride"]))
+        fusion.integrate_depth(depth, labels, intrinsics, pose)
         if fusion.full and not was_full:
             log.warning("label fusion holds %d voxels, its memory bound: new surface keeps its pixel labels "
                         "(raise train.label_fusion_cell)", len(fusion))
         self._timings["fuse"].append(time.perf_counter() - t0)
 
-    def _refuse_keyframes(self) -> None:
+    def _recast_votes(self) -> None:
         """Rebuild the label votes from the buffered keyframes (a map file without them)."""
         if self.fusion is None:
             return
@@ -256,8 +256,7 @@ class Mapper:
             fx, fy, cx, cy = (float(v) for v in buf.K_host[slot])
             h, w = buf.intrinsics.shape
             self.fusion.integrate_depth(buf.depth[slot].float().cpu().numpy(), buf.labels[slot].cpu().numpy(),
-                                        Intrinsics(fx, fy, cx, cy, w, h), buf.poses_host[slot],
-                                        int(self.cfg["train"]["label_fusion_stride"]))
+                                        Intrinsics(fx, fy, cx, cy, w, h), buf.poses_host[slot])
 
     def _build_model(self, bounds: np.ndarray) -> None:
         self.model = build_model(self.cfg, self.num_classes, bounds).to(self.device)
@@ -737,7 +736,7 @@ class Mapper:
         m._load_keyframes(state["buffer"])
         saved = state.get("label_fusion")
         if m.fusion is not None and not (saved is not None and m.fusion.load_state_dict(saved)):
-            m._refuse_keyframes()   # no votes in the file, or cast with another voxel size
+            m._recast_votes()   # no votes in the file, or cast with another voxel size
         m.policy.load_state_dict(state["policy"])
         c = state["counters"]
         m.step_count = int(c["step"])
