@@ -150,8 +150,12 @@ def main(argv=None) -> int:
     ap.add_argument("--mode", choices=("online", "offline"), default="online")
     ap.add_argument("--rate", type=float, default=6.0,
                     help="training frames arriving per second (6 = a 30 Hz camera, every 5th frame)")
-    ap.add_argument("--noise", choices=("pixel", "none"), default="pixel")
-    ap.add_argument("--noise-ratio", type=float, default=0.5)
+    ap.add_argument("--noise", choices=tasks.NOISE_KINDS, default="pixel",
+                    help="training-label corruption (semnerf_ros.tasks.corrupt_labels): pixel (the seed's), "
+                         "segmentation (errors like a segmentation network's, persistent over consecutive "
+                         "training views), region or none")
+    ap.add_argument("--noise-ratio", "--noise-strength", dest="noise_ratio", type=float, default=0.5,
+                    help="its ratio / strength in [0, 1] (the input mIoU is reported)")
     ap.add_argument("--no-depth", action="store_true", help="do not give depth images to the mapper")
     ap.add_argument("--times", type=float, nargs="+", default=[5, 10, 20, 30, 60],
                     help="checkpoints (s on the benchmark clock), e.g. 10 30 60 120 300 600 1800 for long horizons")
@@ -189,10 +193,8 @@ def main(argv=None) -> int:
 
     rng = np.random.default_rng(args.seed)
     clean = d["train_labels"].astype(np.int32)
-    if args.noise == "pixel":
-        noisy, info = tasks.pixel_noise(clean, args.noise_ratio, num_classes, rng)
-    else:
-        noisy, info = clean.copy(), {}
+    noisy, info = tasks.corrupt_labels(clean, args.noise, args.noise_ratio, num_classes, rng,
+                                       instances=d.get("train_instances"), class_names=class_names)
     ev = SegmentationEvaluator(num_classes)
     for a, b in zip(clean, noisy):
         ev.add(a, b)

@@ -100,18 +100,23 @@ def main(argv=None) -> int:
                     "one file to bring back from a machine that returns few files")
     ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more bench/online.py arguments")
     ap.add_argument("--out-dir", default="bench_scenes")
+    ap.add_argument("--from-runs", nargs="+", default=[], metavar="DIR",
+                    help="run nothing: summarise the per-run JSON files (VARIANT__ROOM.json) found in these "
+                         "folders, e.g. one variant's rooms split over several invocations, into --out-dir")
     args = ap.parse_args(argv)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if args.from_runs:
+        return merge_runs(args, out_dir)
 
     rooms = {Path(p).stem: ["--scene-npz", str(p)] for p in args.scene_npz}
+    missing = [s for s in args.seeds if not (out_dir / f"room_s{s}.npz").exists()]
+    if missing:
+        print(f"generating rooms {missing} ...", flush=True)
+        subprocess.run([sys.executable, str(ROOT / "bench" / "make_rooms.py"), "--seeds", *map(str, missing),
+                        "--out", str(out_dir)], check=True)
     for seed in args.seeds:
-        npz = out_dir / f"room_s{seed}.npz"
-        if not npz.exists():
-            print(f"generating room seed {seed} ...", flush=True)
-            subprocess.run([sys.executable, str(ROOT / "bench" / "online.py"), "--seed-room", str(seed),
-                            "--export-npz", str(npz)], check=True)
-        rooms[f"s{seed}"] = ["--scene-npz", str(npz)]
+        rooms[f"room_s{seed}"] = ["--scene-npz", str(out_dir / f"room_s{seed}.npz")]
     if not rooms:
         raise SystemExit("no rooms: give --scene-npz or --seeds")
     jobs = []
@@ -169,20 +174,51 @@ def main(argv=None) -> int:
             for p in sorted(out_dir.iterdir()):
                 if p.suffix in (".json", ".log"):
                     tar.add(p, arcname=f"{out_dir.name}/{p.name}")
-    print("\n| variant | " + " | ".join(f"{t:g} s mean / worst" for t in args.times) + " |")
-    print("|---|" + "---|" * len(args.times))
-    for variant, s in summary["summary"].items():
+    print_tables(summary["summary"], args.times, args.mesh_resolution > 0)
+    return 0
+
+
+def merge_runs(args, out_dir: Path) -> int:
+    """``--from-runs``: one summary of per-run JSON files written by earlier invocations."""
+    runs, sources = [], []
+    for folder in args.from_runs:
+        for p in sorted(Path(folder).glob("*__*.json")):
+            if p.name.endswith(".mesh.json"):
+                continue
+            variant, _, room = p.stem.partition("__")
+            result = json.loads(p.read_text())
+            mesh_file = p.with_name(p.stem + ".mesh.json")
+            mesh = json.loads(mesh_file.read_text()).get("accuracy") if mesh_file.exists() else None
+            runs.append({"variant": variant, "room": room, "rc": None, "result": result, "mesh": mesh})
+            sources.append(str(p))
+    if not runs:
+        raise SystemExit(f"no VARIANT__ROOM.json files in {args.from_runs}")
+    times = sorted({c["t_nominal"] for r in runs for c in r["result"].get("checkpoints", [])})
+    first = runs[0]["result"]
+    summary = {"benchmark": "scenes", "merged_from": sources, "rooms": sorted({r["room"] for r in runs}),
+               "variants": sorted({r["variant"] for r in runs}), "set": first.get("overrides"),
+               "no_depth": not first.get("depth_given", True), "clock": first.get("clock"),
+               "steps_per_second": first.get("steps_per_second"), "times": times,
+               "summary": summarise(runs)}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"{len(runs)} runs from {len(args.from_runs)} folders -> {out_dir / 'summary.json'}")
+    print_tables(summary["summary"], times, any(r["mesh"] for r in runs))
+    return 0
+
+
+def print_tables(summary: dict, times: list, mesh: bool) -> None:
+    print("\n| variant | " + " | ".join(f"{t:g} s mean / worst" for t in times) + " |")
+    print("|---|" + "---|" * len(times))
+    for variant, s in summary.items():
         cells = {c["t"]: f"{c['mean']:.3f} / {c['worst']:.3f}" for c in s["checkpoints"]}
-        print(f"| {variant} | " + " | ".join(cells.get(t, "-") for t in args.times) + " |")
-    if args.mesh_resolution > 0:
+        print(f"| {variant} | " + " | ".join(cells.get(t, "-") for t in times) + " |")
+    if mesh:
         print("\n| variant (mesh, mean / worst room) | " + " | ".join(MESH_KEYS) + " |")
         print("|---|" + "---|" * len(MESH_KEYS))
-        for variant, s in summary["summary"].items():
+        for variant, s in summary.items():
             mesh = s.get("mesh") or {}
             print(f"| {variant} | " + " | ".join(
                 f"{mesh[k]['mean']:.3f} / {mesh[k]['worst']:.3f}" if k in mesh else "-" for k in MESH_KEYS) + " |")
-    return 0
-
 
 
 def run_pool(jobs: list, parallel: int, budget_s: float, out_dir: Path, t0: float) -> None:

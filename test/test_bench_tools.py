@@ -1,0 +1,83 @@
+"""Benchmark plumbing that the GPU figures rely on, checked on a CPU at toy sizes:
+bench/online.py's label corruption choice (issue 13: segmentation-like noise selectable in the
+benchmarks, its input mIoU reported) and bench/scenes.py's merge of runs made by several
+invocations (``--from-runs``: one variant's rooms split over GPU calls)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from semnerf_ros.datasets.synthetic import make_scene
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+TOY = ["render.N_rays=64", "render.march_steps=32", "render.max_samples_per_ray=8",
+       "render.occupancy_resolution=16"]
+
+
+@pytest.fixture(scope="module")
+def toy_scene(tmp_path_factory):
+    return make_scene(tmp_path_factory.mktemp("bench") / "scene", 30, 40, 30, seed=3, progress=False)
+
+
+@pytest.mark.parametrize("noise, strength", [("segmentation", 0.3), ("pixel", 0.5), ("none", 0.0)])
+def test_online_label_corruption_is_selectable(toy_scene, tmp_path, noise, strength):
+    out = tmp_path / "online.json"
+    rc = _load("online").main(["--scene", str(toy_scene), "--width", "40", "--height", "30",
+                               "--noise", noise, "--noise-strength", str(strength), "--times", "0.2",
+                               "--clock", "steps", "--steps-per-second", "20", "--max-test-views", "2",
+                               "--max-train-views", "2", "--device", "cpu", "--set", *TOY, "--out", str(out)])
+    assert rc == 0
+    r = json.loads(out.read_text())
+    assert r["noise"] == noise and r["noise_ratio"] == strength
+    miou = r["input_labels"]["miou"]
+    if noise == "none":
+        assert miou == pytest.approx(1.0)
+    else:
+        assert 0.0 < miou < 0.95  # the corruption changed the training labels, and it is reported
+    if noise == "segmentation":
+        assert r["noise_info"]["changed_pixels"] > 0
+    assert len(r["checkpoints"]) == 1
+
+
+def _fake_run(folder: Path, variant: str, room: str, mious: dict, depth: bool = True) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    checkpoints = [{"t": t, "t_nominal": t, "test": {"miou": m}} for t, m in mious.items()]
+    (folder / f"{variant}__{room}.json").write_text(json.dumps({
+        "checkpoints": checkpoints, "input_labels": {"miou": 0.25}, "depth_given": depth, "clock": "steps",
+        "steps_per_second": 220.0, "overrides": ["train.wgt_depth=0.05"],
+        "summary": {"peak_miou": max(mious.values())}}))
+
+
+def test_scenes_from_runs_merges_invocations(tmp_path, capsys):
+    _fake_run(tmp_path / "call1", "default", "room_s1", {10: 0.90, 30: 0.94})
+    _fake_run(tmp_path / "call1", "default", "room_s2", {10: 0.80, 30: 0.92})
+    _fake_run(tmp_path / "call2", "default", "room_s3", {10: 0.96})  # stopped by the budget before 30 s
+    (tmp_path / "call2" / "summary.json").write_text("{}")  # an earlier summary is not a run
+    out = tmp_path / "merged"
+    assert _load("scenes").main(["--from-runs", str(tmp_path / "call1"), str(tmp_path / "call2"),
+                                 "--out-dir", str(out)]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["rooms"] == ["room_s1", "room_s2", "room_s3"] and s["times"] == [10, 30]
+    assert len(s["merged_from"]) == 3
+    table = {c["t"]: c for c in s["summary"]["default"]["checkpoints"]}
+    assert table[10]["mean"] == pytest.approx((0.90 + 0.80 + 0.96) / 3)
+    assert table[10]["worst"] == pytest.approx(0.80) and table[10]["worst_room"] == "room_s2"
+    assert table[30]["rooms"] == {"room_s1": 0.94, "room_s2": 0.92}  # room 3 has no 30 s figure
+    assert "| default | 0.887 / 0.800 | 0.930 / 0.920 |" in capsys.readouterr().out
+
+
+def test_scenes_from_runs_refuses_an_empty_folder(tmp_path):
+    with pytest.raises(SystemExit, match="no VARIANT__ROOM.json"):
+        _load("scenes").main(["--from-runs", str(tmp_path), "--out-dir", str(tmp_path / "o")])
