@@ -81,3 +81,13 @@ def test_benchmark_overrides_nest_any_depth_and_take_yaml_values():
     assert load_config(None, out)["model"]["hash"]["semantic_grid_cell"] == 0.04
     with pytest.raises(ConfigError, match="SECTION.KEY=VALUE"):
         overrides_from_items(["train.wgt_depth"])
+
+
+def test_view_path_is_checked_and_reaches_the_model():
+    from semnerf_ros.engine.models import build_model
+
+    assert load_config(None, {"render": {"view_path": "packed"}})["render"]["view_path"] == "packed"
+    with pytest.raises(ConfigError, match="render.view_path must be 'dense' or 'packed'"):
+        load_config(None, {"render": {"view_path": "fast"}})
+    cfg = load_config(None, {"model": {"type": "hash"}, "render": {"view_path": "packed"}})
+    assert build_model(cfg, 4, [[-1, -1, -1], [1, 1, 1]]).view_path == "packed"

@@ -129,6 +129,9 @@ class RenderConfig:
     bounds_margin: float = 0.5  # metres added around auto bounds
     march_steps: int = 512  # samples per ray along [near, far] before skipping
     max_samples_per_ray: int = 48  # occupied samples kept per ray
+    # how a GPU renders views without gradients: dense (every kept sample, CUDA-graph replay) or
+    # packed (front-to-back blocks, early termination, heads only where visible; the CPU's renderer)
+    view_path: str = "dense"
     occupancy_resolution: int = 128
     occupancy_threshold: float = 0.01  # opacity of a cell below which it is skipped
     occupancy_update_every: int = 16
@@ -363,6 +366,8 @@ def validate(cfg: dict) -> dict:
         raise ConfigError("mapper.max_keyframes must be >= 1")
     if not 0.0 <= cfg["mapper"]["recent_fraction"] <= 1.0:
         raise ConfigError("mapper.recent_fraction must be in [0, 1]")
+    if cfg["render"]["view_path"] not in ("dense", "packed"):
+        raise ConfigError(f"render.view_path must be 'dense' or 'packed', got {cfg['render']['view_path']!r}")
     if cfg["render"]["N_rays"] < 1 or cfg["render"]["N_samples"] < 2:
         raise ConfigError("render.N_rays must be >= 1 and render.N_samples >= 2")
     if cfg["experiment"]["width"] < 1 or cfg["experiment"]["height"] < 1:

@@ -229,6 +229,10 @@ class HashSemanticModel(SemanticModel):
         near, far = r["depth_range"]
         self.step_size = (far - near) / r["march_steps"]
         self.amp = False  # set by the mapper (bf16 autocast on CUDA)
+        # how a CUDA view is rendered without gradients: "dense" (every marched sample in the fixed
+        # layout, one CUDA graph per chunk) or "packed" (the CPU's front-to-back blocks with early
+        # termination, heads only where visible); render.view_path
+        self.view_path = str(r["view_path"])
 
     def before_step(self, step: int, generator=None) -> None:
         r = self.cfg["render"]
@@ -244,7 +248,7 @@ class HashSemanticModel(SemanticModel):
         (:meth:`_render_inference`), or all of them at once on a GPU
         (:meth:`render_dense`, which a CUDA graph can replay)."""
         if not training and not torch.is_grad_enabled():
-            if origins.is_cuda:
+            if origins.is_cuda and self.view_path == "dense":
                 return self.render_dense(origins, dirs, near, far)
             return self._render_inference(origins, dirs, near, far)
         if jitter is None and training and bool(self.cfg["render"]["perturb"]):

@@ -89,7 +89,7 @@ class ViewRenderer:
         stream.wait_event(self._ready)
         stream.wait_stream(torch.cuda.current_stream(self.device))  # the rays were made there
         with torch.cuda.stream(stream):
-            if self.use_graph and hasattr(model, "render_dense"):
+            if self.use_graph and hasattr(model, "render_dense") and getattr(model, "view_path", "dense") == "dense":
                 out = self._render_graphed(model, origins, dirs, near, far, chunk)
             else:
                 out = model.render_chunked(origins, dirs, near, far, chunk)
