@@ -9,9 +9,11 @@ The original code runs unmodified, from a copy of its repository, with what it n
 Python (DESIGN.md): ``imgviz`` 1.7.6 (its ``label_colormap`` / ``depth2rgb``; the newest imgviz no
 longer fits), numpy's removed aliases ``np.float`` / ``np.int`` / ``np.bool`` restored, and
 ``total_num`` in ``train_SSR_main.py`` set to the scene's frame count (it is 900, Replica's).  The
-runner (``run_seed.py``, written into the work folder) also stands in for two optional outputs that
-do not change the training: its TensorBoard writer records the scalars to ``scalars.jsonl`` (no
-tensorboard package needed), and its mp4 writer is a no-op when imageio-ffmpeg is missing.  It
+runner (``run_seed.py``, written into the work folder) also stands in for what does not change the
+training: its TensorBoard writer records the scalars to ``scalars.jsonl`` (no tensorboard package
+needed), its mp4 writer is a no-op when imageio-ffmpeg is missing, and an empty ``open3d`` module
+stands in when Open3D is missing (the seed imports it at the top of ``SSR/visualisation`` for viewers
+that training never calls; the GPU machine has no Open3D).  It
 times each training step, less the evaluation renders inside it (the protocol pauses the clock).
 
 Preparation on a machine with internet (the GPU machine has none)::
@@ -111,6 +113,10 @@ import imageio  # noqa: E402
 
 if importlib.util.find_spec("imageio_ffmpeg") is None:
     imageio.mimwrite = lambda *a, **k: None
+if importlib.util.find_spec("open3d") is None:
+    # SSR/visualisation imports open3d at the top for its mesh and point-cloud viewers, which
+    # training and evaluation never call; an empty module lets the trainer import without it
+    sys.modules["open3d"] = types.ModuleType("open3d")
 
 from SSR.training import trainer  # noqa: E402
 
