@@ -49,6 +49,9 @@ def main(argv=None) -> int:
     ap.add_argument("--observed-only", action="store_true",
                     help="keep only the faces the map's keyframes saw (Mapper.extract_mesh(observed_only=True), "
                          "the node's default); variants may set observed_only=0/1")
+    ap.add_argument("--mc-backend", choices=("auto", "skimage", "torch"), default="auto",
+                    help="marching cubes: scikit-image on the CPU, or engine/marching_cubes.py on the field's "
+                         "device (auto: torch on CUDA)")
     ap.add_argument("--out", default="bench_mesh.json")
     args = ap.parse_args(argv)
 
@@ -82,7 +85,7 @@ def main(argv=None) -> int:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         mesh = m.extract_mesh(resolution=res, density_threshold=args.threshold, bounds=bounds,
-                              observed_only=args.observed_only)
+                              observed_only=args.observed_only, mc_backend=args.mc_backend)
         if m.device.type == "cuda":
             torch.cuda.synchronize()
         dt = time.perf_counter() - t0

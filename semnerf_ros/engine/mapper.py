@@ -571,7 +571,8 @@ class Mapper:
         which removes floaters in free space the cameras looked through and
         surfaces no view constrained.
         ``shading`` passes ``sample_mode``, ``normal_offset``, ``ray_samples``,
-        ``chunk``, ``allow_empty`` or ``cancel`` through to :func:`semnerf_ros.mesh.extract_mesh`."""
+        ``chunk``, ``allow_empty``, ``cancel`` or ``mc_backend`` through to
+        :func:`semnerf_ros.mesh.extract_mesh`."""
         views = self._keyframe_views() if observed_only else None
         snap = self.snapshot_model()
         b = np.asarray(bounds, dtype=np.float64).reshape(2, 3) if bounds is not None else \

@@ -60,6 +60,7 @@ from tqdm import tqdm
 from ..colormap import label_palette
 from ..io.atomic import check_directory
 from ..io.ply import MeshExportError, PlyError, atomic_output, read_ply, write_ply
+from .marching_cubes import marching_cubes as torch_marching_cubes
 from .render import alpha_from_density, weights_from_alpha
 
 __all__ = [
@@ -251,10 +252,13 @@ def _grid_shape(bounds: np.ndarray, resolution: int):
     return shape, voxel
 
 
-def _query_density_grid(density_fn, lo, voxel, shape, chunk, device, progress, cancel=None, transform=None):
+def _query_density_grid(density_fn, lo, voxel, shape, chunk, device, progress, cancel=None, transform=None,
+                        on_device: bool = False):
+    """The density at every grid point: a numpy array, or with ``on_device`` a float32 tensor on
+    ``device`` (for the torch marching cubes: the grid never leaves the GPU)."""
     nx, ny, nz = shape
     total = nx * ny * nz
-    grid = np.empty(total, dtype=np.float32)
+    grid = torch.empty(total, dtype=torch.float32, device=device) if on_device else np.empty(total, np.float32)
     lo_t = torch.as_tensor(lo, dtype=torch.float32, device=device)
     rot = trans = None
     if transform is not None:   # grid points in a box frame -> world
@@ -278,7 +282,10 @@ def _query_density_grid(density_fn, lo, voxel, shape, chunk, device, progress, c
         sigma = sigma.reshape(-1)
         if sigma.shape[0] != end - start:
             raise ValueError(f"density_fn returned {sigma.shape[0]} values for {end - start} points")
-        grid[start:end] = sigma.detach().float().cpu().numpy()
+        if on_device:
+            grid[start:end] = sigma.detach().float()
+        else:
+            grid[start:end] = sigma.detach().float().cpu().numpy()
     _report(progress, "density_grid", total, total)
     return grid.reshape(shape)
 
@@ -434,7 +441,8 @@ def extract_mesh(density_fn: Callable, bounds, resolution: int = 256,
                  cancel: Optional[Callable[[], bool]] = None, transform=None, normal_source: str = "gradient",
                  render_fn: Optional[Callable] = None, full_ray_near_far: Sequence[float] = SEED_RAY_NEAR_FAR,
                  render_chunk: int = 4096,
-                 on_raw_mesh: Optional[Callable[[np.ndarray, np.ndarray, np.ndarray], None]] = None) -> SemanticMesh:
+                 on_raw_mesh: Optional[Callable[[np.ndarray, np.ndarray, np.ndarray], None]] = None,
+                 mc_backend: str = "auto") -> SemanticMesh:
     """Marching-cubes mesh of a density field with rendered colours and classes.
 
     density_fn(points (N,3)) -> (N,) sigma in 1/m; semantic_fn(points) -> (N,C) logits;
@@ -461,6 +469,10 @@ def extract_mesh(density_fn: Callable, bounds, resolution: int = 256,
     (``render_chunk`` rays per call; ``full_ray_near_far``, the seed's 0.1 and 10 m).
     ``on_raw_mesh(vertices, faces, normals)``: called with the marching-cubes mesh (world
     coordinates) before cleaning and shading (the seed's uncoloured ``mesh_canonical.ply``).
+    ``mc_backend``: ``skimage`` (scikit-image's marching cubes on the CPU, Lewiner's method),
+    ``torch`` (:mod:`.marching_cubes`: the classic cases on the field's device, the grid never
+    downloaded; the same mesh as scikit-image's ``method="lorensen"``) or ``auto`` (torch on
+    CUDA, scikit-image elsewhere, where it is the faster).
 
     Raises :class:`NoSurfaceError` if sigma never crosses the threshold (or returns an
     empty mesh if ``allow_empty``).  ``mesh.stats`` holds seconds per stage and grid facts.
@@ -487,6 +499,8 @@ def extract_mesh(density_fn: Callable, bounds, resolution: int = 256,
         raise ValueError("sample_mode 'ray' needs normal_offset > 0 and ray_samples >= 1")
     if sample_mode == "full_ray" and render_fn is None:
         raise ValueError("sample_mode 'full_ray' needs a render_fn (the map's renderer)")
+    if mc_backend not in ("auto", "skimage", "torch"):
+        raise ValueError(f"mc_backend must be 'auto', 'skimage' or 'torch', got {mc_backend!r}")
     if normal_source not in ("gradient", "faces"):
         raise ValueError(f"normal_source must be 'gradient' or 'faces', got {normal_source!r}")
     if transform is not None:
@@ -499,18 +513,23 @@ def extract_mesh(density_fn: Callable, bounds, resolution: int = 256,
     if math.prod(shape) > MAX_GRID_POINTS:
         raise ValueError(f"resolution {resolution} over bounds {bounds.tolist()} needs a {shape} grid "
                          f"(> {MAX_GRID_POINTS} points); lower the resolution or shrink the bounds")
+    if mc_backend == "auto":
+        mc_backend = "torch" if device.type == "cuda" else "skimage"
     stats = {"grid_shape": list(shape), "voxel_size_m": voxel, "density_threshold": float(density_threshold),
-             "device": str(device)}
+             "device": str(device), "marching_cubes": mc_backend}
 
     with torch.no_grad():
         t0 = time.perf_counter()
-        grid = _query_density_grid(density_fn, bounds[0], voxel, shape, chunk, device, progress, cancel, transform)
+        on_device = mc_backend == "torch"
+        grid = _query_density_grid(density_fn, bounds[0], voxel, shape, chunk, device, progress, cancel, transform,
+                                   on_device=on_device)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         stats["seconds_density_grid"] = time.perf_counter() - t0
-        n_bad = int((~np.isfinite(grid)).sum())
+        lib = torch if on_device else np
+        n_bad = int((~lib.isfinite(grid)).sum())
         if n_bad:
-            grid = np.nan_to_num(grid, nan=0.0, posinf=np.float32(3e38), neginf=0.0)
+            grid = lib.nan_to_num(grid, nan=0.0, posinf=3e38, neginf=0.0)
         stats["nonfinite_density_values"] = n_bad
         gmin, gmax = float(grid.min()), float(grid.max())
         stats["density_min"], stats["density_max"] = gmin, gmax
@@ -533,8 +552,12 @@ def extract_mesh(density_fn: Callable, bounds, resolution: int = 256,
         _report(progress, "marching_cubes", 0, 1)
         _check_cancel(cancel, "marching cubes")
         t0 = time.perf_counter()
-        verts, faces, normals, _ = marching_cubes(grid, level=float(density_threshold), spacing=(voxel,) * 3,
-                                                  gradient_direction="ascent", allow_degenerate=False)
+        if on_device:
+            verts, faces, normals = (a.cpu().numpy() for a in
+                                     torch_marching_cubes(grid, float(density_threshold), spacing=voxel))
+        else:
+            verts, faces, normals, _ = marching_cubes(grid, level=float(density_threshold), spacing=(voxel,) * 3,
+                                                      gradient_direction="ascent", allow_degenerate=False)
         del grid
         verts = (verts + bounds[0]).astype(np.float32)
         faces = faces.astype(np.int32)
