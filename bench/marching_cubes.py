@@ -77,13 +77,13 @@ def main(argv=None) -> int:
             for method in ("lewiner", "lorensen"):
                 ts = []
                 for _ in range(args.repeats):
-                    t, (v, f, _, _) = timed(lambda: sk_marching_cubes(grid, LEVEL, gradient_direction="ascent",
-                                                                      allow_degenerate=False, method=method), sync)
+                    t, (v, f, _, _) = timed(lambda g=grid, m=method: sk_marching_cubes(
+                        g, LEVEL, gradient_direction="ascent", allow_degenerate=False, method=m), sync)
                     ts.append(t)
                 row[f"skimage_{method}"] = {"seconds": float(np.median(ts)), "faces": int(len(f))}
         g = torch.from_numpy(grid).to(dev)
 
-        def run():
+        def run(g=g):
             V, F, N = marching_cubes(g, LEVEL)
             return V.cpu().numpy(), F.cpu().numpy(), N.cpu().numpy()
 

@@ -181,3 +181,74 @@ def test_training_may_relabel_while_another_thread_casts_votes():
     t.join()
     assert not errors
     assert f.votes == 40 * 500 and f.counts.sum().item() == 40 * 500 and len(f) == f.counts.shape[0]
+
+
+def test_votes_taken_back_leave_the_table_as_before_and_create_no_voxel():
+    f = VoxelLabelFusion(4, cell=1.0, device="cpu")
+    pts = torch.tensor([[0.5, 0, 0], [0.5, 0.2, 0], [1.5, 0, 0]])
+    f.integrate(pts, torch.tensor([1, 1, 2]))
+    before = f.counts.clone()
+    f.integrate(pts[:2], torch.tensor([3, 3]))
+    f.integrate(pts[:2], torch.tensor([3, 3]), weight=-1.0)
+    assert torch.equal(f.counts, before) and f.votes == 3
+    f.integrate(torch.tensor([[7.5, 0, 0], [0.5, 0, 0]]), torch.tensor([1, 2]), weight=-1.0)
+    assert len(f) == 2 and (f.counts >= 0).all()   # no voxel for 7.5; no negative count
+
+
+def rgb_only_cfg(**train):
+    cfg = tiny_cfg()
+    cfg["train"].update(label_fusion_rendered_depth=True, label_fusion_render_after=0, label_fusion_render_every=1,
+                        label_fusion_render_stride=2, label_fusion_render_opacity=0.5, **train)
+    return cfg
+
+
+def test_keyframes_without_depth_vote_through_a_rendered_depth_and_take_old_votes_back(tmp_path):
+    frames = box_frames(4, 32, 24, with_depth=False)
+    m = Mapper(rgb_only_cfg(), NUM_CLASSES, device="cpu")
+    for fr in frames:
+        m.add_frame(fr)
+    assert len(m.fusion) == 0 and m.buffer.label_depth is None   # nothing to vote with yet
+    for _ in range(60):   # train some geometry
+        m.step()
+    assert len(m._rendered_votes) == 4 and m.fusion.votes > 0
+    per_kf = {k: int(v["labels"].numel()) for k, v in m._rendered_votes.items()}
+    assert m.fusion.votes == sum(per_kf.values())   # re-rendering took each keyframe's old votes back
+    assert m.stats()["label_fusion"]["rendered_keyframes"] == 4
+    # the rays of those keyframes look their labels up at the rendered depth, depth loss untouched
+    batch = m.buffer.sample(256)
+    assert batch.depth is None and batch.label_depth is not None and (batch.label_depth > 0).any()
+    m.buffer.labels[:] = 1
+    batch = m.buffer.sample(512)
+    assert (m.fusion.relabel(batch.origins, batch.dirs, batch.label_depth, batch.labels) != 1).any()
+    # a map file keeps them, so the loaded map takes them back when it renders again
+    loaded = Mapper.load(m.save(tmp_path / "map.pt"), device="cpu")
+    assert set(loaded._rendered_votes) == set(m._rendered_votes) and loaded.fusion.votes == m.fusion.votes
+    loaded.step()
+    assert loaded.fusion.votes <= m.fusion.votes + max(per_kf.values())
+    loaded.reset()
+    assert loaded._rendered_votes == {} and len(loaded.fusion) == 0
+
+
+def test_measured_depth_keeps_its_place_beside_rendered_depth():
+    frames = box_frames(4, 32, 24)
+    frames[1] = box_frames(4, 32, 24, with_depth=False)[1]
+    m = Mapper(rgb_only_cfg(), NUM_CLASSES, device="cpu")
+    for fr in frames:
+        m.add_frame(fr)
+    m.step(3)
+    assert list(m._rendered_votes) == [m.buffer.slot_ids[m.buffer.order[1]]]   # only the keyframe without depth
+    b = m.buffer
+    slots = torch.tensor(b.order)
+    v = torch.randint(0, 24, (4,))
+    u = torch.randint(0, 32, (4,))
+    batch = b._ray_batch(slots, v, u)
+    measured = b.has_depth[slots]
+    assert torch.equal(batch.label_depth[measured], batch.depth[measured])
+    assert (batch.depth[~measured] == 0).all()
+
+
+def test_bad_rendered_depth_settings_are_refused():
+    with pytest.raises(ValueError, match="label_fusion_render_every"):
+        make_config({"train": {"label_fusion_render_every": 0}})
+    with pytest.raises(ValueError, match="opacity"):
+        make_config({"train": {"label_fusion_render_opacity": 1.5}})

@@ -158,6 +158,16 @@ class TrainConfig:
     label_fusion_min_count: int = 3  # votes a voxel needs before its winner replaces pixel labels ...
     label_fusion_margin: float = 2.0  # ... and how many times the runner-up's votes the winner needs
     label_fusion_stride: int = 1  # every stride-th pixel (each direction) of a keyframe votes
+    # keyframes without depth (RGB-only input) vote too, through a depth rendered from the map:
+    # every label_fusion_render_every steps (from step label_fusion_render_after on) one of them,
+    # the least recently rendered, is rendered at every label_fusion_render_stride-th pixel; its
+    # opaque pixels (opacity >= label_fusion_render_opacity) replace that keyframe's earlier votes,
+    # and its rays look their labels up at that depth (geometry is never trained on it)
+    label_fusion_rendered_depth: bool = False
+    label_fusion_render_after: int = 1000
+    label_fusion_render_every: int = 50
+    label_fusion_render_stride: int = 4
+    label_fusion_render_opacity: float = 0.95
     mixed_precision: Union[str, bool] = "auto"  # auto | true | false (bf16 autocast on CUDA for the hash field)
     cuda_graph: Union[str, bool] = "auto"  # auto | true | false: replay the training step from a CUDA graph (CUDA)
     eps_adam: float = 1e-15
@@ -387,6 +397,12 @@ def validate(cfg: dict) -> dict:
     if cfg["train"]["semantic_loss"] not in ("ce", "gce", "bootstrap"):
         raise ConfigError(f"train.semantic_loss must be ce, gce or bootstrap, got {cfg['train']['semantic_loss']!r}")
     tr = cfg["train"]
+    if tr["label_fusion_render_every"] < 1 or tr["label_fusion_render_stride"] < 1 \
+            or tr["label_fusion_render_after"] < 0 or not 0.0 < tr["label_fusion_render_opacity"] <= 1.0:
+        raise ConfigError("train.label_fusion_render_every and _render_stride must be >= 1, _render_after >= 0 "
+                          f"and _render_opacity in (0, 1]; got every {tr['label_fusion_render_every']}, stride "
+                          f"{tr['label_fusion_render_stride']}, after {tr['label_fusion_render_after']}, opacity "
+                          f"{tr['label_fusion_render_opacity']}")
     if not tr["label_fusion_cell"] > 0 or tr["label_fusion_min_count"] < 1 or tr["label_fusion_margin"] < 1 \
             or tr["label_fusion_stride"] < 1:
         raise ConfigError("train.label_fusion_cell must be > 0 m, train.label_fusion_min_count >= 1, "

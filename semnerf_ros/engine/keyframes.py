@@ -63,7 +63,10 @@ class RayBatch:
 
     origins, dirs: (R, 3) world metres, directions with camera z = 1;
     rgb: (R, 3) float [0, 1]; labels: (R,) int64, 0 = void/unlabelled;
-    depth: (R,) float metres, 0 = none, or None when no keyframe has depth.
+    depth: (R,) float metres, 0 = none, or None when no keyframe has depth;
+    label_depth: (R,) float metres where label fusion looks the ray's label up: the measured
+    depth, else the depth rendered for a keyframe without one (0 = none), or None when
+    the buffer keeps no rendered depth.  Never supervises geometry.
     """
 
     origins: torch.Tensor
@@ -71,6 +74,7 @@ class RayBatch:
     rgb: torch.Tensor
     labels: torch.Tensor
     depth: Optional[torch.Tensor]
+    label_depth: Optional[torch.Tensor] = None
 
     def __len__(self) -> int:
         return self.origins.shape[0]
@@ -189,6 +193,9 @@ class ReplayBuffer:
         self.recent_window = max(int(recent_window), 1)
         self.intrinsics: Optional[Intrinsics] = None  # storage resolution, fixed by the first keyframe
         self.rgb = self.labels = self.depth = None
+        # depth rendered from the map for keyframes without a measured one (label fusion only;
+        # allocated by the first set_label_depth)
+        self.label_depth: Optional[torch.Tensor] = None
         self.poses = torch.zeros(self.capacity, 4, 4, device=self.device)
         self.K = torch.zeros(self.capacity, 4, device=self.device)  # fx, fy, cx, cy per slot
         # host copies: keyframe decisions and eviction never wait for the training device
@@ -219,8 +226,18 @@ class ReplayBuffer:
         self.depth = torch.zeros(self.capacity, h, w, dtype=torch.float16, device=self.device)
 
     def memory_bytes(self) -> int:
-        # read without the map lock (stats()): the three tensors are allocated one after another
-        return sum(t.numel() * t.element_size() for t in (self.rgb, self.labels, self.depth) if t is not None)
+        # read without the map lock (stats()): the tensors are allocated one after another
+        return sum(t.numel() * t.element_size() for t in (self.rgb, self.labels, self.depth, self.label_depth)
+                   if t is not None)
+
+    def set_label_depth(self, slot: int, depth: torch.Tensor, stride: int) -> None:
+        """Store a depth rendered for ``slot`` at every ``stride``-th pixel ((ceil(h/s), ceil(w/s))
+        metres, 0 = none), repeated to the storage resolution, as that keyframe's label depth."""
+        h, w = self.intrinsics.shape
+        if self.label_depth is None:
+            self.label_depth = torch.zeros(self.capacity, h, w, dtype=torch.float16, device=self.device)
+        full = depth.to(self.device, torch.float16).repeat_interleave(stride, 0).repeat_interleave(stride, 1)
+        self.label_depth[slot] = full[:h, :w]
 
     def _fit(self, frame: Frame):
         """Frame arrays at the storage resolution, with matching intrinsics."""
@@ -272,6 +289,8 @@ class ReplayBuffer:
             self.labels[slot] = 0
         else:
             self.labels[slot] = torch.from_numpy(labels.astype(np.int16)).to(self.device)
+        if self.label_depth is not None:
+            self.label_depth[slot] = 0
         if depth is None:
             self.depth[slot] = 0
             self.has_depth[slot] = False
@@ -332,11 +351,16 @@ class ReplayBuffer:
         d_cam = torch.stack([(u.float() - K[:, 2]) / K[:, 0], (v.float() - K[:, 3]) / K[:, 1],
                              torch.ones(n, device=self.device)], -1)
         T = self.poses[kf]
-        depth = None
+        depth = label_depth = None
         if bool(self.has_depth_host[self.order].any()):
             depth = self.depth[kf, v, u].float()
+        if self.label_depth is not None:
+            label_depth = self.label_depth[kf, v, u].float()
+            if depth is not None:
+                label_depth = torch.where(self.has_depth[kf], depth, label_depth)
         return RayBatch(origins=T[:, :3, 3].contiguous(), dirs=torch.einsum("nij,nj->ni", T[:, :3, :3], d_cam),
-                        rgb=self.rgb[kf, v, u].float() / 255.0, labels=self.labels[kf, v, u].long(), depth=depth)
+                        rgb=self.rgb[kf, v, u].float() / 255.0, labels=self.labels[kf, v, u].long(), depth=depth,
+                        label_depth=label_depth)
 
     def clear(self) -> None:
         self.__init__(self.capacity, self.device, self.eviction, self.recent_window)

@@ -167,6 +167,9 @@ class Mapper:
                                      mp["keyframe_policy"])
         self.buffer = ReplayBuffer(mp["max_keyframes"], self._storage_device(), mp["eviction"], mp["recent_window"])
         self.fusion = self._make_fusion()
+        # votes cast from rendered depth, per keyframe id: {"points", "labels", "step"} (taken back
+        # when that keyframe is rendered again)
+        self._rendered_votes: dict = {}
         if bounds is None and isinstance(self.cfg["render"]["scene_bounds"], (list, tuple)):
             bounds = self.cfg["render"]["scene_bounds"]
         self._explicit_bounds = bounds is not None
@@ -244,10 +247,51 @@ class Mapper:
                         "(raise train.label_fusion_cell)", len(fusion))
         self._timings["fuse"].append(time.perf_counter() - t0)
 
+    def _render_label_depth(self) -> None:
+        """Label fusion for a keyframe without depth (``train.label_fusion_rendered_depth``):
+        render the least recently rendered one at every ``label_fusion_render_stride``-th pixel
+        from the live map, take back the votes its previous rendering cast, cast votes at its
+        opaque pixels and keep the depth as its rays' label depth.  Called under the map lock
+        from the training step, every ``label_fusion_render_every`` steps (one host sync)."""
+        tr = self.cfg["train"]
+        buf = self.buffer
+        by_id = {buf.slot_ids[s]: s for s in buf.order if not buf.has_depth_host[s]}
+        for kid in [k for k in self._rendered_votes if k not in by_id]:
+            del self._rendered_votes[kid]   # evicted: its votes stay, as measured ones do
+        if not by_id:
+            return
+        kid = min(by_id, key=lambda k: (self._rendered_votes.get(k, {}).get("step", -1), k))
+        slot = by_id[kid]
+        t0 = time.perf_counter()
+        s = int(tr["label_fusion_render_stride"])
+        h, w = buf.intrinsics.shape
+        fx, fy, cx, cy = (float(v) for v in buf.K_host[slot])
+        sub = Intrinsics(fx / s, fy / s, cx / s, cy / s, -(-w // s), -(-h // s))
+        o, d = camera_rays(buf.poses_host[slot], sub, self.device)
+        near, far = self.cfg["render"]["depth_range"]
+        model = self.model
+        with torch.no_grad():
+            model.eval()
+            out = model.render_chunked(o, d, near, far, max(o.shape[0], 1))
+            model.train()
+        depth = out["depth"]
+        opaque = (out["acc"] >= float(tr["label_fusion_render_opacity"])) & torch.isfinite(depth)
+        labels = buf.labels[slot, ::s, ::s].reshape(-1).to(self.device).long()
+        keep = opaque & (labels > 0)
+        points = (o + d * depth[:, None])[keep]
+        old = self._rendered_votes.get(kid)
+        if old is not None:
+            self.fusion.integrate(old["points"], old["labels"], weight=-1.0)
+        self.fusion.integrate(points, labels[keep])
+        self._rendered_votes[kid] = {"points": points, "labels": labels[keep], "step": self.step_count}
+        buf.set_label_depth(slot, torch.where(opaque, depth, 0.0).reshape(sub.height, sub.width), s)
+        self._timings["render_label_depth"].append(time.perf_counter() - t0)
+
     def _recast_votes(self) -> None:
         """Rebuild the label votes from the buffered keyframes (a map file without them)."""
         if self.fusion is None:
             return
+        self._rendered_votes = {}
         self.fusion.clear()
         buf = self.buffer
         for slot in buf.order:
@@ -396,9 +440,15 @@ class Mapper:
                 batch = self.buffer.sample(self.n_rays, self.cfg["mapper"]["recent_fraction"], self.generator)
             if batch.origins.device != self.device:
                 batch = type(batch)(*(None if x is None else x.to(self.device) for x in
-                                      (batch.origins, batch.dirs, batch.rgb, batch.labels, batch.depth)))
+                                      (batch.origins, batch.dirs, batch.rgb, batch.labels, batch.depth,
+                                       batch.label_depth)))
             if self.fusion is not None:
-                batch.labels = self.fusion.relabel(batch.origins, batch.dirs, batch.depth, batch.labels)
+                tr = self.cfg["train"]
+                if tr["label_fusion_rendered_depth"] and self.step_count >= int(tr["label_fusion_render_after"]) \
+                        and self.step_count % int(tr["label_fusion_render_every"]) == 0:
+                    self._render_label_depth()
+                label_depth = batch.label_depth if batch.label_depth is not None else batch.depth
+                batch.labels = self.fusion.relabel(batch.origins, batch.dirs, label_depth, batch.labels)
             losses = self.trainer.step(batch, lr, self.generator)
         except torch.cuda.OutOfMemoryError:
             self.trainer.optimizer.zero_grad(set_to_none=True)
@@ -648,7 +698,8 @@ class Mapper:
             "step_errors": self.step_errors,
             "timing_ms": self.timing_summary(),
             "cuda_graph": bool(self.trainer is not None and self.trainer.graph_active),
-            "label_fusion": None if self.fusion is None else self.fusion.stats(),
+            "label_fusion": None if self.fusion is None else dict(self.fusion.stats(),
+                                                                  rendered_keyframes=len(self._rendered_votes)),
             **self._read_losses(),
         }
 
@@ -683,6 +734,9 @@ class Mapper:
                              "keyframes_added": self.keyframes_added, "n_rays": self.n_rays},
                 "grid_updates": getattr(getattr(self.model, "grid", None), "updates", 0),
                 "label_fusion": None if self.fusion is None else self.fusion.state_dict(),
+                # votes of rendered depth, so that a loaded map can take them back when it re-renders
+                "label_fusion_rendered": {int(k): {"points": v["points"].cpu(), "labels": v["labels"].cpu()}
+                                          for k, v in self._rendered_votes.items()},
             }
 
     def save(self, path) -> Path:
@@ -738,6 +792,9 @@ class Mapper:
         saved = state.get("label_fusion")
         if m.fusion is not None and not (saved is not None and m.fusion.load_state_dict(saved)):
             m._recast_votes()   # no votes in the file, or cast with another voxel size
+        elif m.fusion is not None:   # the loaded votes include these; they go first when rendering resumes
+            m._rendered_votes = {int(k): {"points": v["points"].to(m.device), "labels": v["labels"].to(m.device),
+                                          "step": -1} for k, v in (state.get("label_fusion_rendered") or {}).items()}
         m.policy.load_state_dict(state["policy"])
         c = state["counters"]
         m.step_count = int(c["step"])
@@ -804,8 +861,8 @@ class Mapper:
         with self._priority_lock():
             if other.num_classes != self.num_classes:
                 raise MapFileError(f"map file {path} has {other.num_classes} classes, this map {self.num_classes}")
-            for name in ("cfg", "class_names", "policy", "buffer", "fusion", "model", "trainer", "n_rays", "step_count",
-                         "frames_added", "keyframes_added", "_explicit_bounds"):
+            for name in ("cfg", "class_names", "policy", "buffer", "fusion", "_rendered_votes", "model", "trainer",
+                         "n_rays", "step_count", "frames_added", "keyframes_added", "_explicit_bounds"):
                 setattr(self, name, getattr(other, name))
             self.last_losses = {}
             self._step_times.clear()
@@ -819,6 +876,7 @@ class Mapper:
             self.buffer.clear()
             if self.fusion is not None:
                 self.fusion.clear()
+            self._rendered_votes = {}
             self.policy.reset()
             bounds = self.scene_bounds if self._explicit_bounds else None
             self.model = None
