@@ -116,3 +116,24 @@ def test_extract_mesh_backends_agree():
     assert np.mean(np.sum(raw["skimage"] * raw["torch"][idx], axis=1)) > 0.95
     with pytest.raises(ValueError, match="mc_backend"):
         extract_mesh(density, bounds, resolution=16, mc_backend="gpu")
+
+
+def test_auto_falls_back_to_scikit_image_when_the_gpu_is_full(monkeypatch, caplog):
+    import semnerf_ros.engine.mesh as mesh_mod
+
+    def density(p):
+        return 200.0 * torch.exp(-((p - 0.1).norm(dim=1) / 0.4) ** 4)
+
+    def full(*a, **k):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(mesh_mod, "_auto_mc_backend", lambda device: "torch")  # as on CUDA
+    monkeypatch.setattr(mesh_mod, "torch_marching_cubes", full)
+    bounds = [[-1, -1, -1], [1, 1, 1]]
+    ref = extract_mesh(density, bounds, resolution=24, density_threshold=10.0, mc_backend="skimage")
+    with caplog.at_level("WARNING", logger="semnerf_ros.mesh"):
+        m = extract_mesh(density, bounds, resolution=24, density_threshold=10.0)
+    assert m.stats["marching_cubes"] == "skimage (GPU out of memory)" and "out of GPU memory" in caplog.text
+    assert m.num_faces == ref.num_faces
+    with pytest.raises(torch.cuda.OutOfMemoryError):   # asked for by name: the error is the caller's
+        extract_mesh(density, bounds, resolution=24, density_threshold=10.0, mc_backend="torch")

@@ -41,6 +41,7 @@ No ROS imports: :mod:`semnerf_ros.bridge.markers` turns a mesh into RViz markers
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import tempfile
@@ -62,6 +63,8 @@ from ..io.atomic import check_directory
 from ..io.ply import MeshExportError, PlyError, atomic_output, read_ply, write_ply
 from .marching_cubes import marching_cubes as torch_marching_cubes
 from .render import alpha_from_density, weights_from_alpha
+
+log = logging.getLogger("semnerf_ros.mesh")
 
 __all__ = [
     "SemanticMesh", "NoSurfaceError", "ExtractionCancelled", "MeshExportError", "PlyError",
@@ -250,6 +253,11 @@ def _grid_shape(bounds: np.ndarray, resolution: int):
     # whole voxels per axis; shorter axes are extended by < 1 voxel past their max bound
     shape = tuple(max(2, int(math.ceil(e / voxel - 1e-6)) + 1) for e in extent)
     return shape, voxel
+
+
+def _auto_mc_backend(device: torch.device) -> str:
+    """``mc_backend="auto"``: the torch marching cubes on CUDA, scikit-image elsewhere (faster there)."""
+    return "torch" if device.type == "cuda" else "skimage"
 
 
 def _query_density_grid(density_fn, lo, voxel, shape, chunk, device, progress, cancel=None, transform=None,
@@ -513,8 +521,9 @@ def extract_mesh(density_fn: Callable, bounds, resolution: int = 256,
     if math.prod(shape) > MAX_GRID_POINTS:
         raise ValueError(f"resolution {resolution} over bounds {bounds.tolist()} needs a {shape} grid "
                          f"(> {MAX_GRID_POINTS} points); lower the resolution or shrink the bounds")
-    if mc_backend == "auto":
-        mc_backend = "torch" if device.type == "cuda" else "skimage"
+    auto_backend = mc_backend == "auto"
+    if auto_backend:
+        mc_backend = _auto_mc_backend(device)
     stats = {"grid_shape": list(shape), "voxel_size_m": voxel, "density_threshold": float(density_threshold),
              "device": str(device), "marching_cubes": mc_backend}
 
@@ -553,9 +562,19 @@ def extract_mesh(density_fn: Callable, bounds, resolution: int = 256,
         _check_cancel(cancel, "marching cubes")
         t0 = time.perf_counter()
         if on_device:
-            verts, faces, normals = (a.cpu().numpy() for a in
-                                     torch_marching_cubes(grid, float(density_threshold), spacing=voxel))
-        else:
+            try:
+                verts, faces, normals = (a.cpu().numpy() for a in
+                                         torch_marching_cubes(grid, float(density_threshold), spacing=voxel))
+            except torch.cuda.OutOfMemoryError:
+                if not auto_backend:
+                    raise
+                # the GPU is full (training holds most of it): the same grid through scikit-image
+                log.warning("marching cubes ran out of GPU memory at %s; extracting on the CPU instead", shape)
+                torch.cuda.empty_cache()
+                grid = grid.cpu().numpy()
+                on_device = False
+                stats["marching_cubes"] = "skimage (GPU out of memory)"
+        if not on_device:
             verts, faces, normals, _ = marching_cubes(grid, level=float(density_threshold), spacing=(voxel,) * 3,
                                                       gradient_direction="ascent", allow_degenerate=False)
         del grid
