@@ -252,3 +252,16 @@ def test_bad_rendered_depth_settings_are_refused():
         make_config({"train": {"label_fusion_render_every": 0}})
     with pytest.raises(ValueError, match="opacity"):
         make_config({"train": {"label_fusion_render_opacity": 1.5}})
+
+
+def test_label_depth_takes_the_nearest_rendered_pixel():
+    from semnerf_ros.engine.keyframes import ReplayBuffer
+
+    buf = ReplayBuffer(2, "cpu")
+    buf.add(box_frames(1, 8, 6, with_depth=False)[0])
+    rendered = torch.arange(6, dtype=torch.float32).reshape(2, 3) + 1.0   # rows 1, 4 and columns 1, 4, 7
+    buf.set_label_depth(0, rendered, stride=3, offset=1)
+    got = buf.label_depth[0].float()
+    assert got.shape == (6, 8)
+    assert got[1, 1] == 1 and got[4, 4] == 5 and got[1, 7] == 3 and got[5, 0] == 4
+    assert got[2, 2] == 1 and got[3, 3] == 5   # (3 - 1) / 3 rounds to 1

@@ -230,14 +230,20 @@ class ReplayBuffer:
         return sum(t.numel() * t.element_size() for t in (self.rgb, self.labels, self.depth, self.label_depth)
                    if t is not None)
 
-    def set_label_depth(self, slot: int, depth: torch.Tensor, stride: int) -> None:
-        """Store a depth rendered for ``slot`` at every ``stride``-th pixel ((ceil(h/s), ceil(w/s))
-        metres, 0 = none), repeated to the storage resolution, as that keyframe's label depth."""
+    def set_label_depth(self, slot: int, depth: torch.Tensor, stride: int, offset: int = 0) -> None:
+        """Store a depth rendered for ``slot`` at the pixels ``offset + stride * i`` of each axis
+        ((rows, columns) metres, 0 = none) as that keyframe's label depth: every pixel takes the
+        nearest rendered one's."""
         h, w = self.intrinsics.shape
         if self.label_depth is None:
             self.label_depth = torch.zeros(self.capacity, h, w, dtype=torch.float16, device=self.device)
-        full = depth.to(self.device, torch.float16).repeat_interleave(stride, 0).repeat_interleave(stride, 1)
-        self.label_depth[slot] = full[:h, :w]
+        depth = depth.to(self.device, torch.float16)
+
+        def nearest(n: int, m: int) -> torch.Tensor:
+            i = torch.round((torch.arange(n, device=self.device, dtype=torch.float32) - offset) / stride)
+            return i.clamp(0, m - 1).long()
+
+        self.label_depth[slot] = depth[nearest(h, depth.shape[0])][:, nearest(w, depth.shape[1])]
 
     def _fit(self, frame: Frame):
         """Frame arrays at the storage resolution, with matching intrinsics."""

@@ -264,9 +264,10 @@ class Mapper:
         slot = by_id[kid]
         t0 = time.perf_counter()
         s = int(tr["label_fusion_render_stride"])
+        off = s // 2   # the centre of each s x s block of pixels
         h, w = buf.intrinsics.shape
         fx, fy, cx, cy = (float(v) for v in buf.K_host[slot])
-        sub = Intrinsics(fx / s, fy / s, cx / s, cy / s, -(-w // s), -(-h // s))
+        sub = Intrinsics(fx / s, fy / s, (cx - off) / s, (cy - off) / s, len(range(off, w, s)), len(range(off, h, s)))
         o, d = camera_rays(buf.poses_host[slot], sub, self.device)
         near, far = self.cfg["render"]["depth_range"]
         model = self.model
@@ -276,7 +277,7 @@ class Mapper:
             model.train()
         depth = out["depth"]
         opaque = (out["acc"] >= float(tr["label_fusion_render_opacity"])) & torch.isfinite(depth)
-        labels = buf.labels[slot, ::s, ::s].reshape(-1).to(self.device).long()
+        labels = buf.labels[slot, off::s, off::s].reshape(-1).to(self.device).long()
         keep = opaque & (labels > 0)
         points = (o + d * depth[:, None])[keep]
         old = self._rendered_votes.get(kid)
@@ -284,7 +285,7 @@ class Mapper:
             self.fusion.integrate(old["points"], old["labels"], weight=-1.0)
         self.fusion.integrate(points, labels[keep])
         self._rendered_votes[kid] = {"points": points, "labels": labels[keep], "step": self.step_count}
-        buf.set_label_depth(slot, torch.where(opaque, depth, 0.0).reshape(sub.height, sub.width), s)
+        buf.set_label_depth(slot, torch.where(opaque, depth, 0.0).reshape(sub.height, sub.width), s, off)
         self._timings["render_label_depth"].append(time.perf_counter() - t0)
 
     def _recast_votes(self) -> None:
