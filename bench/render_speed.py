@@ -8,7 +8,10 @@ through :meth:`Mapper.render` with each view path:
 - ``dense``: every marched sample in the fixed ``(rays, max_samples_per_ray)`` layout, chunks
   replayed from CUDA graphs (the GPU default before this benchmark);
 - ``packed``: the samples packed, densities front to back in blocks with early ray termination,
-  the colour and semantic heads only on samples of weight > 1e-4 (the CPU's renderer).
+  the colour and semantic heads only on samples of weight > 1e-4 (the CPU's renderer);
+
+each with every ``--view-samples`` budget (samples kept per ray in views, render.view_max_samples:
+the view's cost is about proportional to it, its quality is the question).
 
 For each path: median milliseconds per view at 1x and 2x (colour, depth, labels, probabilities,
 entropy; CUDA synchronised), test mIoU / PSNR / depth error over ``--views`` test views, and the
@@ -42,12 +45,12 @@ from semnerf_ros.engine.mapper import Mapper  # noqa: E402
 PATHS = ("dense", "packed")
 
 
-def set_view_path(m: Mapper, path: str) -> None:
-    """Switch the mapper's view path (live model and the renderer's snapshot)."""
-    m.model.view_path = path
-    snap = m._view_renderer._model
-    if snap is not None:
-        snap.view_path = path
+def set_view(m: Mapper, path: str, samples: int) -> None:
+    """Switch the mapper's view path and samples per ray (live model and the renderer's snapshot)."""
+    for model in (m.model, m._view_renderer._model):
+        if model is not None:
+            model.view_path = path
+            model.view_samples = samples
 
 
 def time_view(m: Mapper, pose, intr, repeats: int) -> float:
@@ -80,6 +83,8 @@ def main(argv=None) -> int:
     ap.add_argument("--views", type=int, default=30, help="test views scored per path")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
+    ap.add_argument("--view-samples", type=int, nargs="+", default=[0],
+                    help="samples kept per ray in views (render.view_max_samples; 0 = max_samples_per_ray)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="render_speed.json")
@@ -108,26 +113,30 @@ def main(argv=None) -> int:
           flush=True)
 
     pose = d["test_poses"][0]
-    results, ref = {}, None
-    for path in args.paths:
-        set_view_path(m, path)
+    results, ref, ref_name = {}, None, ""
+    runs = [(p, k) for k in args.view_samples for p in args.paths]
+    for path, k in runs:
+        samples = k or int(cfg["render"]["max_samples_per_ray"])
+        set_view(m, path, samples)
         entry = {"ms_1x": time_view(m, pose, intr, args.repeats),
                  "ms_2x": time_view(m, pose, intr.scaled(2.0), max(args.repeats // 2, 3))}
         entry["test"] = evaluate(m, d, nc, "test", d["test_labels"], args.views)
         entry["test"].pop("per_class_iou", None)
         r = m.render(pose, intr)
+        name = path if len(args.view_samples) == 1 else f"{path}_{samples}"
         if ref is None:
-            ref = r
+            ref, ref_name = r, name
         else:
-            entry["vs_" + args.paths[0]] = {
+            entry["vs_" + ref_name] = {
                 "rgb_max_abs": float(np.abs(r.rgb - ref.rgb).max()),
                 "depth_max_abs_m": float(np.abs(r.depth - ref.depth).max()),
                 "depth_mean_abs_m": float(np.abs(r.depth - ref.depth).mean()),
                 "probs_max_abs": float(np.abs(r.probs - ref.probs).max()),
                 "labels_agree": float((r.labels == ref.labels).mean())}
         entry["graph_error"] = m._view_renderer.graph_error
-        results[path] = entry
-        print(path, json.dumps(entry), flush=True)
+        entry["view_samples"] = samples
+        results[name] = entry
+        print(name, json.dumps(entry), flush=True)
 
     out = {"benchmark": "render_speed", "scene": args.scene_npz or args.scene or "built-in",
            "device": torch.cuda.get_device_name() if m.device.type == "cuda" else platform.processor() or "cpu",

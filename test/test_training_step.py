@@ -184,3 +184,26 @@ def test_view_renderer_follows_the_live_model():
         got3 = view.render(o, d, 0.05, 4.0, 64)
     other.eval()
     torch.testing.assert_close(got3["rgb"], other.render_chunked(o, d, 0.05, 4.0, 64)["rgb"])
+
+
+def test_views_may_keep_fewer_samples_than_training():
+    """render.view_max_samples: the inference renderer and the dense view path both keep that many
+    samples per ray, and still agree; training keeps max_samples_per_ray."""
+    c = cfg()
+    c["render"]["view_max_samples"] = 6
+    m = build_model(c, 5, np.array(BOX))
+    opaque(m)
+    m.eval()
+    assert m.view_samples == 6 and build_model(cfg(), 5, np.array(BOX)).view_samples == \
+        int(cfg()["render"]["max_samples_per_ray"])
+    o, d = rays(300, seed=4)
+    n, f = torch.full((300,), 0.05), torch.full((300,), 4.0)
+    with torch.no_grad():
+        a = m._render_inference(o, d, n, f)
+        b = m.render_dense(o, d, n, f, max_samples=m.view_samples)
+        full = m.render_dense(o, d, n, f)
+    assert float(a["samples_per_ray"]) <= 6 and float(b["samples_per_ray"]) <= 6
+    assert float(full["samples_per_ray"]) > 6
+    torch.testing.assert_close(a["depth"], b["depth"], atol=1e-3, rtol=0)
+    with pytest.raises(ValueError, match="view_max_samples"):
+        make_config({"render": {"view_max_samples": -1}})

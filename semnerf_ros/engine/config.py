@@ -132,6 +132,7 @@ class RenderConfig:
     # how a GPU renders views without gradients: dense (every kept sample, CUDA-graph replay) or
     # packed (front-to-back blocks, early termination, heads only where visible; the CPU's renderer)
     view_path: str = "dense"
+    view_max_samples: int = 0  # samples kept per ray in views (0: max_samples_per_ray, as training)
     occupancy_resolution: int = 128
     occupancy_threshold: float = 0.01  # opacity of a cell below which it is skipped
     occupancy_update_every: int = 16
@@ -376,6 +377,9 @@ def validate(cfg: dict) -> dict:
         raise ConfigError("mapper.max_keyframes must be >= 1")
     if not 0.0 <= cfg["mapper"]["recent_fraction"] <= 1.0:
         raise ConfigError("mapper.recent_fraction must be in [0, 1]")
+    if cfg["render"]["view_max_samples"] < 0:
+        raise ConfigError(f"render.view_max_samples must be >= 0 (0 = max_samples_per_ray), got "
+                          f"{cfg['render']['view_max_samples']}")
     if cfg["render"]["view_path"] not in ("dense", "packed"):
         raise ConfigError(f"render.view_path must be 'dense' or 'packed', got {cfg['render']['view_path']!r}")
     if cfg["render"]["N_rays"] < 1 or cfg["render"]["N_samples"] < 2:

@@ -233,6 +233,9 @@ class HashSemanticModel(SemanticModel):
         # layout, one CUDA graph per chunk) or "packed" (the CPU's front-to-back blocks with early
         # termination, heads only where visible); render.view_path
         self.view_path = str(r["view_path"])
+        # samples kept per ray when rendering without gradients (views, meshes' shading rays);
+        # render.view_max_samples, 0 = max_samples_per_ray (what training uses)
+        self.view_samples = int(r["view_max_samples"]) or int(r["max_samples_per_ray"])
 
     def before_step(self, step: int, generator=None) -> None:
         r = self.cfg["render"]
@@ -249,20 +252,22 @@ class HashSemanticModel(SemanticModel):
         (:meth:`render_dense`, which a CUDA graph can replay)."""
         if not training and not torch.is_grad_enabled():
             if origins.is_cuda and self.view_path == "dense":
-                return self.render_dense(origins, dirs, near, far)
+                return self.render_dense(origins, dirs, near, far, max_samples=self.view_samples)
             return self._render_inference(origins, dirs, near, far)
         if jitter is None and training and bool(self.cfg["render"]["perturb"]):
             jitter = torch.rand(origins.shape[0], 2, device=origins.device, generator=generator)
         return self.render_dense(origins, dirs, near, far, jitter)
 
-    def render_dense(self, origins, dirs, near, far, jitter: Optional[torch.Tensor] = None) -> dict:
+    def render_dense(self, origins, dirs, near, far, jitter: Optional[torch.Tensor] = None,
+                     max_samples: Optional[int] = None) -> dict:
         """Render rays from every marched sample in the fixed ``(R, max_samples_per_ray)``
         layout (:func:`march_rays_dense`): shapes depend on R only and nothing is
         read back to the host, so training steps and views can be captured in
-        CUDA graphs.  ``jitter`` (R, 2) perturbs the samples (training)."""
+        CUDA graphs.  ``jitter`` (R, 2) perturbs the samples (training); ``max_samples``
+        overrides ``render.max_samples_per_ray`` (views: ``render.view_max_samples``)."""
         r = self.cfg["render"]
         R = origins.shape[0]
-        K = int(r["max_samples_per_ray"])
+        K = int(max_samples or r["max_samples_per_ray"])
         m = march_rays_dense(origins, dirs, near, far, self.grid, int(r["march_steps"]), K, jitter)
         pts = (origins[:, None, :] + m["t"][..., None] * dirs[:, None, :]).reshape(-1, 3)
         vd = F.normalize(dirs, dim=-1)[:, None, :].expand(R, K, 3).reshape(-1, 3)
@@ -294,7 +299,7 @@ class HashSemanticModel(SemanticModel):
         of weight > 1e-4.  Matches :meth:`render_rays` up to that cut-off."""
         r = self.cfg["render"]
         R, dev = origins.shape[0], origins.device
-        K = int(r["max_samples_per_ray"])
+        K = self.view_samples
         m = march_rays(origins, dirs, near, far, self.grid, int(r["march_steps"]), K, perturb=False)
         ray, slot, t, delta = m["ray"], m["slot"], m["t"], m["delta"]
         P = ray.numel()

@@ -43,7 +43,7 @@ class ViewRenderer:
         self._source: Optional[SemanticModel] = None
         self._model: Optional[SemanticModel] = None
         self._pairs: list = []  # (snapshot tensor, live tensor) of parameters and buffers
-        self._graphs: dict = {}  # chunk size -> (graph, static inputs, static outputs)
+        self._graphs: dict = {}  # (chunk size, samples per ray) -> (graph, static inputs, static outputs)
         self._stream: Optional[torch.cuda.Stream] = None
         self._ready: Optional[torch.cuda.Event] = None
 
@@ -102,12 +102,13 @@ class ViewRenderer:
         # + 11264 padded to 32768, which rendered a third more rays than the view has)
         pieces = -(-n // max(int(chunk), 1))
         chunk = -(-n // pieces)
-        entry = self._graphs.get(chunk)
+        key = (chunk, getattr(model, "view_samples", None))   # a graph per chunk size and sample budget
+        entry = self._graphs.get(key)
         if entry is None:
             entry = self._capture(model, origins[:chunk], dirs[:chunk], near, far)
             if entry is None:
                 return model.render_chunked(origins, dirs, near, far, chunk)
-            self._graphs[chunk] = entry
+            self._graphs[key] = entry
         graph, s_in, s_out = entry
         outs = []
         for s in range(0, n, chunk):
@@ -128,7 +129,8 @@ class ViewRenderer:
                 "far": torch.full((c,), float(far), device=self.device)}
 
         def run():
-            r = model.render_dense(s_in["origins"], s_in["dirs"], s_in["near"], s_in["far"])
+            r = model.render_dense(s_in["origins"], s_in["dirs"], s_in["near"], s_in["far"],
+                                   max_samples=getattr(model, "view_samples", None))
             return {k: r[k] for k in _OUTPUTS}
 
         try:
