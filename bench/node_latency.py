@@ -43,9 +43,13 @@ TOPICS = {"rgb": "/bench/rgb", "camera_info": "/bench/camera_info", "pose": "/be
 
 def progress_from_log(path: Path) -> list:
     """The node's progress lines (every ``log_period`` s) as numbers: step, training it/s,
-    keyframes, frames synced / rejected, mapper_busy drops, intake queue now / capacity / peak
-    (works without the package's interfaces, which ``~/status`` needs)."""
+    keyframes, frames synced / rejected, mapper_busy drops, intake queue now / capacity / peak,
+    render ms p50 / max and GPU memory (MB, on a GPU), so the run has them over time (works
+    without the package's interfaces, which ``~/status`` needs)."""
     import re
+
+    extras = {"render_ms_p50": re.compile(r"render (\d+)/\d+"), "render_ms_max": re.compile(r"render \d+/(\d+)"),
+              "gpu_memory_mb": re.compile(r"; gpu (\d+) MB")}
 
     pat = re.compile(r"step (\d+) \((\d+) it/s\), keyframes (\d+)/\d+; frames synced (\d+), rejected (\d+)"
                      r"(?:.*?mapper_busy (\d+))?(?:.*?intake queue (\d+)/(\d+) \(peak (\d+)\))?")
@@ -58,8 +62,12 @@ def progress_from_log(path: Path) -> list:
         m = pat.search(line)
         if m:
             v = [int(x) if x is not None else None for x in m.groups()]
-            out.append(dict(zip(("step", "it_per_s", "keyframes", "frames_synced", "frames_rejected", "mapper_busy",
-                                 "intake_queue", "intake_capacity", "intake_peak"), v)))
+            rec = dict(zip(("step", "it_per_s", "keyframes", "frames_synced", "frames_rejected", "mapper_busy",
+                            "intake_queue", "intake_capacity", "intake_peak"), v))
+            for key, rx in extras.items():
+                x = rx.search(line)
+                rec[key] = int(x.group(1)) if x else None
+            out.append(rec)
     return out
 
 
@@ -272,6 +280,10 @@ def main(argv=None) -> int:
                                             "min": min(p["it_per_s"] for p in progress)}
         result["mapper_busy_dropped"] = busy
         result["intake_queue_peak"] = peak
+        gpu = [p["gpu_memory_mb"] for p in progress if p.get("gpu_memory_mb") is not None]
+        if gpu:   # flat after the buffer fills is the target
+            result["node_gpu_memory_mb"] = {"first": gpu[0], "last": gpu[-1], "max": max(gpu),
+                                            "last_half_range": max(gpu[len(gpu) // 2:]) - min(gpu[len(gpu) // 2:])}
     if args.standalone > 0:
         result["standalone"] = run_standalone(args, engine_yaml, rgb, noisy, depth, poses, intr, class_names)
         node_rate = result.get("node_training_it_per_s", {}).get("median")

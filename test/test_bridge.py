@@ -266,6 +266,8 @@ def test_status_message_fields_and_progress_line():
     fused = dict(st, label_fusion={"voxels": 812, "votes": 9000}, timing_ms={"fuse": {"p50": 2.2, "max": 7.9}})
     assert progress_line(fused, led, True).endswith(", label votes 2/8 (812 voxels)")
     assert "paused" in progress_line(dict(st, training=False), led, False)
+    assert progress_line(dict(st, gpu_memory_mb=1479.4), led, True).endswith("; gpu 1479 MB")   # on a GPU
+    assert "gpu" not in line
 
 
 # --------------------------------------------------------------------------- markers

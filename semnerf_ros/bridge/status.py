@@ -88,4 +88,5 @@ def progress_line(st: dict, ledger: InputLedger, training_enabled: bool) -> str:
                 f"{ms('step')}, add_frame {ms('add_frame')} "
                 f"(wait {ms('add_frame_wait')}), render {ms('render')} (wait {ms('render_wait')})"
                 + (f", label votes {ms('fuse')} ({st['label_fusion']['voxels']} voxels)"
-                   if st.get("label_fusion") else ""))
+                   if st.get("label_fusion") else "")
+                + (f"; gpu {st['gpu_memory_mb']:.0f} MB" if (st.get("gpu_memory_mb") or 0) > 0 else ""))
