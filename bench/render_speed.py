@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from online import evaluate, load_scene, write_result  # noqa: E402
+from online import evaluate, load_scene, render_latency, write_result  # noqa: E402
 
 from semnerf_ros import tasks  # noqa: E402
 from semnerf_ros.engine.config import load_config, overrides_from_items  # noqa: E402
@@ -51,21 +51,6 @@ def set_view(m: Mapper, path: str, samples: int) -> None:
         if model is not None:
             model.view_path = path
             model.view_samples = samples
-
-
-def time_view(m: Mapper, pose, intr, repeats: int) -> float:
-    for _ in range(3):
-        m.render(pose, intr)
-    times = []
-    for _ in range(repeats):
-        if m.device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        m.render(pose, intr)
-        if m.device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - t0) * 1000)
-    return float(np.median(times))
 
 
 def main(argv=None) -> int:
@@ -118,8 +103,8 @@ def main(argv=None) -> int:
     for path, k in runs:
         samples = k or int(cfg["render"]["max_samples_per_ray"])
         set_view(m, path, samples)
-        entry = {"ms_1x": time_view(m, pose, intr, args.repeats),
-                 "ms_2x": time_view(m, pose, intr.scaled(2.0), max(args.repeats // 2, 3))}
+        entry = {"ms_1x": render_latency(m, pose, intr, args.repeats),
+                 "ms_2x": render_latency(m, pose, intr.scaled(2.0), max(args.repeats // 2, 3))}
         entry["test"] = evaluate(m, d, nc, "test", d["test_labels"], args.views)
         entry["test"].pop("per_class_iou", None)
         r = m.render(pose, intr)
