@@ -240,7 +240,12 @@ def commands(a, work: Path, seed_dir: Path, seed_cfg: Path, scene: Path, facts: 
 def run(cmd, cwd, env, log_path: Path, timeout: float) -> dict:
     t0 = time.perf_counter()
     with open(log_path, "w") as fh:
-        proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout)
+        try:
+            proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # what the run logged before the limit (scalars, log) is still read and written
+            return {"returncode": None, "timed_out_after_s": timeout, "wall_seconds": time.perf_counter() - t0,
+                    "log": str(log_path)}
     return {"returncode": proc.returncode, "wall_seconds": time.perf_counter() - t0, "log": str(log_path)}
 
 

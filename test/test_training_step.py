@@ -78,10 +78,15 @@ def test_log_space_weights_equal_cumulative_product_and_survive_infinite_density
     assert torch.allclose(w.sum(-1), torch.ones(50), atol=1e-6)
 
 
-def test_training_and_inference_renderers_agree():
+@pytest.mark.parametrize("surface_fraction", [0.0, 0.5])
+def test_training_and_inference_renderers_agree(surface_fraction):
     """The CPU inference renderer (front-to-back blocks, early termination) and the fixed-layout
-    renderer that training and the GPU views use give the same colour, depth and class scores."""
-    m = build_model(cfg(), 5, np.array(BOX))
+    renderer that training and the GPU views use give the same colour, depth and class scores,
+    with samples spread evenly or crowded at the grid's first surface."""
+    c = cfg()
+    c["render"]["surface_sample_fraction"] = surface_fraction
+    m = build_model(c, 5, np.array(BOX))
+    assert m.surface_spread_steps == 3  # 3 m / 16 cells against (4 - 0.05) m / 48 steps, rounded up
     opaque(m)
     m.eval()
     o, d = rays(400, seed=2)

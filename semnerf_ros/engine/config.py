@@ -133,6 +133,9 @@ class RenderConfig:
     # packed (front-to-back blocks, early termination, heads only where visible; the CPU's renderer)
     view_path: str = "dense"
     view_max_samples: int = 0  # samples kept per ray in views (0: max_samples_per_ray, as training)
+    # share of each ray's samples placed where the occupancy grid's densities put the first surface
+    # (the rest spread evenly over the occupied steps, as at 0); training and views alike
+    surface_sample_fraction: float = 0.0
     occupancy_resolution: int = 128
     occupancy_threshold: float = 0.01  # opacity of a cell below which it is skipped
     occupancy_update_every: int = 16
@@ -380,6 +383,9 @@ def validate(cfg: dict) -> dict:
     if cfg["render"]["view_max_samples"] < 0:
         raise ConfigError(f"render.view_max_samples must be >= 0 (0 = max_samples_per_ray), got "
                           f"{cfg['render']['view_max_samples']}")
+    if not 0.0 <= cfg["render"]["surface_sample_fraction"] <= 1.0:
+        raise ConfigError(f"render.surface_sample_fraction must be in [0, 1], got "
+                          f"{cfg['render']['surface_sample_fraction']}")
     if cfg["render"]["view_path"] not in ("dense", "packed"):
         raise ConfigError(f"render.view_path must be 'dense' or 'packed', got {cfg['render']['view_path']!r}")
     if cfg["render"]["N_rays"] < 1 or cfg["render"]["N_samples"] < 2:

@@ -236,6 +236,11 @@ class HashSemanticModel(SemanticModel):
         # samples kept per ray when rendering without gradients (views, meshes' shading rays);
         # render.view_max_samples, 0 = max_samples_per_ray (what training uses)
         self.view_samples = int(r["view_max_samples"]) or int(r["max_samples_per_ray"])
+        # share of the samples placed at the grid's first surface (render.surface_sample_fraction)
+        self.surface_fraction = float(r["surface_sample_fraction"])
+        # a grid cell's width in march steps: how far behind a cell's front face its surface may be
+        cell = float(self.grid.cell_size.max())  # the grid is still on the CPU here
+        self.surface_spread_steps = max(1, math.ceil(cell / self.step_size))
 
     def before_step(self, step: int, generator=None) -> None:
         r = self.cfg["render"]
@@ -268,7 +273,8 @@ class HashSemanticModel(SemanticModel):
         r = self.cfg["render"]
         R = origins.shape[0]
         K = int(max_samples or r["max_samples_per_ray"])
-        m = march_rays_dense(origins, dirs, near, far, self.grid, int(r["march_steps"]), K, jitter)
+        m = march_rays_dense(origins, dirs, near, far, self.grid, int(r["march_steps"]), K, jitter,
+                             self.surface_fraction, self.surface_spread_steps)
         pts = (origins[:, None, :] + m["t"][..., None] * dirs[:, None, :]).reshape(-1, 3)
         vd = F.normalize(dirs, dim=-1)[:, None, :].expand(R, K, 3).reshape(-1, 3)
         # cache_enabled=False: autocast's weight-cast cache must not outlive a CUDA graph capture
@@ -300,7 +306,8 @@ class HashSemanticModel(SemanticModel):
         r = self.cfg["render"]
         R, dev = origins.shape[0], origins.device
         K = self.view_samples
-        m = march_rays(origins, dirs, near, far, self.grid, int(r["march_steps"]), K, perturb=False)
+        m = march_rays(origins, dirs, near, far, self.grid, int(r["march_steps"]), K, perturb=False,
+                       surface_fraction=self.surface_fraction, surface_spread_steps=self.surface_spread_steps)
         ray, slot, t, delta = m["ray"], m["slot"], m["t"], m["delta"]
         P = ray.numel()
         pts = origins[ray] + t[:, None] * dirs[ray]

@@ -87,9 +87,46 @@ class OccupancyGrid(nn.Module):
         self.updates += 1
 
 
+def surface_sample_mass(occ: torch.Tensor, n_occ: torch.Tensor, tau: torch.Tensor, max_samples: int,
+                        surface_fraction: float, spread_steps: int = 1) -> torch.Tensor:
+    """How many of a ray's ``max_samples`` samples each march step should hold, as a fraction (R, S).
+
+    A share ``surface_fraction`` follows the compositing weights that the occupancy grid's cell
+    densities give along the ray (``tau`` (R, S): each step's optical depth from the grid, 0 on
+    empty steps), so it lands where the grid puts the first visible surface.  A grid cell holds one
+    density for its whole width, so the true surface may lie anywhere behind the cell's front
+    face: each step's weight is spread evenly over it and the ``spread_steps - 1`` steps behind
+    it (a cell's width in steps).  The rest is spread
+    evenly over the occupied steps, so space behind surfaces keeps being sampled and trained (a
+    march that stopped at the grid's surface would never correct a grid that is wrong there).
+    No step gets more than one sample (mass <= 1 / max_samples): what a step cannot take is
+    handed to the others in proportion to the room they have left. Rays whose grid holds no
+    weight fall back to the even spread.
+    """
+    K = float(max_samples)
+    occf = occ.float()
+    even = occf / n_occ.clamp(min=1).float()[:, None]
+    w = torch.exp(-(torch.cumsum(tau, -1) - tau)) * -torch.expm1(-tau)
+    n = max(int(spread_steps), 1)
+    if n > 1:  # causal moving sum over n steps, from the running total
+        total = torch.cumsum(w, -1)
+        w = total - torch.nn.functional.pad(total, (n, 0))[:, :-n]
+    w = w * occf
+    w_sum = w.sum(-1, keepdim=True)
+    guided = torch.where(w_sum > 1e-6, w / w_sum.clamp(min=1e-12), even)
+    mass = (1.0 - surface_fraction) * even + surface_fraction * guided
+    cap = 1.0 / K
+    spill = (mass - cap).clamp(min=0.0).sum(-1, keepdim=True)
+    mass = mass.clamp(max=cap)
+    room = (cap - mass) * occf
+    share = (spill / room.sum(-1, keepdim=True).clamp(min=1e-12)).clamp(max=1.0)
+    return (mass + room * share) * occf
+
+
 def march_rays_dense(origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tensor, far: torch.Tensor,
                      grid: OccupancyGrid, n_steps: int, max_samples: int,
-                     jitter: Optional[torch.Tensor] = None) -> dict:
+                     jitter: Optional[torch.Tensor] = None, surface_fraction: float = 0.0,
+                     surface_spread_steps: int = 1) -> dict:
     """Sample rays through occupied cells only, into a fixed ``(R, max_samples)`` layout.
 
     Each ray is cut into ``n_steps`` equal z-depth steps over [near, far]
@@ -98,6 +135,11 @@ def march_rays_dense(origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tens
     ``max_samples`` is kept and each kept sample stands for ``n_occ /
     max_samples`` steps (its interval grows accordingly), so early in training,
     when every cell is occupied, samples still span the whole ray.
+
+    ``surface_fraction`` > 0 places that share of the samples where the grid's
+    densities put the first surface (:func:`surface_sample_mass`, spread over
+    ``surface_spread_steps`` steps, a grid cell's width); each kept
+    sample then stands for the occupied steps up to the next kept one.
 
     ``jitter`` (R, 2) uniform [0, 1) numbers perturb the step offset and the
     subset choice (training); None uses the cell centres (rendering).  Shapes
@@ -117,29 +159,50 @@ def march_rays_dense(origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tens
     steps = torch.arange(n_steps, device=dev, dtype=torch.float32)
     t = near[:, None] + (steps[None, :] + jitter[:, :1]) * dt[:, None]  # (R, S)
     pts = origins[:, None, :] + t[..., None] * dirs[:, None, :]
-    occ = grid.query(pts)  # (R, S)
+    cell, inside = grid.cell_index(pts)
+    occ = grid.occupied[cell] & inside  # (R, S)
     n_occ = occ.sum(-1, dtype=torch.int32)  # (R,)
     rank = torch.cumsum(occ, -1, dtype=torch.int32) - 1
-    ratio = (n_occ.float() / K).clamp(min=1.0)  # steps per kept sample
-    r = rank.float()
     u = jitter[:, 1:]
-    keep = occ & (torch.floor((r + 1) / ratio[:, None] + u) > torch.floor(r / ratio[:, None] + u))
+    step_m = dt * dirs.norm(dim=-1)  # metres per step (R,)
+    if surface_fraction > 0.0:
+        tau = grid.density[cell].clamp(min=0.0) * occ * step_m[:, None]
+        # samples per step, <= 1
+        mass = surface_sample_mass(occ, n_occ, tau, K, surface_fraction, surface_spread_steps) * K
+        filled = torch.cumsum(mass, -1)
+        keep = occ & (torch.floor(filled + u) > torch.floor(filled - mass + u))
+    else:
+        ratio = (n_occ.float() / K).clamp(min=1.0)  # steps per kept sample
+        r = rank.float()
+        keep = occ & (torch.floor((r + 1) / ratio[:, None] + u) > torch.floor(r / ratio[:, None] + u))
     slot = torch.cumsum(keep, -1, dtype=torch.int32) - 1
-    keep &= slot < K  # rounding in n_occ / ratio can add one sample when u is near 1
+    keep &= slot < K  # rounding can add one sample when u is near 1
     col = torch.where(keep, slot, K).long()  # dropped steps land in a spare column K
     t_out = torch.zeros(R, K + 1, device=dev).scatter_(1, col, t)[:, :K]
     valid = torch.zeros(R, K + 1, device=dev, dtype=torch.bool).scatter_(1, col, keep)[:, :K]
-    delta = (dt * ratio * dirs.norm(dim=-1))[:, None] * valid
+    if surface_fraction > 0.0:
+        # each kept sample stands for the occupied steps from its own to the next kept one's (the
+        # first also for those in front of it; the last for those to the end of the ray)
+        kept_rank = torch.zeros(R, K + 1, device=dev, dtype=torch.int32).scatter_(1, col, rank)[:, :K]
+        next_rank = torch.cat([kept_rank[:, 1:], n_occ[:, None]], 1)
+        next_valid = torch.cat([valid[:, 1:], torch.zeros_like(valid[:, :1])], 1)
+        next_rank = torch.where(next_valid, next_rank, n_occ[:, None])
+        start = torch.cat([torch.zeros_like(kept_rank[:, :1]), kept_rank[:, 1:]], 1)
+        delta = (next_rank - start).float() * step_m[:, None] * valid
+    else:
+        delta = (step_m * ratio)[:, None] * valid
     return {"t": t_out, "delta": delta, "valid": valid}
 
 
 def march_rays(origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tensor, far: torch.Tensor,
                grid: OccupancyGrid, n_steps: int, max_samples: int, perturb: bool,
-               generator: Optional[torch.Generator] = None) -> dict:
+               generator: Optional[torch.Generator] = None, surface_fraction: float = 0.0,
+               surface_spread_steps: int = 1) -> dict:
     """:func:`march_rays_dense` with the samples packed (variable count, host
     sync): ``ray`` (P,) ray index, ``slot`` (P,) position along the ray in
     [0, max_samples), ``t`` (P,) z-depth, ``delta`` (P,) interval length in metres."""
     jitter = torch.rand(origins.shape[0], 2, device=origins.device, generator=generator) if perturb else None
-    m = march_rays_dense(origins, dirs, near, far, grid, n_steps, max_samples, jitter)
+    m = march_rays_dense(origins, dirs, near, far, grid, n_steps, max_samples, jitter, surface_fraction,
+                         surface_spread_steps)
     ray, slot = m["valid"].nonzero(as_tuple=True)
     return {"ray": ray, "slot": slot, "t": m["t"][ray, slot], "delta": m["delta"][ray, slot]}
