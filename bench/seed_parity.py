@@ -276,13 +276,15 @@ def read_ours(metrics: Path) -> dict:
 
 def compare(seed: dict, ours: dict) -> list:
     """Per evaluation both ran at (matched by updates: the seed's global_step k is k + 1 updates and
-    evaluates at step_val multiples, ours at multiples of the step count; nearest within half an
-    interval)."""
+    evaluates at step_val multiples, ours at multiples of the step count; the nearest seed
+    evaluation within 2 % of the updates, or 2 updates, else the evaluation is not compared)."""
     rows = []
     for u, m in zip(ours["updates"], ours["test_miou"]):
         if not seed["updates"]:
             break
         j = int(np.argmin([abs(s - u) for s in seed["updates"]]))
+        if abs(seed["updates"][j] - u) > max(2.0, 0.02 * u):
+            continue
         rows.append({"updates_ours": u, "updates_seed": seed["updates"][j], "test_miou_ours": m,
                      "test_miou_seed": seed["test_miou"][j], "difference": m - seed["test_miou"][j]})
     return rows

@@ -124,5 +124,9 @@ def test_matching_of_evaluations_and_bad_scenes(tmp_path):
                          {"updates": [250, 500], "test_miou": [0.52, 0.58]})
     assert [r["updates_seed"] for r in rows] == [251, 501]
     assert [round(r["difference"], 6) for r in rows] == [0.02, -0.02]
+    # an evaluation the other side never made is not compared with its nearest one
+    rows = bench.compare({"updates": [751], "test_miou": [0.47]},
+                         {"updates": [250, 500, 750, 1000], "test_miou": [0.1, 0.3, 0.5, 0.6]})
+    assert [(r["updates_ours"], r["updates_seed"]) for r in rows] == [(750, 751)]
     with pytest.raises(SystemExit, match="Replica"):
         bench.check_scene(tmp_path)
