@@ -241,6 +241,8 @@ class HashSemanticModel(SemanticModel):
         # a grid cell's width in march steps: how far behind a cell's front face its surface may be
         cell = float(self.grid.cell_size.max())  # the grid is still on the CPU here
         self.surface_spread_steps = max(1, math.ceil(cell / self.step_size))
+        # torch (whole-tensor passes, the reference) or triton (one kernel, CUDA): render.march_backend
+        self.march_backend = str(r["march_backend"])
 
     def before_step(self, step: int, generator=None) -> None:
         r = self.cfg["render"]
@@ -274,7 +276,7 @@ class HashSemanticModel(SemanticModel):
         R = origins.shape[0]
         K = int(max_samples or r["max_samples_per_ray"])
         m = march_rays_dense(origins, dirs, near, far, self.grid, int(r["march_steps"]), K, jitter,
-                             self.surface_fraction, self.surface_spread_steps)
+                             self.surface_fraction, self.surface_spread_steps, self.march_backend)
         pts = (origins[:, None, :] + m["t"][..., None] * dirs[:, None, :]).reshape(-1, 3)
         vd = F.normalize(dirs, dim=-1)[:, None, :].expand(R, K, 3).reshape(-1, 3)
         # cache_enabled=False: autocast's weight-cast cache must not outlive a CUDA graph capture
@@ -307,7 +309,8 @@ class HashSemanticModel(SemanticModel):
         R, dev = origins.shape[0], origins.device
         K = self.view_samples
         m = march_rays(origins, dirs, near, far, self.grid, int(r["march_steps"]), K, perturb=False,
-                       surface_fraction=self.surface_fraction, surface_spread_steps=self.surface_spread_steps)
+                       surface_fraction=self.surface_fraction, surface_spread_steps=self.surface_spread_steps,
+                       backend=self.march_backend)
         ray, slot, t, delta = m["ray"], m["slot"], m["t"], m["delta"]
         P = ray.numel()
         pts = origins[ray] + t[:, None] * dirs[ray]

@@ -10,6 +10,7 @@ later a random quarter plus the occupied ones (nerfacc's schedule).
 from __future__ import annotations
 
 import math
+import os
 from typing import Optional
 
 import torch
@@ -126,7 +127,7 @@ def surface_sample_mass(occ: torch.Tensor, n_occ: torch.Tensor, tau: torch.Tenso
 def march_rays_dense(origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tensor, far: torch.Tensor,
                      grid: OccupancyGrid, n_steps: int, max_samples: int,
                      jitter: Optional[torch.Tensor] = None, surface_fraction: float = 0.0,
-                     surface_spread_steps: int = 1) -> dict:
+                     surface_spread_steps: int = 1, backend: str = "torch") -> dict:
     """Sample rays through occupied cells only, into a fixed ``(R, max_samples)`` layout.
 
     Each ray is cut into ``n_steps`` equal z-depth steps over [near, far]
@@ -141,6 +142,11 @@ def march_rays_dense(origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tens
     ``surface_spread_steps`` steps, a grid cell's width); each kept
     sample then stands for the occupied steps up to the next kept one.
 
+    ``backend`` "triton" walks the steps in one kernel launch
+    (:mod:`semnerf_ros.engine.march_triton`, render.march_backend) where the
+    rays are on a CUDA device (or under ``TRITON_INTERPRET=1``); elsewhere, and
+    for "torch", the whole-tensor code below runs: the reference.
+
     ``jitter`` (R, 2) uniform [0, 1) numbers perturb the step offset and the
     subset choice (training); None uses the cell centres (rendering).  Shapes
     depend on R only and nothing is read back to the host, so the marcher can
@@ -150,6 +156,10 @@ def march_rays_dense(origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tens
     ``delta`` (R, K) interval lengths in metres (0 where no sample),
     ``valid`` (R, K) bool.
     """
+    if backend == "triton" and (origins.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
+        from .march_triton import march_rays_dense_triton
+        return march_rays_dense_triton(origins, dirs, near, far, grid, n_steps, max_samples, jitter,
+                                       surface_fraction, surface_spread_steps)
     R = origins.shape[0]
     dev = origins.device
     K = int(max_samples)
@@ -190,19 +200,19 @@ def march_rays_dense(origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tens
         start = torch.cat([torch.zeros_like(kept_rank[:, :1]), kept_rank[:, 1:]], 1)
         delta = (next_rank - start).float() * step_m[:, None] * valid
     else:
-        delta = (step_m * ratio)[:, None] * valid
+        delta = (dt * ratio * dirs.norm(dim=-1))[:, None] * valid  # (the even path's arithmetic, bit for bit)
     return {"t": t_out, "delta": delta, "valid": valid}
 
 
 def march_rays(origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tensor, far: torch.Tensor,
                grid: OccupancyGrid, n_steps: int, max_samples: int, perturb: bool,
                generator: Optional[torch.Generator] = None, surface_fraction: float = 0.0,
-               surface_spread_steps: int = 1) -> dict:
+               surface_spread_steps: int = 1, backend: str = "torch") -> dict:
     """:func:`march_rays_dense` with the samples packed (variable count, host
     sync): ``ray`` (P,) ray index, ``slot`` (P,) position along the ray in
     [0, max_samples), ``t`` (P,) z-depth, ``delta`` (P,) interval length in metres."""
     jitter = torch.rand(origins.shape[0], 2, device=origins.device, generator=generator) if perturb else None
     m = march_rays_dense(origins, dirs, near, far, grid, n_steps, max_samples, jitter, surface_fraction,
-                         surface_spread_steps)
+                         surface_spread_steps, backend)
     ray, slot = m["valid"].nonzero(as_tuple=True)
     return {"ray": ray, "slot": slot, "t": m["t"][ray, slot], "delta": m["delta"][ray, slot]}
