@@ -133,3 +133,41 @@ def test_semantic_accuracy_within_threshold_skips_phantom_vertices():
     assert acc["semantic_vertex_accuracy"] == pytest.approx(n_floor / n_all)
     assert acc["semantic_vertex_accuracy@5cm"] == 1.0
     assert acc["vertices_within_5cm"] == pytest.approx(n_floor / n_all)
+
+
+def test_points_seen_by_views_on_tensors_matches_the_numpy_rule():
+    """The mapper's observed-face filter runs on the keyframes' device
+    (``points_seen_by_views_torch``); it must pick the same points as the NumPy reference, with
+    views that have depth (within ``tol``), views without (frustum), and points behind, outside
+    and at the far plane."""
+    import torch
+
+    from semnerf_ros.engine.geometry import points_seen_by_views, points_seen_by_views_torch
+
+    rng = np.random.default_rng(4)
+    w, h = 32, 24
+    K = Intrinsics(30.0, 30.0, 15.5, 11.5, w, h)
+    poses, depths = [], []
+    for i in range(5):
+        T = np.eye(4)
+        a = 0.4 * i
+        T[:3, :3] = [[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]]
+        T[:3, 3] = rng.normal(0, 0.2, 3)
+        poses.append(T)
+        D = 2.0 + rng.random((h, w))
+        D[rng.random((h, w)) < 0.1] = 0.0                        # holes
+        depths.append(D)
+    pts = rng.normal(0, 2.0, (4000, 3))
+    # points on view 0's depth surface, so that the depth test matters
+    v, u = rng.integers(0, h, 500), rng.integers(0, w, 500)
+    z = depths[0][v, u] + rng.normal(0, 0.03, 500)
+    cam = np.stack([(u - K.cx) / K.fx * z, (v - K.cy) / K.fy * z, z], -1)
+    pts = np.concatenate([pts, cam @ poses[0][:3, :3].T + poses[0][:3, 3]])
+    with_none = [depths[0], None, depths[2], depths[3], None]
+    ref = points_seen_by_views(pts, poses, K, with_none, tol=0.04, max_depth=2.8)
+    has = torch.tensor([d is not None for d in with_none])
+    D = torch.tensor(np.stack([d if d is not None else np.zeros((h, w)) for d in with_none]), dtype=torch.float32)
+    got = points_seen_by_views_torch(torch.tensor(pts), torch.tensor(np.stack(poses)),
+                                     torch.tensor([[K.fx, K.fy, K.cx, K.cy]] * 5), D, has, tol=0.04, max_depth=2.8)
+    assert 0.05 < ref.mean() < 0.95                           # both outcomes occur
+    assert np.array_equal(got.numpy(), ref)

@@ -257,6 +257,38 @@ def points_seen_by_views(points, poses, intrinsics, depths, tol: float = 0.03, m
     return seen
 
 
+def points_seen_by_views_torch(points: torch.Tensor, poses: torch.Tensor, intrinsics: torch.Tensor,
+                               depths: torch.Tensor, has_depth: torch.Tensor, tol: float = 0.03,
+                               min_depth: float = 0.05, max_depth: float = float("inf")) -> torch.Tensor:
+    """:func:`points_seen_by_views` on tensors, where they are (the mapper's keyframe buffer on a GPU):
+    ``points`` (N, 3) world metres, ``poses`` (V, 4, 4) camera-to-world, ``intrinsics`` (V, 4)
+    ``fx, fy, cx, cy`` of images of ``depths``' (V, H, W) size in metres, ``has_depth`` (V,) bool
+    (False: the view counts its frustum).  Same rule, computed in float64 so that the pixel each
+    point falls on is the one the NumPy reference picks; returns (N,) bool."""
+    dev = points.device
+    p = points.to(torch.float64).reshape(-1, 3)
+    seen = torch.zeros(p.shape[0], dtype=torch.bool, device=dev)
+    V, h, w = depths.shape
+    T = poses.to(device=dev, dtype=torch.float64)
+    K = intrinsics.to(device=dev, dtype=torch.float64)
+    D = depths.to(dev)
+    has = has_depth.to(dev)
+    for i in range(V):
+        q = (p - T[i, :3, 3]) @ T[i, :3, :3]  # world -> camera (optical)
+        z = q[:, 2]
+        front = (z > min_depth) & (z < max_depth)
+        zs = torch.where(front, z, torch.ones_like(z))
+        u = torch.round(q[:, 0] / zs * K[i, 0] + K[i, 2])
+        v = torch.round(q[:, 1] / zs * K[i, 1] + K[i, 3])
+        inside = front & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        ui = u.clamp(0, w - 1).long()
+        vi = v.clamp(0, h - 1).long()
+        d = D[i][vi, ui].to(torch.float64)
+        hit = torch.isfinite(d) & (d > 0) & ((d - z).abs() < tol)
+        seen |= inside & (hit | ~has[i])
+    return seen
+
+
 def pixel_directions(intrinsics: Intrinsics, device=None, dtype=None):
     """Camera-frame ray directions (H, W, 3) through pixel centres, z = 1."""
 

@@ -39,7 +39,7 @@ from ..logs import ThrottledLog
 from . import mesh as mesh_mod
 from .config import EngineConfig, make_config
 from .frame import Frame
-from .geometry import Intrinsics, camera_rays, depth_points_world, points_seen_by_views, validate_pose
+from .geometry import Intrinsics, camera_rays, depth_points_world, points_seen_by_views_torch, validate_pose
 from .keyframes import KeyframePolicy, RayBatch, ReplayBuffer
 from .label_fusion import VoxelLabelFusion
 from .models import SemanticModel, build_model, losses_to_floats
@@ -641,31 +641,33 @@ class Mapper:
                                      progress=progress, **kwargs)
         if views is None or mesh.num_faces == 0:
             return mesh
-        poses, intrinsics, depths = views
+        poses, intrinsics, depths, has_depth = views
         far = float(self.cfg["render"]["depth_range"][1])
         # a vertex of marching cubes lies up to about a cell from the surface it stands for
         cell = float(np.max(b[1] - b[0])) / max(int(resolution), 1)
-        seen = points_seen_by_views(mesh.vertices, poses, intrinsics, depths, tol=observed_tol + cell,
-                                    max_depth=far)
+        if poses.shape[0] == 0:
+            seen = np.zeros(mesh.num_vertices, dtype=bool)
+        else:  # on the keyframes' device: the depth images never leave it
+            verts = torch.from_numpy(np.ascontiguousarray(mesh.vertices)).to(depths.device)
+            seen = points_seen_by_views_torch(verts, poses, intrinsics, depths, has_depth,
+                                              tol=observed_tol + cell, max_depth=far).cpu().numpy()
         out = mesh.submesh(seen[mesh.faces].all(axis=1))
         out.stats["faces_unobserved_removed"] = int(mesh.num_faces - out.num_faces)
         return out
 
     def _keyframe_views(self):
-        """(poses, intrinsics, depths or None per view) of the buffered keyframes, on the host."""
+        """The buffered keyframes as tensors: poses (V, 4, 4) camera-to-world and intrinsics (V, 4)
+        ``fx, fy, cx, cy`` (host), depths (V, H, W) metres and has_depth (V,) on the buffer's
+        device (copies, taken under the lock)."""
         with self._priority_lock("snapshot"):
             buf = self.buffer
             order = list(buf.order)
-            if not order:
-                return [], [], []
-            h, w = buf.intrinsics.shape
-            sel = torch.tensor(order, device=buf.depth.device)
-            depth = buf.depth[sel].float().cpu().numpy()
-            has = buf.has_depth[sel].cpu().numpy()
-            poses = buf.poses_host[order].copy()
-            K = buf.K_host[order].copy()
-        intr = [Intrinsics(*(float(x) for x in k), w, h) for k in K]
-        return list(poses), intr, [d if ok else None for d, ok in zip(depth, has)]
+            sel = torch.tensor(order, device=buf.depth.device, dtype=torch.long)
+            depth = buf.depth[sel].float()
+            has = buf.has_depth[sel].clone()
+            poses = torch.from_numpy(buf.poses_host[order].copy())
+            K = torch.from_numpy(buf.K_host[order].copy())
+        return poses, K, depth, has
 
     def stats(self) -> dict:
         """Counters and rates for status displays."""
