@@ -77,6 +77,20 @@ if triton is not None:
         return t, occ, tau
 
     @triton.jit
+    def _advance(acc, total, acc_lag, total_lag, tau, o_x, o_y, o_z, d_x, d_y, d_z, near, dt, j0, s, spread, b_ptr,
+                 occ_ptr, den_ptr, res, step_m, mask):
+        """Move the running surface weights on to step ``s``: optical depth in front of it and the
+        sum of the weights up to it, and the same two ``spread`` steps back (recomputed there)."""
+        total += tl.exp(-acc) * -(tl.exp(-tau) - 1.0)
+        acc += tau
+        if s >= spread:
+            t2, occ2, tau2 = _lookup(o_x, o_y, o_z, d_x, d_y, d_z, near, dt, j0, s - spread, b_ptr, occ_ptr, den_ptr,
+                                     res, step_m, mask, True)
+            total_lag += tl.exp(-acc_lag) * -(tl.exp(-tau2) - 1.0)
+            acc_lag += tau2
+        return acc, total, acc_lag, total_lag
+
+    @triton.jit
     def _march_kernel(o_ptr, d_ptr, near_ptr, far_ptr, jit_ptr, b_ptr, occ_ptr, den_ptr,
                       t_out, delta_out, valid_out, R, S, K, res, fraction, spread,
                       SURFACE: tl.constexpr, BLOCK: tl.constexpr):
@@ -109,13 +123,9 @@ if triton is not None:
                                   step_m, mask, SURFACE)
             n_occ += occ.to(tl.float32)
             if SURFACE:
-                total += tl.exp(-acc) * -(tl.exp(-tau) - 1.0)
-                acc += tau
-                if s >= spread:
-                    t2, occ2, tau2 = _lookup(o_x, o_y, o_z, d_x, d_y, d_z, near, dt, j0, s - spread, b_ptr, occ_ptr,
-                                             den_ptr, res, step_m, mask, SURFACE)
-                    total_lag += tl.exp(-acc_lag) * -(tl.exp(-tau2) - 1.0)
-                    acc_lag += tau2
+                acc, total, acc_lag, total_lag = _advance(acc, total, acc_lag, total_lag, tau, o_x, o_y, o_z, d_x,
+                                                          d_y, d_z, near, dt, j0, s, spread, b_ptr, occ_ptr, den_ptr,
+                                                          res, step_m, mask)
                 w_sum += tl.where(occ, total - total_lag, 0.0)
 
         n_safe = tl.maximum(n_occ, 1.0)
@@ -134,13 +144,9 @@ if triton is not None:
             for s in range(0, S):
                 t, occ, tau = _lookup(o_x, o_y, o_z, d_x, d_y, d_z, near, dt, j0, s, b_ptr, occ_ptr, den_ptr, res,
                                       step_m, mask, SURFACE)
-                total += tl.exp(-acc) * -(tl.exp(-tau) - 1.0)
-                acc += tau
-                if s >= spread:
-                    t2, occ2, tau2 = _lookup(o_x, o_y, o_z, d_x, d_y, d_z, near, dt, j0, s - spread, b_ptr, occ_ptr,
-                                             den_ptr, res, step_m, mask, SURFACE)
-                    total_lag += tl.exp(-acc_lag) * -(tl.exp(-tau2) - 1.0)
-                    acc_lag += tau2
+                acc, total, acc_lag, total_lag = _advance(acc, total, acc_lag, total_lag, tau, o_x, o_y, o_z, d_x,
+                                                          d_y, d_z, near, dt, j0, s, spread, b_ptr, occ_ptr, den_ptr,
+                                                          res, step_m, mask)
                 even = tl.where(occ, 1.0 / n_safe, 0.0)
                 guided = tl.where(has_w, tl.where(occ, total - total_lag, 0.0) / w_div, even)
                 m = (1.0 - fraction) * even + fraction * guided
@@ -163,13 +169,9 @@ if triton is not None:
             t, occ, tau = _lookup(o_x, o_y, o_z, d_x, d_y, d_z, near, dt, j0, s, b_ptr, occ_ptr, den_ptr, res,
                                   step_m, mask, SURFACE)
             if SURFACE:
-                total += tl.exp(-acc) * -(tl.exp(-tau) - 1.0)
-                acc += tau
-                if s >= spread:
-                    t2, occ2, tau2 = _lookup(o_x, o_y, o_z, d_x, d_y, d_z, near, dt, j0, s - spread, b_ptr, occ_ptr,
-                                             den_ptr, res, step_m, mask, SURFACE)
-                    total_lag += tl.exp(-acc_lag) * -(tl.exp(-tau2) - 1.0)
-                    acc_lag += tau2
+                acc, total, acc_lag, total_lag = _advance(acc, total, acc_lag, total_lag, tau, o_x, o_y, o_z, d_x,
+                                                          d_y, d_z, near, dt, j0, s, spread, b_ptr, occ_ptr, den_ptr,
+                                                          res, step_m, mask)
                 even = tl.where(occ, 1.0 / n_safe, 0.0)
                 guided = tl.where(has_w, tl.where(occ, total - total_lag, 0.0) / w_div, even)
                 m = (1.0 - fraction) * even + fraction * guided
