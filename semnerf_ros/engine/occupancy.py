@@ -16,6 +16,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .march_triton import march_rays_dense_triton
+
 
 class OccupancyGrid(nn.Module):
     """A ``resolution``^3 grid over ``bounds`` (2, 3), world metres."""
@@ -157,7 +159,6 @@ def march_rays_dense(origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tens
     ``valid`` (R, K) bool.
     """
     if backend == "triton" and (origins.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
-        from .march_triton import march_rays_dense_triton
         return march_rays_dense_triton(origins, dirs, near, far, grid, n_steps, max_samples, jitter,
                                        surface_fraction, surface_spread_steps)
     R = origins.shape[0]
