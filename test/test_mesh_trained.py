@@ -114,3 +114,16 @@ def test_observed_only_removes_floaters_and_keeps_the_seen_surface(trained_map):
     # the ceiling, which no view saw, is gone; the walls and the floor stay
     assert set(np.unique(mesh.vertex_labels).tolist()) == {1, 2, 3, 4, 5}
     assert mesh.vertices[:, 2].max() < HALF[2] - 0.05
+
+
+def test_full_ray_colouring_uses_the_maps_own_renderer(trained_map):
+    """``sample_mode="full_ray"`` (the seed's colouring) needs no renderer from the caller: the
+    Mapper passes its own, so the node, the benchmarks and the CLI all get it."""
+    m, frames = trained_map
+    mesh = m.extract_mesh(resolution=32, density_threshold=10.0, sample_mode="full_ray", normal_offset=0.2)
+    v, f, lab = box_surface()
+    seen = lambda p: visible_mask(p, [fr.pose for fr in frames], frames[0].intrinsics,  # noqa: E731
+                                  [fr.depth for fr in frames])
+    acc = mesh_accuracy(mesh, v, f, lab, n_samples=20000, gt_visible=seen)
+    assert mesh.num_faces > 500
+    assert acc["semantic_vertex_accuracy_observed"] > 0.8

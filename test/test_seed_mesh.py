@@ -124,6 +124,13 @@ class SeedishMapper:
         SeedishMapper.calls.append(dict(resolution=resolution, density_threshold=density_threshold, bounds=bounds,
                                         min_component_faces=min_component_faces, **shading))
         b = np.stack([CENTRE - 1, CENTRE + 1]) if bounds is None else bounds
+        if shading.get("sample_mode") == "full_ray":   # as Mapper.extract_mesh: the map's own renderer
+            model = self.snapshot_model()
+
+            def render_fn(o, d, near, far):
+                out = model.render_chunked(o, d, near, far, o.shape[0])
+                return out["rgb"], torch.nn.functional.pad(out["semantic"], (1, 0), value=float("-inf"))
+            shading.setdefault("render_fn", render_fn)
         return extract_mesh(sphere_density, b, resolution, 10.0, min_component_faces=min_component_faces,
                             class_names=self.class_names, **shading)
 

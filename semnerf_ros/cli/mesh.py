@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from .. import train as train_mod
@@ -138,17 +137,6 @@ def _palette(map_path: Path, mapper, scene) -> Optional[np.ndarray]:
                 return train_mod.class_palette(type("S", (), {"class_ids_original": np.asarray(ids),
                                                               "num_classes": len(ids)})())
     return None
-
-
-def _render_fn(mapper):
-    """The seed's full-ray colouring: the map's renderer (coarse + fine) on a frozen snapshot,
-    logits with the void column (never predicted) in front."""
-    model = mapper.snapshot_model()
-
-    def render(origins, dirs, near, far):
-        out = model.render_chunked(origins, dirs, near, far, origins.shape[0])
-        return out["rgb"], F.pad(out["semantic"].float(), (1, 0), value=float("-inf"))
-    return render
 
 
 def _progress_bar():
@@ -279,7 +267,7 @@ def main(argv=None) -> int:
             kwargs["bounds"] = seed_box_bounds(ext)
             optional["transform"] = T
         if full_ray:
-            optional.update(sample_mode="full_ray", normal_source="faces", render_fn=_render_fn(mapper))
+            optional.update(sample_mode="full_ray", normal_source="faces")  # the map's renderer (Mapper)
         palette = _palette(map_path, mapper, scene) if hasattr(mapper, "class_names") else None
         if palette is not None:
             optional["palette"] = palette

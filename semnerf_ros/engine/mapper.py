@@ -623,7 +623,8 @@ class Mapper:
         surfaces no view constrained.
         ``shading`` passes ``sample_mode``, ``normal_offset``, ``ray_samples``,
         ``chunk``, ``allow_empty``, ``cancel`` or ``mc_backend`` through to
-        :func:`semnerf_ros.mesh.extract_mesh`."""
+        :func:`semnerf_ros.mesh.extract_mesh`; ``sample_mode="full_ray"`` (the seed's
+        colouring) renders with this map's own renderer unless a ``render_fn`` is given."""
         views = self._keyframe_views() if observed_only else None
         snap = self.snapshot_model()
         b = np.asarray(bounds, dtype=np.float64).reshape(2, 3) if bounds is not None else \
@@ -632,7 +633,15 @@ class Mapper:
         def semantic_fn(points):
             return F.pad(snap.semantic_fn(points).float(), (1, 0), value=float("-inf"))
 
+        def render_fn(origins, dirs, near, far):
+            """The seed's full-ray colouring: this map's renderer on the same snapshot, logits with
+            the void column (never predicted) in front."""
+            out = snap.render_chunked(origins, dirs, near, far, origins.shape[0])
+            return out["rgb"], F.pad(out["semantic"].float(), (1, 0), value=float("-inf"))
+
         kwargs = dict(shading)
+        if kwargs.get("sample_mode") == "full_ray":
+            kwargs.setdefault("render_fn", render_fn)
         if density_threshold is not None:
             kwargs["density_threshold"] = density_threshold
         mesh = mesh_mod.extract_mesh(snap.density_fn, b, resolution=resolution, semantic_fn=semantic_fn,
