@@ -416,6 +416,7 @@ def test_services_and_markers(harness_factory, tmp_path):
     assert m.num_faces == 4 and m.num_vertices == 4
     assert ("extract_mesh", 32, None) in h.mapper.calls
     markers = h.node.outputs.mesh_markers(h.mapper.extract_mesh())
+    assert h.node.outputs.mesh_as_bytes   # ~/mesh below arrives from serialized bytes (bridge/marker_cdr.py)
     assert markers.markers[0].action == Marker.DELETEALL
     tri = [mk for mk in markers.markers[1:]]
     assert [len(mk.points) for mk in tri] == [9, 3] and all(mk.type == Marker.TRIANGLE_LIST for mk in tri)

@@ -55,13 +55,15 @@ def _colors(colors: np.ndarray) -> list:
 
 
 def mesh_marker_array(mesh: SemanticMesh, header: Header, max_triangles: int = 60000,
-                      semantic_colors: bool = True, max_faces: Optional[int] = None) -> MarkerArray:
+                      semantic_colors: bool = True, max_faces: Optional[int] = None,
+                      decimation: str = "auto") -> MarkerArray:
     """MarkerArray: DELETEALL, then TRIANGLE_LIST chunks of at most ``max_triangles`` with
-    per-vertex colours, of the mesh decimated to ``max_faces`` triangles (None or 0: all)."""
+    per-vertex colours, of the mesh decimated to ``max_faces`` triangles (None or 0: all) by
+    ``decimation`` (:func:`semnerf_ros.engine.mesh.decimate`'s method)."""
     out = MarkerArray()
     out.markers.append(Marker(header=header, ns=MARKER_NAMESPACE, action=Marker.DELETEALL))
     chunks = marker_chunks(mesh, int(max_triangles), semantic_colors=bool(semantic_colors),
-                           decimate_to=max_faces if max_faces else None)
+                           decimate_to=max_faces if max_faces else None, decimation=decimation)
     for i, (points, colors) in enumerate(chunks):
         m = Marker(header=header, ns=MARKER_NAMESPACE, id=i, type=Marker.TRIANGLE_LIST, action=Marker.ADD,
                    frame_locked=False)

@@ -142,6 +142,10 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("mesh_max_faces", "int", 100000,
               "decimate the marker mesh to at most this many triangles (0 = keep all)", 0, 100000000,
               read_only=False),
+    ParamSpec("mesh_decimation", "string", "cluster",
+              "how the marker mesh is decimated: cluster (vertex clustering: 0.24 s for 1 M faces on 2 cores), "
+              "quadric (Open3D's quadric decimation: smoother shapes, 9 s), auto (quadric where Open3D imports)",
+              choices=("cluster", "quadric", "auto"), read_only=False),
     ParamSpec("mesh_density_threshold", "double", 0.0, "iso-level on density (1/m); 0 = engine default",
               0.0, 1e6, read_only=False),
     ParamSpec("mesh_semantic_colors", "bool", True,

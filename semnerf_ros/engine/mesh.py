@@ -742,16 +742,24 @@ def _cluster_decimate(vertices, faces, target):
     cell = max(math.sqrt(2.0 * max(area, 1e-12) / max(target, 1)), 1e-6)
     lo = vertices.min(0)
     for _ in range(60):
-        key = np.floor((vertices - lo) / cell).astype(np.int64)
-        _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+        ijk = np.floor((vertices - lo) / cell).astype(np.int64)
+        # one int64 key per cell, in the lexicographic order of (i, j, k): 1-D unique is far faster
+        # than unique over rows, and gives the same cells in the same order
+        span = ijk.max(0) + 1
+        key = (ijk[:, 0] * span[1] + ijk[:, 1]) * span[2] + ijk[:, 2]
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
         inverse = inverse.reshape(-1)
         counts = np.bincount(inverse)
-        centres = np.zeros((first.size, 3))
-        np.add.at(centres, inverse, vertices)
+        centres = np.stack([np.bincount(inverse, weights=vertices[:, a], minlength=first.size) for a in range(3)], 1)
         centres /= counts[:, None]
         f = inverse[faces]
         f = f[(f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 0] != f[:, 2])]
-        _, uniq = np.unique(np.sort(f, axis=1), axis=0, return_index=True)
+        s = np.sort(f, axis=1)
+        m = np.int64(first.size)
+        if first.size < 2_000_000:  # the face key stays below 2^63
+            _, uniq = np.unique((s[:, 0] * m + s[:, 1]) * m + s[:, 2], return_index=True)
+        else:
+            _, uniq = np.unique(s, axis=0, return_index=True)
         f = f[np.sort(uniq)]
         if f.shape[0] <= target:
             keep, f = _compact(f, first.size)
