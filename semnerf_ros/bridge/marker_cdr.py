@@ -128,11 +128,11 @@ def _write_message(w: _Writer, msg, arrays: Optional[dict] = None) -> None:
 
 def mesh_marker_array_cdr(mesh: SemanticMesh, header: Header, max_triangles: int = 60000,
                           semantic_colors: bool = True, max_faces: Optional[int] = None,
-                          decimation: str = "auto") -> bytes:
+                          decimation: str = "auto", device=None) -> bytes:
     """The serialized ``MarkerArray`` of :func:`semnerf_ros.bridge.markers.mesh_marker_array`
     (DELETEALL, then TRIANGLE_LIST chunks), with the same fields, built from the arrays."""
     chunks = marker_chunks(mesh, int(max_triangles), semantic_colors=bool(semantic_colors),
-                           decimate_to=max_faces if max_faces else None, decimation=decimation)
+                           decimate_to=max_faces if max_faces else None, decimation=decimation, device=device)
     w = _Writer()
     w.basic("uint32", 1 + len(chunks))
     _write_message(w, Marker(header=header, ns=MARKER_NAMESPACE, action=Marker.DELETEALL))

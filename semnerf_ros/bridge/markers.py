@@ -16,19 +16,19 @@ MARKER_NAMESPACE = "semnerf_mesh"
 
 
 def marker_chunks(mesh: SemanticMesh, max_triangles: int = 60000, semantic_colors: bool = True,
-                  decimate_to: Optional[int] = None, decimation: str = "auto") -> list:
+                  decimate_to: Optional[int] = None, decimation: str = "auto", device=None) -> list:
     """Triangle lists for RViz ``Marker.TRIANGLE_LIST`` markers.
 
     Returns ``[(points (3T,3) float32 m, colors (3T,4) float32 RGBA 0..1), ...]``: each
     triangle's three corners in order, at most ``max_triangles`` triangles per chunk, every
     triangle of the (optionally decimated to ``decimate_to`` faces, see :func:`decimate`
-    for ``decimation``) mesh exactly once.
+    for ``decimation``; clustering runs on ``device``, default the CPU) mesh exactly once.
     """
     max_triangles = int(max_triangles)
     if max_triangles < 1:
         raise ValueError(f"max_triangles must be >= 1, got {max_triangles}")
     if decimate_to is not None:
-        mesh = decimate(mesh, decimate_to, method=decimation)
+        mesh = decimate(mesh, decimate_to, method=decimation, device=device)
     if mesh.num_faces == 0:
         return []
     colors8 = mesh.semantic_colors() if semantic_colors else mesh.vertex_colors
@@ -56,14 +56,14 @@ def _colors(colors: np.ndarray) -> list:
 
 def mesh_marker_array(mesh: SemanticMesh, header: Header, max_triangles: int = 60000,
                       semantic_colors: bool = True, max_faces: Optional[int] = None,
-                      decimation: str = "auto") -> MarkerArray:
+                      decimation: str = "auto", device=None) -> MarkerArray:
     """MarkerArray: DELETEALL, then TRIANGLE_LIST chunks of at most ``max_triangles`` with
     per-vertex colours, of the mesh decimated to ``max_faces`` triangles (None or 0: all) by
     ``decimation`` (:func:`semnerf_ros.engine.mesh.decimate`'s method)."""
     out = MarkerArray()
     out.markers.append(Marker(header=header, ns=MARKER_NAMESPACE, action=Marker.DELETEALL))
     chunks = marker_chunks(mesh, int(max_triangles), semantic_colors=bool(semantic_colors),
-                           decimate_to=max_faces if max_faces else None, decimation=decimation)
+                           decimate_to=max_faces if max_faces else None, decimation=decimation, device=device)
     for i, (points, colors) in enumerate(chunks):
         m = Marker(header=header, ns=MARKER_NAMESPACE, id=i, type=Marker.TRIANGLE_LIST, action=Marker.ADD,
                    frame_locked=False)

@@ -768,12 +768,54 @@ def _cluster_decimate(vertices, faces, target):
     raise RuntimeError("vertex clustering did not reach the target triangle count")
 
 
-def decimate(mesh: SemanticMesh, target_faces: int, method: str = "auto") -> SemanticMesh:
+def _first_of_each(inverse: torch.Tensor, n_unique: int) -> torch.Tensor:
+    """Index of the first element in each group of ``inverse`` (as ``np.unique(return_index=True)``)."""
+    pos = torch.arange(inverse.numel(), device=inverse.device)
+    return torch.full((n_unique,), inverse.numel(), device=inverse.device, dtype=pos.dtype).scatter_reduce_(
+        0, inverse, pos, reduce="amin")
+
+
+def _cluster_decimate_torch(vertices, faces, target, device):
+    """:func:`_cluster_decimate` with torch on ``device`` (the field's GPU): the same cells, grown the
+    same way, the same first-occurrence order, so the same output.  NumPy in, NumPy out."""
+    v = torch.as_tensor(np.asarray(vertices, dtype=np.float64), device=device)
+    fc = torch.as_tensor(np.asarray(faces, dtype=np.int64), device=device)
+    area = 0.5 * torch.linalg.cross(v[fc[:, 1]] - v[fc[:, 0]], v[fc[:, 2]] - v[fc[:, 0]]).norm(dim=1).sum()
+    cell = max(math.sqrt(2.0 * max(float(area), 1e-12) / max(target, 1)), 1e-6)
+    lo = v.min(0).values
+    for _ in range(60):
+        ijk = torch.floor((v - lo) / cell).long()
+        span = ijk.max(0).values + 1
+        key = (ijk[:, 0] * span[1] + ijk[:, 1]) * span[2] + ijk[:, 2]
+        _, inverse = torch.unique(key, return_inverse=True)
+        n_cells = int(inverse.max()) + 1
+        first = _first_of_each(inverse, n_cells)
+        counts = torch.bincount(inverse, minlength=n_cells).to(v.dtype)
+        centres = torch.zeros(n_cells, 3, device=device, dtype=v.dtype).index_add_(0, inverse, v) / counts[:, None]
+        f = inverse[fc]
+        f = f[(f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 0] != f[:, 2])]
+        s = torch.sort(f, dim=1).values
+        if n_cells >= 2_000_000:  # the face key would pass 2^63: the NumPy path handles it
+            return _cluster_decimate(np.asarray(vertices, np.float64), np.asarray(faces), target)
+        fkey = (s[:, 0] * n_cells + s[:, 1]) * n_cells + s[:, 2]
+        _, finv = torch.unique(fkey, return_inverse=True)
+        uniq = _first_of_each(finv, int(finv.max()) + 1 if finv.numel() else 0) if finv.numel() else finv
+        f = f[torch.sort(uniq).values]
+        if f.shape[0] <= target:
+            keep, f_np = _compact(f.cpu().numpy(), n_cells)
+            return centres.cpu().numpy()[keep].astype(np.float32), f_np, first.cpu().numpy()[keep]
+        cell *= 1.25
+    raise RuntimeError("vertex clustering did not reach the target triangle count")
+
+
+def decimate(mesh: SemanticMesh, target_faces: int, method: str = "auto", device=None) -> SemanticMesh:
     """A coarser copy with at most ``target_faces`` triangles for live display.
 
     method: ``quadric`` (Open3D's quadric decimation: best shape, ~3 s for 150k -> 60k
-    faces on one CPU core), ``cluster`` (vertex clustering in numpy: ~20x faster, coarser),
-    ``auto`` (quadric when Open3D is importable, else cluster).  Colours and labels of new
+    faces on one CPU core), ``cluster`` (vertex clustering with torch on ``device``, default the
+    CPU: 0.13-0.17 s for 1 M faces on 2 cores, 1.5x the NumPy reference
+    :func:`_cluster_decimate`, with the same output; coarser), ``auto`` (quadric when Open3D is
+    importable, else cluster).  Colours and labels of new
     vertices are copied from the nearest original vertex (so semantic colours stay crisp
     palette colours)."""
     target_faces = int(target_faces)
@@ -799,7 +841,8 @@ def decimate(mesh: SemanticMesh, target_faces: int, method: str = "auto") -> Sem
         faces = np.asarray(m.triangles, dtype=np.int32).reshape(-1, 3)
         src = cKDTree(mesh.vertices).query(verts)[1] if verts.shape[0] else np.zeros(0, np.int64)
     else:
-        verts, faces, src = _cluster_decimate(mesh.vertices.astype(np.float64), mesh.faces, target_faces)
+        verts, faces, src = _cluster_decimate_torch(mesh.vertices, mesh.faces, target_faces,
+                                                    torch.device("cpu") if device is None else device)
     stats = dict(mesh.stats, decimated_from_faces=mesh.num_faces)
     return SemanticMesh(verts, faces, mesh.vertex_colors[src], mesh.vertex_labels[src],
                         list(mesh.class_names), mesh.palette.copy(), stats)

@@ -155,14 +155,14 @@ class NodeOutputs:
         """The mesh as markers in ``world_frame`` (:func:`semnerf_ros.bridge.markers.mesh_marker_array`)."""
         v = self.node.values
         return mesh_marker_array(mesh, self._mesh_header(stamp), v["mesh_max_triangles"], v["mesh_semantic_colors"],
-                                 int(v["mesh_max_faces"]), v["mesh_decimation"])
+                                 int(v["mesh_max_faces"]), v["mesh_decimation"], self.node.mapper.device)
 
     def mesh_marker_bytes(self, mesh, stamp=None) -> bytes:
         """The same MarkerArray serialized (:func:`semnerf_ros.bridge.marker_cdr.mesh_marker_array_cdr`)."""
         v = self.node.values
         return marker_cdr.mesh_marker_array_cdr(mesh, self._mesh_header(stamp), v["mesh_max_triangles"],
                                                 v["mesh_semantic_colors"], int(v["mesh_max_faces"]),
-                                                v["mesh_decimation"])
+                                                v["mesh_decimation"], self.node.mapper.device)
 
     def publish_mesh(self) -> None:
         node = self.node
