@@ -36,6 +36,35 @@ def best_of(fn, repeats: int):
     return out, best
 
 
+def time_publish(raw: bytes, repeats: int) -> dict:
+    """Best time of ``Publisher.publish(raw)`` on a transient-local, reliable topic (the node's ~/mesh QoS)
+    with a subscriber in the same process; and whether the subscriber got it whole."""
+    import rclpy
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from visualization_msgs.msg import MarkerArray
+
+    rclpy.init()
+    try:
+        node = rclpy.create_node("marker_mesh_bench")
+        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        pub = node.create_publisher(MarkerArray, "mesh_bench", qos)
+        got = []
+        node.create_subscription(MarkerArray, "mesh_bench", got.append, qos)
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            pub.publish(raw)
+            best = min(best, time.perf_counter() - t0)
+        deadline = time.time() + 10
+        while not got and time.time() < deadline:
+            rclpy.spin_once(node, timeout_sec=0.1)
+        n = sum(len(m.points) for m in got[-1].markers) if got else 0
+        node.destroy_node()
+        return {"seconds": best, "received": bool(got), "points_received": n}
+    finally:
+        rclpy.shutdown()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--resolution", type=int, default=256)
@@ -43,6 +72,9 @@ def main(argv=None) -> int:
     ap.add_argument("--max-triangles", type=int, default=60000, help="triangles per marker (node mesh_max_triangles)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-objects", action="store_true", help="do not time the message-object path (slow)")
+    ap.add_argument("--publish", action="store_true",
+                    help="also time Publisher.publish of the bytes on a latched ~/mesh-like topic with one "
+                         "subscriber in the same process (rclpy; the node's QoS)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "marker_mesh_cpu.json"))
     args = ap.parse_args(argv)
 
@@ -103,6 +135,10 @@ def main(argv=None) -> int:
                     same = len(ref) == len(raw) and deserialize_message(raw, MarkerArray) == msg
                     row["cdr_reads_back_equal"] = bool(same)
                     print(f"{target}: rclpy serialize {sec * 1000:.0f} ms; reads back equal: {same}", flush=True)
+        if args.publish and marker_cdr is not None:
+            row["publish"] = time_publish(raw, args.repeats)
+            print(f"{target}: publish {row['publish']['seconds'] * 1000:.0f} ms, received "
+                  f"{row['publish']['received']}", flush=True)
         result["targets"].append(row)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
