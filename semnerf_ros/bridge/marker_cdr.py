@@ -28,7 +28,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from ..engine.mesh import SemanticMesh
-from .markers import MARKER_NAMESPACE, marker_chunks, mesh_marker_array
+from .markers import MARKER_NAMESPACE, marker_chunks, mesh_marker_array, triangle_list_marker
 
 #: rosidl basic type names -> (struct format, size)
 _BASIC = {"boolean": ("?", 1), "octet": ("B", 1), "char": ("B", 1), "uint8": ("B", 1), "int8": ("b", 1),
@@ -137,11 +137,7 @@ def mesh_marker_array_cdr(mesh: SemanticMesh, header: Header, max_triangles: int
     w.basic("uint32", 1 + len(chunks))
     _write_message(w, Marker(header=header, ns=MARKER_NAMESPACE, action=Marker.DELETEALL))
     for i, (points, colors) in enumerate(chunks):
-        m = Marker(header=header, ns=MARKER_NAMESPACE, id=i, type=Marker.TRIANGLE_LIST, action=Marker.ADD,
-                   frame_locked=False)
-        m.pose.orientation.w = 1.0
-        m.scale.x = m.scale.y = m.scale.z = 1.0
-        m.color.r = m.color.g = m.color.b = m.color.a = 1.0
+        m = triangle_list_marker(header, i)
         # geometry_msgs/Point: 3 float64; std_msgs/ColorRGBA: 4 float32 (RGBA 0..1)
         _write_message(w, m, {"points": np.asarray(points, dtype="<f8").reshape(-1, 3),
                               "colors": np.asarray(colors, dtype="<f4").reshape(-1, 4)})

@@ -54,6 +54,17 @@ def _colors(colors: np.ndarray) -> list:
     return [ColorRGBA(r=float(r), g=float(g), b=float(b), a=float(a)) for r, g, b, a in c]
 
 
+def triangle_list_marker(header: Header, marker_id: int) -> Marker:
+    """Chunk ``marker_id`` of the mesh without its corners: a TRIANGLE_LIST in ``header``'s frame,
+    identity pose, unit scale, white (the per-vertex colours decide)."""
+    m = Marker(header=header, ns=MARKER_NAMESPACE, id=marker_id, type=Marker.TRIANGLE_LIST, action=Marker.ADD,
+               frame_locked=False)
+    m.pose.orientation.w = 1.0
+    m.scale.x = m.scale.y = m.scale.z = 1.0
+    m.color.r = m.color.g = m.color.b = m.color.a = 1.0
+    return m
+
+
 def mesh_marker_array(mesh: SemanticMesh, header: Header, max_triangles: int = 60000,
                       semantic_colors: bool = True, max_faces: Optional[int] = None,
                       decimation: str = "auto", device=None) -> MarkerArray:
@@ -65,11 +76,7 @@ def mesh_marker_array(mesh: SemanticMesh, header: Header, max_triangles: int = 6
     chunks = marker_chunks(mesh, int(max_triangles), semantic_colors=bool(semantic_colors),
                            decimate_to=max_faces if max_faces else None, decimation=decimation, device=device)
     for i, (points, colors) in enumerate(chunks):
-        m = Marker(header=header, ns=MARKER_NAMESPACE, id=i, type=Marker.TRIANGLE_LIST, action=Marker.ADD,
-                   frame_locked=False)
-        m.pose.orientation.w = 1.0
-        m.scale.x = m.scale.y = m.scale.z = 1.0
-        m.color.r = m.color.g = m.color.b = m.color.a = 1.0
+        m = triangle_list_marker(header, i)
         m.points = _points(points)
         m.colors = _colors(colors)
         out.markers.append(m)

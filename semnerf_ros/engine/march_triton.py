@@ -28,24 +28,11 @@ allows a few such steps.
 """
 from __future__ import annotations
 
-import functools
 from typing import Optional
 
 import torch
 
-try:  # Triton is optional: only GPU installs have it.
-    import triton
-    import triton.language as tl
-except Exception:  # pragma: no cover - depends on the install
-    triton = None
-    tl = None
-
-
-@functools.lru_cache(maxsize=1)
-def available() -> bool:
-    """True when Triton imports and a CUDA device is present."""
-    return triton is not None and torch.cuda.is_available()
-
+from .triton_runtime import available, tl, triton  # noqa: F401  (available: re-exported)
 
 if triton is not None:
 
@@ -89,6 +76,14 @@ if triton is not None:
             total_lag += tl.exp(-acc_lag) * -(tl.exp(-tau2) - 1.0)
             acc_lag += tau2
         return acc, total, acc_lag, total_lag
+
+    @triton.jit
+    def _mixed_mass(occ, n_safe, has_w, spread_w, w_div, fraction):
+        """A step's share of the ray's samples before the cap: even over the occupied steps, plus
+        ``fraction`` by the spread surface weights (even where the grid holds no weight)."""
+        even = tl.where(occ, 1.0 / n_safe, 0.0)
+        guided = tl.where(has_w, tl.where(occ, spread_w, 0.0) / w_div, even)
+        return (1.0 - fraction) * even + fraction * guided
 
     @triton.jit
     def _march_kernel(o_ptr, d_ptr, near_ptr, far_ptr, jit_ptr, b_ptr, occ_ptr, den_ptr,
@@ -147,9 +142,7 @@ if triton is not None:
                 acc, total, acc_lag, total_lag = _advance(acc, total, acc_lag, total_lag, tau, o_x, o_y, o_z, d_x,
                                                           d_y, d_z, near, dt, j0, s, spread, b_ptr, occ_ptr, den_ptr,
                                                           res, step_m, mask)
-                even = tl.where(occ, 1.0 / n_safe, 0.0)
-                guided = tl.where(has_w, tl.where(occ, total - total_lag, 0.0) / w_div, even)
-                m = (1.0 - fraction) * even + fraction * guided
+                m = _mixed_mass(occ, n_safe, has_w, total - total_lag, w_div, fraction)
                 spill += tl.maximum(m - cap, 0.0)
                 room += tl.where(occ, cap - tl.minimum(m, cap), 0.0)
         share = tl.minimum(spill / tl.maximum(room, 1e-12), 1.0)
@@ -172,10 +165,7 @@ if triton is not None:
                 acc, total, acc_lag, total_lag = _advance(acc, total, acc_lag, total_lag, tau, o_x, o_y, o_z, d_x,
                                                           d_y, d_z, near, dt, j0, s, spread, b_ptr, occ_ptr, den_ptr,
                                                           res, step_m, mask)
-                even = tl.where(occ, 1.0 / n_safe, 0.0)
-                guided = tl.where(has_w, tl.where(occ, total - total_lag, 0.0) / w_div, even)
-                m = (1.0 - fraction) * even + fraction * guided
-                m = tl.minimum(m, cap)
+                m = tl.minimum(_mixed_mass(occ, n_safe, has_w, total - total_lag, w_div, fraction), cap)
                 m = tl.where(occ, (m + (cap - m) * share) * Kf, 0.0)
                 filled += m
                 keep = occ & (tl.floor(filled + u) > tl.floor(filled - m + u))

@@ -10,23 +10,9 @@ fallback where Triton is absent.
 """
 from __future__ import annotations
 
-import functools
-
 import torch
 
-try:  # Triton is optional: only GPU installs have it.
-    import triton
-    import triton.language as tl
-except Exception:  # pragma: no cover - depends on the install
-    triton = None
-    tl = None
-
-
-@functools.lru_cache(maxsize=1)
-def available() -> bool:
-    """True when Triton imports and a CUDA device is present."""
-    return triton is not None and torch.cuda.is_available()
-
+from ..triton_runtime import available, tl, triton  # noqa: F401  (available: re-exported)
 
 if triton is not None:
 
