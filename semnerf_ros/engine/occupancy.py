@@ -109,7 +109,7 @@ def surface_sample_mass(occ: torch.Tensor, n_occ: torch.Tensor, tau: torch.Tenso
     K = float(max_samples)
     occf = occ.float()
     even = occf / n_occ.clamp(min=1).float()[:, None]
-    w = torch.exp(-(torch.cumsum(tau, -1) - tau)) * (1.0 - torch.exp(-tau))  # (written as the Triton kernel does)
+    w = torch.exp(-(torch.cumsum(tau, -1) - tau)) * -torch.expm1(-tau)
     n = max(int(spread_steps), 1)
     if n > 1:  # causal moving sum over n steps, from the running total
         total = torch.cumsum(w, -1)
