@@ -98,12 +98,20 @@ def main(argv=None) -> int:
     ap.add_argument("--keep-maps", action="store_true", help="keep the saved maps (--mesh-resolution) afterwards")
     ap.add_argument("--archive", default="", help="also pack --out-dir (JSON and logs, no maps) into this .tar.gz: "
                     "one file to bring back from a machine that returns few files")
-    ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more bench/online.py arguments")
+    ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
+                    help="more bench/online.py arguments: everything after it, so it must come last")
     ap.add_argument("--out-dir", default="bench_scenes")
     ap.add_argument("--from-runs", nargs="+", default=[], metavar="DIR",
                     help="run nothing: summarise the per-run JSON files (VARIANT__ROOM.json) found in these "
                          "folders, e.g. one variant's rooms split over several invocations, into --out-dir")
     args = ap.parse_args(argv)
+    # --extra takes the rest of the line: this benchmark's own flags after it would go to every run
+    # instead (and online.py would refuse them), so say so before anything starts
+    own = sorted({opt for action in ap._actions for opt in action.option_strings} - {"-h", "--help"})
+    swallowed = [a for a in args.extra if a.split("=", 1)[0] in own]
+    if swallowed:
+        ap.error(f"--extra must come last: it took this benchmark's own {', '.join(swallowed)}; "
+                 f"move --extra and its bench/online.py arguments to the end")
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if args.from_runs:

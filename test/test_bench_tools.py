@@ -83,6 +83,17 @@ def test_scenes_from_runs_refuses_an_empty_folder(tmp_path):
         _load("scenes").main(["--from-runs", str(tmp_path), "--out-dir", str(tmp_path / "o")])
 
 
+def test_scenes_refuses_its_own_flags_after_extra(tmp_path, capsys):
+    """--extra takes the rest of the line; put before --times it would hand --times (and --out-dir ...)
+    to every run, which fail at once (the fourth session lost a GPU run that way). Said before any run."""
+    with pytest.raises(SystemExit):
+        _load("scenes").main(["--scene-npz", "x.npz", "--extra", "--noise", "segmentation", "--times", "10", "30",
+                              "--out-dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert "--extra must come last" in err and "--times" in err and "--out-dir" in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_node_progress_lines_parse_with_render_time_and_gpu_memory(tmp_path):
     log = tmp_path / "node.log"
     log.write_text(
