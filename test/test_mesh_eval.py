@@ -135,11 +135,30 @@ def test_semantic_accuracy_within_threshold_skips_phantom_vertices():
     assert acc["vertices_within_5cm"] == pytest.approx(n_floor / n_all)
 
 
+def _seen_rule(points, poses, K, depths, tol, min_depth=0.05, max_depth=np.inf):
+    """The visibility rule written out point by view in NumPy: in front (min_depth < z < max_depth),
+    inside the image at the nearest pixel, and within ``tol`` of that pixel's depth (None: frustum)."""
+    seen = np.zeros(len(points), bool)
+    for T, D in zip(poses, depths):
+        q = (points - T[:3, 3]) @ T[:3, :3]
+        z = q[:, 2]
+        front = (z > min_depth) & (z < max_depth)
+        zs = np.where(front, z, 1.0)
+        u, v = np.rint(q[:, 0] / zs * K.fx + K.cx), np.rint(q[:, 1] / zs * K.fy + K.cy)
+        idx = np.flatnonzero(front & (u >= 0) & (u < K.width) & (v >= 0) & (v < K.height))
+        if D is None:
+            seen[idx] = True
+            continue
+        d = D[v[idx].astype(np.int64), u[idx].astype(np.int64)]
+        seen[idx[np.isfinite(d) & (d > 0) & (np.abs(d - z[idx]) < tol)]] = True
+    return seen
+
+
 def test_points_seen_by_views_on_tensors_matches_the_numpy_rule():
     """The mapper's observed-face filter runs on the keyframes' device
-    (``points_seen_by_views_torch``); it must pick the same points as the NumPy reference, with
-    views that have depth (within ``tol``), views without (frustum), and points behind, outside
-    and at the far plane."""
+    (``points_seen_by_views_torch``), and ``points_seen_by_views`` (NumPy in and out) runs the same
+    code on the CPU; both must pick the points of the rule written out here, with views that have
+    depth (within ``tol``), views without (frustum), and points behind, outside and at the far plane."""
     import torch
 
     from semnerf_ros.engine.geometry import points_seen_by_views, points_seen_by_views_torch
@@ -164,7 +183,8 @@ def test_points_seen_by_views_on_tensors_matches_the_numpy_rule():
     cam = np.stack([(u - K.cx) / K.fx * z, (v - K.cy) / K.fy * z, z], -1)
     pts = np.concatenate([pts, cam @ poses[0][:3, :3].T + poses[0][:3, 3]])
     with_none = [depths[0], None, depths[2], depths[3], None]
-    ref = points_seen_by_views(pts, poses, K, with_none, tol=0.04, max_depth=2.8)
+    ref = _seen_rule(pts, poses, K, with_none, tol=0.04, max_depth=2.8)
+    assert np.array_equal(points_seen_by_views(pts, poses, K, with_none, tol=0.04, max_depth=2.8), ref)
     has = torch.tensor([d is not None for d in with_none])
     D = torch.tensor(np.stack([d if d is not None else np.zeros((h, w)) for d in with_none]), dtype=torch.float32)
     got = points_seen_by_views_torch(torch.tensor(pts), torch.tensor(np.stack(poses)),

@@ -228,43 +228,34 @@ def points_seen_by_views(points, poses, intrinsics, depths, tol: float = 0.03, m
     with a depth image (H, W metres, 0 or NaN = none) -- within ``tol`` m of that view's depth
     at the nearest pixel; a view whose depth is None counts what is inside its frustum.
     ``poses``: camera-to-world (optical axes); ``intrinsics``: one :class:`Intrinsics` or one
-    per view."""
-    points = np.asarray(points, np.float64).reshape(-1, 3)
-    seen = np.zeros(points.shape[0], bool)
+    per view.  NumPy in and out; the rule itself is :func:`points_seen_by_views_torch`'s, run
+    on the CPU view by view (views may differ in size)."""
+    x = torch.from_numpy(np.asarray(points, np.float64).reshape(-1, 3))
+    seen = torch.zeros(x.shape[0], dtype=torch.bool)
     many = isinstance(intrinsics, (list, tuple))
     for i, (T, D) in enumerate(zip(poses, depths)):
         K = intrinsics[i] if many else intrinsics
-        T = np.asarray(T, np.float64)
         h, w = int(K.height), int(K.width)
         if D is not None:
             D = np.asarray(D, np.float64)
             if D.shape != (h, w):
                 raise ValueError(f"view {i}: depth is {D.shape[1]}x{D.shape[0]} but the intrinsics are for "
                                  f"{K.width}x{K.height}")
-        q = (points - T[:3, 3]) @ T[:3, :3]                  # world -> camera (optical)
-        z = q[:, 2]
-        front = (z > min_depth) & (z < max_depth)
-        zs = np.where(front, z, 1.0)
-        u = np.rint(q[:, 0] / zs * K.fx + K.cx)
-        v = np.rint(q[:, 1] / zs * K.fy + K.cy)
-        idx = np.flatnonzero(front & (u >= 0) & (u < w) & (v >= 0) & (v < h))
-        if D is None:
-            seen[idx] = True
-            continue
-        d = D[v[idx].astype(np.int64), u[idx].astype(np.int64)]
-        hit = np.isfinite(d) & (d > 0) & (np.abs(d - z[idx]) < tol)
-        seen[idx[hit]] = True
-    return seen
+        depth = torch.zeros(1, h, w, dtype=torch.float64) if D is None else torch.from_numpy(D)[None]
+        seen |= points_seen_by_views_torch(x, torch.as_tensor(np.asarray(T, np.float64))[None],
+                                           torch.tensor([[K.fx, K.fy, K.cx, K.cy]], dtype=torch.float64), depth,
+                                           torch.tensor([D is not None]), tol, min_depth, max_depth)
+    return seen.numpy()
 
 
 def points_seen_by_views_torch(points: torch.Tensor, poses: torch.Tensor, intrinsics: torch.Tensor,
                                depths: torch.Tensor, has_depth: torch.Tensor, tol: float = 0.03,
                                min_depth: float = 0.05, max_depth: float = float("inf")) -> torch.Tensor:
-    """:func:`points_seen_by_views` on tensors, where they are (the mapper's keyframe buffer on a GPU):
-    ``points`` (N, 3) world metres, ``poses`` (V, 4, 4) camera-to-world, ``intrinsics`` (V, 4)
-    ``fx, fy, cx, cy`` of images of ``depths``' (V, H, W) size in metres, ``has_depth`` (V,) bool
-    (False: the view counts its frustum).  Same rule, computed in float64 so that the pixel each
-    point falls on is the one the NumPy reference picks; returns (N,) bool."""
+    """:func:`points_seen_by_views`'s rule on tensors, where they are (the mapper's keyframe buffer
+    on a GPU): ``points`` (N, 3) world metres, ``poses`` (V, 4, 4) camera-to-world, ``intrinsics``
+    (V, 4) ``fx, fy, cx, cy`` of images of ``depths``' (V, H, W) size in metres, ``has_depth`` (V,)
+    bool (False: the view counts its frustum).  Computed in float64, so the pixel a point falls on
+    does not depend on the device; returns (N,) bool."""
     dev = points.device
     p = points.to(torch.float64).reshape(-1, 3)
     seen = torch.zeros(p.shape[0], dtype=torch.bool, device=dev)
