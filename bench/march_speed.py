@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from hash_encoding import timed  # noqa: E402  (the benchmarks' one CUDA-synchronised timer)
 
 
 def room_grid(res: int, device) -> "OccupancyGrid":  # noqa: F821 - imported in main
@@ -39,20 +40,6 @@ def room_grid(res: int, device) -> "OccupancyGrid":  # noqa: F821 - imported in 
     grid.density.copy_(torch.where(outside, 0.0, density).reshape(-1))
     grid.occupied.copy_(grid.density > 0.1)
     return grid
-
-
-def timed(fn, device, repeats: int) -> float:
-    fn()  # warm-up (Triton compiles here)
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main(argv=None) -> int:
@@ -88,7 +75,8 @@ def main(argv=None) -> int:
                 def run(b=backend, out=res, rays=(o, d, near, far), frac=f):
                     out[b] = march_rays_dense(*rays, grid, args.steps, args.samples, None, frac, spread, backend=b)
                 try:
-                    row[f"{backend}_ms"] = 1000 * timed(run, dev, args.repeats)
+                    # hash_encoding.timed: warm-up calls (Triton compiles in the first), then the median ms
+                    row[f"{backend}_ms"] = timed(run, args.repeats, dev)
                 except Exception as exc:  # noqa: BLE001 - report, keep the other backend's figure
                     row[f"{backend}_error"] = f"{type(exc).__name__}: {exc}"[:500]
             if "torch" in res and "triton" in res:
