@@ -42,6 +42,20 @@ def room_grid(res: int, device) -> "OccupancyGrid":  # noqa: F821 - imported in 
     return grid
 
 
+def graphed_ms(fn, repeats: int) -> float:
+    """Median ms of one replay of ``fn`` captured in a CUDA graph (warmed up on a side stream first)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return timed(graph.replay, repeats, torch.device("cuda"))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda")
@@ -51,9 +65,12 @@ def main(argv=None) -> int:
     ap.add_argument("--grid", type=int, default=128)
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.0, 0.5])
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--shapes", nargs="*", default=["32x1", "64x2", "128x4"],
+                    help="Triton launch shapes to time besides the automatic one: RAYSxWARPS per program")
     ap.add_argument("--out", default="")
     args = ap.parse_args(argv)
 
+    from semnerf_ros.engine.march_triton import launch_shape, march_rays_dense_triton
     from semnerf_ros.engine.occupancy import march_rays_dense
 
     dev = torch.device(args.device)
@@ -79,6 +96,26 @@ def main(argv=None) -> int:
                     row[f"{backend}_ms"] = timed(run, args.repeats, dev)
                 except Exception as exc:  # noqa: BLE001 - report, keep the other backend's figure
                     row[f"{backend}_error"] = f"{type(exc).__name__}: {exc}"[:500]
+            if dev.type == "cuda":
+                # as inside the training step: both replayed from a captured CUDA graph
+                for backend in ("torch", "triton"):
+                    try:
+                        row[f"{backend}_graph_ms"] = graphed_ms(
+                            lambda b=backend, frac=f, rays=(o, d, near, far): march_rays_dense(
+                                *rays, grid, args.steps, args.samples, None, frac, spread, backend=b),
+                            args.repeats)
+                    except Exception as exc:  # noqa: BLE001 - report, keep the other figures
+                        row[f"{backend}_graph_error"] = f"{type(exc).__name__}: {exc}"[:500]
+                row["triton_auto_shape"] = "%dx%d" % launch_shape(R)
+                for shape in args.shapes:
+                    block, warps = (int(x) for x in shape.split("x"))
+                    try:
+                        row[f"triton_{shape}_ms"] = timed(
+                            lambda sh=(block, warps), frac=f, rays=(o, d, near, far): march_rays_dense_triton(
+                                *rays, grid, args.steps, args.samples, None, frac, spread, shape=sh),
+                            args.repeats, dev)
+                    except Exception as exc:  # noqa: BLE001
+                        row[f"triton_{shape}_error"] = f"{type(exc).__name__}: {exc}"[:500]
             if "torch" in res and "triton" in res:
                 a, b = res["torch"], res["triton"]
                 same = (a["valid"] == b["valid"]).all(1) & ((a["t"] - b["t"]).abs() < 1e-4).all(1)

@@ -104,3 +104,33 @@ def test_the_backend_is_checked_and_a_cpu_model_keeps_the_reference():
     with torch.no_grad():
         out = m.render_dense(o, d, torch.full((5,), 0.05), torch.full((5,), 3.0))
     assert out["rgb"].shape == (5, 3) and torch.isfinite(out["rgb"]).all()
+
+
+def test_auto_uses_the_kernel_for_views_on_cuda_only(monkeypatch):
+    """``auto``: the kernel marches renders without gradients on CUDA; training steps (gradients on)
+    and CPU rays keep the PyTorch passes; ``torch`` and ``triton`` are taken as given."""
+    from types import SimpleNamespace
+
+    from semnerf_ros.engine import models, triton_runtime
+    from semnerf_ros.engine.models import build_model
+    cfg = make_config({"model": {"type": "hash", "hash": {"n_levels": 4, "log2_hashmap_size": 12,
+                                                          "base_resolution": 4, "finest_resolution": 32,
+                                                          "hidden_dim": 16, "backend": "torch"}},
+                       "experiment": {"device": "cpu"},
+                       "render": {"march_steps": 32, "max_samples_per_ray": 8, "occupancy_resolution": 8,
+                                  "depth_range": [0.05, 3.0]}})
+    assert cfg["render"]["march_backend"] == "auto"
+    m = build_model(cfg, 4, np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
+    monkeypatch.setattr(triton_runtime, "available", lambda: True)
+    assert models.triton_runtime is triton_runtime
+    on_cuda, on_cpu = SimpleNamespace(is_cuda=True), torch.zeros(1, 3)
+    with torch.no_grad():
+        assert m.marcher(on_cuda) == "triton" and m.marcher(on_cpu) == "torch"
+    with torch.enable_grad():
+        assert m.marcher(on_cuda) == "torch"
+    monkeypatch.setattr(triton_runtime, "available", lambda: False)
+    with torch.no_grad():
+        assert m.marcher(on_cuda) == "torch"
+    m.march_backend = "triton"
+    with torch.enable_grad():
+        assert m.marcher(on_cuda) == "triton"

@@ -137,8 +137,9 @@ class RenderConfig:
     # (the rest spread evenly over the occupied steps, as at 0); training and views alike
     surface_sample_fraction: float = 0.0
     # the ray marcher: torch (whole-tensor passes over every step; the reference, and the path on a
-    # CPU) or triton (one kernel that walks the steps per ray, CUDA only; engine/march_triton.py)
-    march_backend: str = "torch"
+    # CPU), triton (one kernel that walks the steps per ray, CUDA only; engine/march_triton.py) or
+    # auto (the kernel for renders without gradients where CUDA and Triton are, torch elsewhere)
+    march_backend: str = "auto"
     occupancy_resolution: int = 128
     occupancy_threshold: float = 0.01  # opacity of a cell below which it is skipped
     occupancy_update_every: int = 16
@@ -393,8 +394,9 @@ def validate(cfg: dict) -> dict:
     if not 0.0 <= cfg["render"]["surface_sample_fraction"] <= 1.0:
         raise ConfigError(f"render.surface_sample_fraction must be in [0, 1], got "
                           f"{cfg['render']['surface_sample_fraction']}")
-    if cfg["render"]["march_backend"] not in ("torch", "triton"):
-        raise ConfigError(f"render.march_backend must be 'torch' or 'triton', got {cfg['render']['march_backend']!r}")
+    if cfg["render"]["march_backend"] not in ("auto", "torch", "triton"):
+        raise ConfigError("render.march_backend must be 'auto', 'torch' or 'triton', got "
+                          f"{cfg['render']['march_backend']!r}")
     if cfg["render"]["view_path"] not in ("dense", "packed"):
         raise ConfigError(f"render.view_path must be 'dense' or 'packed', got {cfg['render']['view_path']!r}")
     if cfg["render"]["N_rays"] < 1 or cfg["render"]["N_samples"] < 2:

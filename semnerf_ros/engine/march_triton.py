@@ -47,9 +47,11 @@ if triton is not None:
         hi_x = tl.load(b_ptr + 3)
         hi_y = tl.load(b_ptr + 4)
         hi_z = tl.load(b_ptr + 5)
-        rx = (o_x + t * d_x - lo_x) / (hi_x - lo_x)
-        ry = (o_y + t * d_y - lo_y) / (hi_y - lo_y)
-        rz = (o_z + t * d_z - lo_z) / (hi_z - lo_z)
+        # IEEE division (Triton's `/` is approximate on CUDA) and no fused multiply-adds (the launch sets
+        # enable_fp_fusion=False): a step's cell is then the reference's to the bit
+        rx = tl.math.div_rn(o_x + t * d_x - lo_x, hi_x - lo_x)
+        ry = tl.math.div_rn(o_y + t * d_y - lo_y, hi_y - lo_y)
+        rz = tl.math.div_rn(o_z + t * d_z - lo_z, hi_z - lo_z)
         inside = (rx >= 0) & (rx < 1) & (ry >= 0) & (ry < 1) & (rz >= 0) & (rz < 1)
         ix = tl.minimum(tl.maximum((rx * res).to(tl.int32), 0), res - 1)
         iy = tl.minimum(tl.maximum((ry * res).to(tl.int32), 0), res - 1)
@@ -88,8 +90,8 @@ if triton is not None:
 
     @triton.jit
     def _march_kernel(o_ptr, d_ptr, near_ptr, far_ptr, jit_ptr, b_ptr, occ_ptr, den_ptr,
-                      t_out, delta_out, valid_out, R, S, K, res, fraction, spread,
-                      SURFACE: tl.constexpr, BLOCK: tl.constexpr):
+                      t_out, delta_out, valid_out, R, K, res, fraction, spread,
+                      S: tl.constexpr, SURFACE: tl.constexpr, BLOCK: tl.constexpr):
         rays = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         mask = rays < R
         o_x = tl.load(o_ptr + rays * 3 + 0, mask=mask, other=0.0)
@@ -102,7 +104,7 @@ if triton is not None:
         far = tl.load(far_ptr + rays, mask=mask, other=1.0)
         j0 = tl.load(jit_ptr + rays * 2 + 0, mask=mask, other=0.5)
         u = tl.load(jit_ptr + rays * 2 + 1, mask=mask, other=0.5)
-        dt = (far - near) / S
+        dt = tl.math.div_rn(far - near, S * 1.0)
         step_m = dt * tl.sqrt(d_x * d_x + d_y * d_y + d_z * d_z)
         Kf = K * 1.0
         zero = tl.zeros([BLOCK], dtype=tl.float32)
@@ -149,7 +151,7 @@ if triton is not None:
         share = tl.minimum(spill / tl.maximum(room, 1e-12), 1.0)
 
         # pass 3: keep decisions and outputs
-        ratio = tl.maximum(n_occ / Kf, 1.0)
+        ratio = tl.maximum(tl.math.div_rn(n_occ, Kf), 1.0)
         rank = zero      # occupied steps before step s
         filled = zero    # samples' worth of mass up to step s
         slot = tl.zeros([BLOCK], dtype=tl.int32)
@@ -171,7 +173,8 @@ if triton is not None:
                 filled += m
                 keep = occ & (tl.floor(filled + u) > tl.floor(filled - m + u))
             else:
-                keep = occ & (tl.floor((rank + 1.0) / ratio + u) > tl.floor(rank / ratio + u))
+                keep = occ & (tl.floor(tl.math.div_rn(rank + 1.0, ratio) + u)
+                              > tl.floor(tl.math.div_rn(rank, ratio) + u))
             keep = keep & (slot < K)
             tl.store(t_out + row + slot, t, mask=keep)
             tl.store(valid_out + row + slot, tl.full([BLOCK], 1, tl.int8), mask=keep)
@@ -188,14 +191,21 @@ if triton is not None:
             tl.store(delta_out + row + slot - 1, (n_occ - start) * step_m, mask=mask & (slot > 0))
 
 
-_BLOCK = 64
+def launch_shape(rays: int) -> tuple:
+    """(rays per program, warps per program) for a launch over ``rays`` rays.  Each ray walks its
+    steps in sequence and every step waits on a grid load, so what hides that wait is many
+    resident warps: one warp of 32 rays a program keeps a 4096-ray training batch on 128 programs
+    (instead of 64 on 4 warps each); views have rays enough for larger programs."""
+    return (32, 1) if rays <= 32768 else (64, 2)
 
 
 def march_rays_dense_triton(origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tensor, far: torch.Tensor,
                             grid, n_steps: int, max_samples: int, jitter: Optional[torch.Tensor] = None,
-                            surface_fraction: float = 0.0, surface_spread_steps: int = 1) -> dict:
+                            surface_fraction: float = 0.0, surface_spread_steps: int = 1,
+                            shape: Optional[tuple] = None) -> dict:
     """:func:`semnerf_ros.engine.occupancy.march_rays_dense` in one kernel launch: the same
-    arguments and the same ``t`` / ``delta`` / ``valid`` (R, max_samples) outputs."""
+    arguments and the same ``t`` / ``delta`` / ``valid`` (R, max_samples) outputs.  ``shape``
+    (rays per program, warps) overrides :func:`launch_shape` (bench/march_speed.py)."""
     if triton is None:
         raise RuntimeError("render.march_backend 'triton' needs Triton (it comes with CUDA builds of PyTorch)")
     R = origins.shape[0]
@@ -208,10 +218,11 @@ def march_rays_dense_triton(origins: torch.Tensor, dirs: torch.Tensor, near: tor
     valid = torch.zeros(R, K, device=dev, dtype=torch.int8)
     if R > 0:
         surface = surface_fraction > 0.0
-        _march_kernel[(triton.cdiv(R, _BLOCK),)](
+        block, warps = shape or launch_shape(R)
+        _march_kernel[(triton.cdiv(R, block),)](
             origins.contiguous().float(), dirs.contiguous().float(), near.contiguous().float(),
             far.contiguous().float(), jitter.contiguous().float(), grid.bounds.contiguous().float(),
-            grid.occupied.view(torch.uint8), grid.density, t_out, delta, valid, R, int(n_steps), K,
+            grid.occupied.view(torch.uint8), grid.density, t_out, delta, valid, R, K,
             int(grid.resolution), float(surface_fraction), max(int(surface_spread_steps), 1),
-            SURFACE=surface, BLOCK=_BLOCK)
+            S=int(n_steps), SURFACE=surface, BLOCK=block, num_warps=warps, enable_fp_fusion=False)
     return {"t": t_out, "delta": delta, "valid": valid.view(torch.bool)}

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import triton_runtime
 from .fields.hash_field import HashSemanticField
 from .fields.semantic_nerf import SemanticNeRFMLP
 from .occupancy import OccupancyGrid, march_rays, march_rays_dense
@@ -241,8 +242,19 @@ class HashSemanticModel(SemanticModel):
         # a grid cell's width in march steps: how far behind a cell's front face its surface may be
         cell = float(self.grid.cell_size.max())  # the grid is still on the CPU here
         self.surface_spread_steps = max(1, math.ceil(cell / self.step_size))
-        # torch (whole-tensor passes, the reference) or triton (one kernel, CUDA): render.march_backend
+        # torch (whole-tensor passes, the reference), triton (one kernel, CUDA) or auto (the kernel for
+        # renders without gradients where Triton and CUDA are there): render.march_backend
         self.march_backend = str(r["march_backend"])
+
+    def marcher(self, origins: torch.Tensor) -> str:
+        """The ray marcher for this call (render.march_backend).  ``auto``: the Triton kernel for
+        renders without gradients on CUDA (views, mesh shading: 19 ms against 29 ms for a 320x240
+        view on an H200), the PyTorch passes inside training steps, where the captured graph
+        replays them faster than the kernel walks a 4096-ray batch (docs/benchmarks.md)."""
+        if self.march_backend != "auto":
+            return self.march_backend
+        use_kernel = origins.is_cuda and not torch.is_grad_enabled() and triton_runtime.available()
+        return "triton" if use_kernel else "torch"
 
     def before_step(self, step: int, generator=None) -> None:
         r = self.cfg["render"]
@@ -276,7 +288,7 @@ class HashSemanticModel(SemanticModel):
         R = origins.shape[0]
         K = int(max_samples or r["max_samples_per_ray"])
         m = march_rays_dense(origins, dirs, near, far, self.grid, int(r["march_steps"]), K, jitter,
-                             self.surface_fraction, self.surface_spread_steps, self.march_backend)
+                             self.surface_fraction, self.surface_spread_steps, self.marcher(origins))
         pts = (origins[:, None, :] + m["t"][..., None] * dirs[:, None, :]).reshape(-1, 3)
         vd = F.normalize(dirs, dim=-1)[:, None, :].expand(R, K, 3).reshape(-1, 3)
         # cache_enabled=False: autocast's weight-cast cache must not outlive a CUDA graph capture
@@ -310,7 +322,7 @@ class HashSemanticModel(SemanticModel):
         K = self.view_samples
         m = march_rays(origins, dirs, near, far, self.grid, int(r["march_steps"]), K, perturb=False,
                        surface_fraction=self.surface_fraction, surface_spread_steps=self.surface_spread_steps,
-                       backend=self.march_backend)
+                       backend=self.marcher(origins))
         ray, slot, t, delta = m["ray"], m["slot"], m["t"], m["delta"]
         P = ray.numel()
         pts = origins[ray] + t[:, None] * dirs[ray]
