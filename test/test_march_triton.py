@@ -4,12 +4,13 @@ The kernel walks each ray's steps in registers where ``march_rays_dense`` materi
 must keep the same steps, at the same depths, with the same intervals, with even samples and with
 a surface share, jittered (training) and not (views).  The check runs in a fresh interpreter:
 under ``TRITON_INTERPRET=1`` on the CPU wherever Triton is installed (CI installs it), and on
-CUDA where there is a GPU.  With even samples the keep rule is integer arithmetic: every ray is
-the same.  With a surface share the kernel's running float32 sums differ in the last bits from
-PyTorch's scans (which accumulate in double on a CPU); behind a surface, where the weights are
-tiny, that can move a sample by a step.  So there: the same sample count on every ray, the
-intervals adding up to the same length, and at least 97 % of the samples at the same depth
-(measured 99.3 % on a room-like grid, bench/march_speed.py).
+CUDA where there is a GPU.  With even samples every ray must be the same: the kernel computes each
+step's position and cell with the reference's operations (IEEE division, no fused multiply-adds).
+With a surface share the kernel's running float32 sums differ in the last bits from PyTorch's
+scans (parallel on CUDA, in double on a CPU); behind a surface, where the weights are tiny, that
+can move a sample by a step.  So there: sample counts equal on 99 % of the rays and never more
+than one apart, the intervals adding up to the same length, and at least 97 % of the samples at
+the same depth (measured 99.9 % on a room-like grid on an H200, bench/march_speed.py).
 """
 import os
 import subprocess
@@ -53,7 +54,12 @@ for frac, spread in ((0.0, 1), (0.5, 3)):
                 & ((a["delta"] - b["delta"]).abs() < 1e-4).all(1)
             assert bool(same.all()), (j is None, float(same.float().mean()))
             continue
-        assert torch.equal(a["valid"].sum(1), b["valid"].sum(1)), j is None
+        # float sums in another order (CUDA's parallel scans, the kernel's running sums) can move the
+        # keep rule's last rounding: a ray may keep one sample more or less, rarely
+        counts_a, counts_b = a["valid"].sum(1), b["valid"].sum(1)
+        assert int((counts_a - counts_b).abs().max()) <= 1, j is None
+        same_count = float((counts_a == counts_b).float().mean())
+        assert same_count >= 0.99, (j is None, same_count)
         torch.testing.assert_close(a["delta"].sum(1), b["delta"].sum(1), rtol=1e-4, atol=1e-5)
         # each reference sample: is there a kernel sample on the same ray at the same depth?
         close = ((a["t"][:, :, None] - b["t"][:, None, :]).abs() < 1e-4) & b["valid"][:, None, :]

@@ -114,3 +114,50 @@ def test_jittered_marching_keeps_the_budget():
 def test_the_share_is_a_fraction():
     with pytest.raises(ConfigError, match="surface_sample_fraction"):
         make_config({"render": {"surface_sample_fraction": 1.5}})
+    with pytest.raises(ConfigError, match="view_surface_sample_fraction"):
+        make_config({"render": {"view_surface_sample_fraction": 1.5}})
+
+
+def test_views_take_their_own_share_and_training_keeps_its_own(monkeypatch):
+    """render.view_surface_sample_fraction reaches the marcher in renders without gradients (dense
+    and packed view paths); training steps keep surface_sample_fraction; < 0 means the same."""
+    import numpy as np
+
+    from semnerf_ros.engine import models
+    from semnerf_ros.engine.models import build_model
+    seen = []
+    real_dense, real_packed = models.march_rays_dense, models.march_rays
+
+    def spy_dense(*args, **kw):
+        seen.append(("dense", args[8]))
+        return real_dense(*args, **kw)
+
+    def spy_packed(*args, **kw):
+        seen.append(("packed", kw["surface_fraction"]))
+        return real_packed(*args, **kw)
+
+    monkeypatch.setattr(models, "march_rays_dense", spy_dense)
+    monkeypatch.setattr(models, "march_rays", spy_packed)
+
+    def model(view_share):
+        cfg = make_config({"model": {"type": "hash", "hash": {"n_levels": 4, "log2_hashmap_size": 12,
+                                                              "base_resolution": 4, "finest_resolution": 32,
+                                                              "hidden_dim": 16, "backend": "torch"}},
+                           "experiment": {"device": "cpu"},
+                           "render": {"march_steps": 32, "max_samples_per_ray": 8, "occupancy_resolution": 8,
+                                      "depth_range": [0.05, 3.0], "surface_sample_fraction": 0.5,
+                                      "view_surface_sample_fraction": view_share}})
+        return build_model(cfg, 4, np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
+
+    o, d = torch.zeros(4, 3), torch.tensor([[0.0, 0.0, 1.0]]).expand(4, 3)
+    n, f = torch.full((4,), 0.05), torch.full((4,), 3.0)
+    m = model(1.0)
+    m.render_rays(o, d, n, f, training=True)
+    with torch.no_grad():
+        m.render_rays(o, d, n, f)                       # the CPU's packed view path
+        m.render_dense(o, d, n, f, max_samples=m.view_samples, surface_fraction=m.view_surface_fraction)
+    assert seen == [("dense", 0.5), ("packed", 1.0), ("dense", 1.0)]
+    seen.clear()
+    with torch.no_grad():
+        model(-1.0).render_rays(o, d, n, f)
+    assert seen == [("packed", 0.5)]

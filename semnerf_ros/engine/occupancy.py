@@ -166,7 +166,9 @@ def march_rays_dense(origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tens
     K = int(max_samples)
     if jitter is None:
         jitter = torch.full((R, 2), 0.5, device=dev)
-    dt = (far - near) / n_steps  # (R,)
+    # divisions by tensors, not Python numbers: PyTorch on CUDA multiplies by a scalar's reciprocal,
+    # which rounds differently from the Triton marcher's IEEE division (and from the CPU's)
+    dt = (far - near) / torch.full_like(far, float(n_steps))  # (R,)
     steps = torch.arange(n_steps, device=dev, dtype=torch.float32)
     t = near[:, None] + (steps[None, :] + jitter[:, :1]) * dt[:, None]  # (R, S)
     pts = origins[:, None, :] + t[..., None] * dirs[:, None, :]
@@ -183,7 +185,7 @@ def march_rays_dense(origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tens
         filled = torch.cumsum(mass, -1)
         keep = occ & (torch.floor(filled + u) > torch.floor(filled - mass + u))
     else:
-        ratio = (n_occ.float() / K).clamp(min=1.0)  # steps per kept sample
+        ratio = (n_occ.float() / torch.full_like(near, float(K))).clamp(min=1.0)  # steps per kept sample
         r = rank.float()
         keep = occ & (torch.floor((r + 1) / ratio[:, None] + u) > torch.floor(r / ratio[:, None] + u))
     slot = torch.cumsum(keep, -1, dtype=torch.int32) - 1
