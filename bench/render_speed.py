@@ -45,14 +45,12 @@ from semnerf_ros.engine.mapper import Mapper  # noqa: E402
 PATHS = ("dense", "packed")
 
 
-def set_view(m: Mapper, path: str, samples: int, surface_fraction: float) -> None:
-    """Switch the mapper's view path, samples per ray and surface share (< 0: training's), in the live
-    model and the renderer's snapshot."""
+def set_view(m: Mapper, path: str, samples: int) -> None:
+    """Switch the mapper's view path and samples per ray (live model and the renderer's snapshot)."""
     for model in (m.model, m._view_renderer._model):
         if model is not None:
             model.view_path = path
             model.view_samples = samples
-            model.view_surface_fraction = surface_fraction if surface_fraction >= 0 else model.surface_fraction
 
 
 def main(argv=None) -> int:
@@ -72,9 +70,6 @@ def main(argv=None) -> int:
     ap.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
     ap.add_argument("--view-samples", type=int, nargs="+", default=[0],
                     help="samples kept per ray in views (render.view_max_samples; 0 = max_samples_per_ray)")
-    ap.add_argument("--view-surface-fractions", type=float, nargs="+", default=[-1.0],
-                    help="share of the view's samples at the grid's first surface "
-                         "(render.view_surface_sample_fraction; < 0 = training's)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="render_speed.json")
@@ -104,18 +99,16 @@ def main(argv=None) -> int:
 
     pose = d["test_poses"][0]
     results, ref, ref_name = {}, None, ""
-    runs = [(p, k, f) for f in args.view_surface_fractions for k in args.view_samples for p in args.paths]
-    for path, k, frac in runs:
+    runs = [(p, k) for k in args.view_samples for p in args.paths]
+    for path, k in runs:
         samples = k or int(cfg["render"]["max_samples_per_ray"])
-        set_view(m, path, samples, frac)
+        set_view(m, path, samples)
         entry = {"ms_1x": render_latency(m, pose, intr, args.repeats),
                  "ms_2x": render_latency(m, pose, intr.scaled(2.0), max(args.repeats // 2, 3))}
         entry["test"] = evaluate(m, d, nc, "test", d["test_labels"], args.views)
         entry["test"].pop("per_class_iou", None)
         r = m.render(pose, intr)
         name = path if len(args.view_samples) == 1 else f"{path}_{samples}"
-        if len(args.view_surface_fractions) > 1:
-            name += f"_f{frac:g}"
         if ref is None:
             ref, ref_name = r, name
         else:
@@ -127,7 +120,6 @@ def main(argv=None) -> int:
                 "labels_agree": float((r.labels == ref.labels).mean())}
         entry["graph_error"] = m._view_renderer.graph_error
         entry["view_samples"] = samples
-        entry["view_surface_fraction"] = m.model.view_surface_fraction
         results[name] = entry
         print(name, json.dumps(entry), flush=True)
 

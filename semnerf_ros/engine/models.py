@@ -239,9 +239,6 @@ class HashSemanticModel(SemanticModel):
         self.view_samples = int(r["view_max_samples"]) or int(r["max_samples_per_ray"])
         # share of the samples placed at the grid's first surface (render.surface_sample_fraction)
         self.surface_fraction = float(r["surface_sample_fraction"])
-        # the share in renders without gradients (render.view_surface_sample_fraction; < 0: the same)
-        vf = float(r["view_surface_sample_fraction"])
-        self.view_surface_fraction = vf if vf >= 0.0 else self.surface_fraction
         # a grid cell's width in march steps: how far behind a cell's front face its surface may be
         cell = float(self.grid.cell_size.max())  # the grid is still on the CPU here
         self.surface_spread_steps = max(1, math.ceil(cell / self.step_size))
@@ -274,27 +271,24 @@ class HashSemanticModel(SemanticModel):
         (:meth:`render_dense`, which a CUDA graph can replay)."""
         if not training and not torch.is_grad_enabled():
             if origins.is_cuda and self.view_path == "dense":
-                return self.render_dense(origins, dirs, near, far, max_samples=self.view_samples,
-                                         surface_fraction=self.view_surface_fraction)
+                return self.render_dense(origins, dirs, near, far, max_samples=self.view_samples)
             return self._render_inference(origins, dirs, near, far)
         if jitter is None and training and bool(self.cfg["render"]["perturb"]):
             jitter = torch.rand(origins.shape[0], 2, device=origins.device, generator=generator)
         return self.render_dense(origins, dirs, near, far, jitter)
 
     def render_dense(self, origins, dirs, near, far, jitter: Optional[torch.Tensor] = None,
-                     max_samples: Optional[int] = None, surface_fraction: Optional[float] = None) -> dict:
+                     max_samples: Optional[int] = None) -> dict:
         """Render rays from every marched sample in the fixed ``(R, max_samples_per_ray)``
         layout (:func:`march_rays_dense`): shapes depend on R only and nothing is
         read back to the host, so training steps and views can be captured in
         CUDA graphs.  ``jitter`` (R, 2) perturbs the samples (training); ``max_samples``
-        overrides ``render.max_samples_per_ray`` (views: ``render.view_max_samples``), and
-        ``surface_fraction`` ``render.surface_sample_fraction`` (views: ``view_surface_sample_fraction``)."""
+        overrides ``render.max_samples_per_ray`` (views: ``render.view_max_samples``)."""
         r = self.cfg["render"]
         R = origins.shape[0]
         K = int(max_samples or r["max_samples_per_ray"])
         m = march_rays_dense(origins, dirs, near, far, self.grid, int(r["march_steps"]), K, jitter,
-                             self.surface_fraction if surface_fraction is None else surface_fraction,
-                             self.surface_spread_steps, self.marcher(origins))
+                             self.surface_fraction, self.surface_spread_steps, self.marcher(origins))
         pts = (origins[:, None, :] + m["t"][..., None] * dirs[:, None, :]).reshape(-1, 3)
         vd = F.normalize(dirs, dim=-1)[:, None, :].expand(R, K, 3).reshape(-1, 3)
         # cache_enabled=False: autocast's weight-cast cache must not outlive a CUDA graph capture
@@ -327,7 +321,7 @@ class HashSemanticModel(SemanticModel):
         R, dev = origins.shape[0], origins.device
         K = self.view_samples
         m = march_rays(origins, dirs, near, far, self.grid, int(r["march_steps"]), K, perturb=False,
-                       surface_fraction=self.view_surface_fraction, surface_spread_steps=self.surface_spread_steps,
+                       surface_fraction=self.surface_fraction, surface_spread_steps=self.surface_spread_steps,
                        backend=self.marcher(origins))
         ray, slot, t, delta = m["ray"], m["slot"], m["t"], m["delta"]
         P = ray.numel()

@@ -102,8 +102,7 @@ class ViewRenderer:
         # + 11264 padded to 32768, which rendered a third more rays than the view has)
         pieces = -(-n // max(int(chunk), 1))
         chunk = -(-n // pieces)
-        # a graph per chunk size, sample budget and surface share (the share is baked into the capture)
-        key = (chunk, getattr(model, "view_samples", None), getattr(model, "view_surface_fraction", None))
+        key = (chunk, getattr(model, "view_samples", None))   # a graph per chunk size and sample budget
         entry = self._graphs.get(key)
         if entry is None:
             entry = self._capture(model, origins[:chunk], dirs[:chunk], near, far)
@@ -131,8 +130,7 @@ class ViewRenderer:
 
         def run():
             r = model.render_dense(s_in["origins"], s_in["dirs"], s_in["near"], s_in["far"],
-                                   max_samples=getattr(model, "view_samples", None),
-                                   surface_fraction=getattr(model, "view_surface_fraction", None))
+                                   max_samples=getattr(model, "view_samples", None))
             return {k: r[k] for k in _OUTPUTS}
 
         try:
