@@ -148,6 +148,58 @@ def test_the_mapper_votes_with_each_keyframe_trains_on_fused_labels_and_keeps_th
     assert Mapper(tiny_cfg(fusion=False), NUM_CLASSES, device="cpu").fusion is None
 
 
+def test_with_background_training_votes_are_cast_off_the_intake_path_and_none_is_lost(tmp_path, monkeypatch):
+    """mapper.defer_label_votes: while the background thread trains, add_frame queues a keyframe's
+    votes for the vote thread instead of casting them; every queued vote is cast (wait_for_votes,
+    save, stop) unless the map was reset meanwhile; without background training they are cast at once."""
+    import threading
+
+    frames = box_frames(6, 32, 24)
+    valid = [int(((fr.depth > 0) & (fr.labels > 0)).sum()) for fr in frames]
+    m = Mapper(tiny_cfg(), NUM_CLASSES, device="cpu")
+    m.add_frame(frames[0])
+    assert m.fusion.votes == valid[0]                  # no background thread: cast in add_frame
+    gate = threading.Event()
+    real_fuse = m._fuse
+    monkeypatch.setattr(m, "_fuse", lambda *a: (gate.wait(10), real_fuse(*a)))
+    m.start()
+    try:
+        for fr in frames[1:4]:
+            m.add_frame(fr)                            # returns at once: the votes wait
+        assert m.fusion.votes == valid[0] and m.stats()["label_fusion"]["keyframes_waiting"] >= 2
+        assert not m.wait_for_votes(0.05)
+        gate.set()
+        assert m.wait_for_votes(10.0)
+        assert m.fusion.votes == sum(valid[:4])
+        # a reset forgets the votes still queued (they belong to the keyframes it dropped)
+        gate.clear()
+        m.add_frame(frames[4])
+        m.add_frame(frames[5])
+        m.reset()
+        gate.set()
+        assert m.wait_for_votes(10.0)
+        assert m.fusion.votes == 0 and len(m.fusion) == 0
+        # stop() casts what is queued before it returns, and add_frame casts its own afterwards
+        gate.clear()
+        m.add_frame(frames[0])
+        threading.Timer(0.2, gate.set).start()
+    finally:
+        gate.set()
+        assert m.stop(10.0)
+    assert m.fusion.votes == valid[0]
+    m.add_frame(frames[1])
+    assert m.fusion.votes == valid[0] + valid[1]
+    off = tiny_cfg()
+    off["mapper"]["defer_label_votes"] = False
+    m2 = Mapper(off, NUM_CLASSES, device="cpu")
+    m2.start()
+    try:
+        m2.add_frame(frames[0])
+        assert m2.fusion.votes == valid[0]             # cast in add_frame, background training or not
+    finally:
+        m2.stop()
+
+
 @pytest.mark.parametrize("key,value", [("label_fusion_cell", 0.0)])
 def test_a_bad_fusion_setting_is_refused_with_its_name(key, value):
     with pytest.raises(ValueError, match="cell"):

@@ -136,9 +136,6 @@ class RenderConfig:
     # share of each ray's samples placed where the occupancy grid's densities put the first surface
     # (the rest spread evenly over the occupied steps, as at 0); training and views alike
     surface_sample_fraction: float = 0.0
-    # the same share for renders without gradients (views, mesh shading rays); < 0: as training.
-    # With fewer view samples (view_max_samples), 1.0 keeps them where the compositing weight is
-    view_surface_sample_fraction: float = -1.0
     # the ray marcher: torch (whole-tensor passes over every step; the reference, and the path on a
     # CPU), triton (one kernel that walks the steps per ray, CUDA only; engine/march_triton.py) or
     # auto (the kernel for renders without gradients where CUDA and Triton are, torch elsewhere)
@@ -211,6 +208,9 @@ class MapperConfig:
     yield_ms: float = 3.0  # pause after each eager background step so other threads get the GIL
     switch_interval_ms: float = 0.5  # sys.setswitchinterval while training on a GPU (0 = leave Python's 5 ms)
     storage_device: str = "auto"  # where keyframe pixels live (auto = training device)
+    # while training runs in the background (the node), a keyframe's label votes are cast on a
+    # worker thread, so that taking a frame in costs its buffer insert only (false: cast in add_frame)
+    defer_label_votes: bool = True
 
 
 @dataclass
@@ -394,9 +394,6 @@ def validate(cfg: dict) -> dict:
     if cfg["render"]["view_max_samples"] < 0:
         raise ConfigError(f"render.view_max_samples must be >= 0 (0 = max_samples_per_ray), got "
                           f"{cfg['render']['view_max_samples']}")
-    if not cfg["render"]["view_surface_sample_fraction"] <= 1.0:
-        raise ConfigError("render.view_surface_sample_fraction must be <= 1 (< 0: as surface_sample_fraction), "
-                          f"got {cfg['render']['view_surface_sample_fraction']}")
     if not 0.0 <= cfg["render"]["surface_sample_fraction"] <= 1.0:
         raise ConfigError(f"render.surface_sample_fraction must be in [0, 1], got "
                           f"{cfg['render']['surface_sample_fraction']}")

@@ -21,6 +21,7 @@ import contextlib
 import copy
 import io
 import logging
+import queue
 import sys
 import threading
 import time
@@ -184,6 +185,13 @@ class Mapper:
         self._thread: Optional[threading.Thread] = None
         self._stop_evt = threading.Event()
         self._pause_evt = threading.Event()
+        # keyframes' label votes waiting for the vote thread (mapper.defer_label_votes)
+        self._votes: "queue.Queue" = queue.Queue()
+        self._vote_thread: Optional[threading.Thread] = None
+        # held while the vote thread casts and while a reset or a load replaces the votes; queued
+        # votes of an older generation (before the reset) are dropped
+        self._vote_lock = threading.Lock()
+        self._vote_generation = 0
 
     @contextlib.contextmanager
     def _priority_lock(self, name: str = "other"):
@@ -390,8 +398,40 @@ class Mapper:
             self.policy.accept(frame.pose, frame.intrinsics)
             self.keyframes_added += 1
             fusion = self.fusion
-        self._fuse(fusion, depth, frame.labels, frame.intrinsics, frame.pose)
+        if fusion is not None and depth is not None and self._vote_thread is not None:
+            # the vote thread casts them: a keyframe's votes take 50 ms on a GPU that trains (host syncs
+            # behind the queued steps), more than a 30 Hz camera leaves between frames
+            self._votes.put((self._vote_generation, (fusion, depth, frame.labels, frame.intrinsics, frame.pose)))
+        else:
+            self._fuse(fusion, depth, frame.labels, frame.intrinsics, frame.pose)
         return FrameDecision(True, reason, kid, evicted)
+
+    def wait_for_votes(self, timeout: Optional[float] = None) -> bool:
+        """Block until every queued keyframe's label votes are cast (True), or ``timeout`` s pass."""
+        t_end = None if timeout is None else time.monotonic() + timeout
+        while self._votes.unfinished_tasks:
+            if t_end is not None and time.monotonic() >= t_end:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def _vote_loop(self) -> None:
+        """The vote thread: casts queued keyframes' votes in arrival order.  Votes queued before
+        the map was reset or loaded are dropped."""
+        while True:
+            job = self._votes.get()
+            try:
+                if job is None:
+                    return
+                generation, args = job
+                with self._vote_lock:
+                    if generation == self._vote_generation and args[0] is self.fusion:
+                        self._fuse(*args)
+            except Exception:  # noqa: BLE001 - a bad keyframe must not end the votes of the next
+                self._log_throttled("votes", logging.ERROR, "casting a keyframe's label votes failed",
+                                    exc_info=True)
+            finally:
+                self._votes.task_done()
 
     def screen_frame(self, frame: Frame) -> Optional[str]:
         """Whether a frame can be a keyframe, decided without the map lock (a caller
@@ -496,6 +536,9 @@ class Mapper:
             sys.setswitchinterval(si / 1000.0)
         self._thread = threading.Thread(target=self._loop, name="semnerf-train", daemon=True)
         self._thread.start()
+        if bool(self.cfg["mapper"]["defer_label_votes"]) and self._vote_thread is None:
+            self._vote_thread = threading.Thread(target=self._vote_loop, name="semnerf-votes", daemon=True)
+            self._vote_thread.start()
 
     def pause(self) -> None:
         self._pause_evt.set()
@@ -506,6 +549,10 @@ class Mapper:
     def stop(self, timeout: float = 5.0) -> bool:
         """Stop the background thread; True when it ended within ``timeout`` s."""
         self._stop_evt.set()
+        v, self._vote_thread = self._vote_thread, None   # from now on add_frame casts its votes itself
+        if v is not None:   # the votes already queued are cast first
+            self._votes.put(None)
+            v.join(timeout)
         t = self._thread
         if t is None:
             return True
@@ -711,7 +758,8 @@ class Mapper:
             "timing_ms": self.timing_summary(),
             "cuda_graph": bool(self.trainer is not None and self.trainer.graph_active),
             "label_fusion": None if self.fusion is None else dict(self.fusion.stats(),
-                                                                  rendered_keyframes=len(self._rendered_votes)),
+                                                                  rendered_keyframes=len(self._rendered_votes),
+                                                                  keyframes_waiting=self._votes.qsize()),
             **self._read_losses(),
         }
 
@@ -752,7 +800,10 @@ class Mapper:
             }
 
     def save(self, path) -> Path:
-        """Write the whole map (field, optimiser, keyframes, config) atomically."""
+        """Write the whole map (field, optimiser, keyframes, config) atomically, with the label
+        votes of every keyframe taken in so far (those still queued are cast first, up to 30 s)."""
+        if not self.wait_for_votes(30.0):
+            log.warning("saving the map with %d keyframes' label votes still uncast", self._votes.qsize())
         state = self.state_dict()
         buf = io.BytesIO()
         torch.save(state, buf)
@@ -870,9 +921,10 @@ class Mapper:
         untouched.  Returns ``keyframes`` (kept), ``keyframes_in_file``,
         ``evicted`` (beyond the bound) and ``step``."""
         other, state = Mapper._read_and_build(path, device=self.device, runtime_cfg=self.cfg)
-        with self._priority_lock():
+        with self._priority_lock(), self._vote_lock:
             if other.num_classes != self.num_classes:
                 raise MapFileError(f"map file {path} has {other.num_classes} classes, this map {self.num_classes}")
+            self._vote_generation += 1
             for name in ("cfg", "class_names", "policy", "buffer", "fusion", "_rendered_votes", "model", "trainer",
                          "n_rays", "step_count", "frames_added", "keyframes_added", "_explicit_bounds"):
                 setattr(self, name, getattr(other, name))
@@ -884,7 +936,8 @@ class Mapper:
 
     def reset(self) -> None:
         """Forget everything learnt and every keyframe (configuration kept)."""
-        with self._priority_lock():
+        with self._priority_lock(), self._vote_lock:
+            self._vote_generation += 1
             self.buffer.clear()
             if self.fusion is not None:
                 self.fusion.clear()
