@@ -367,12 +367,12 @@ def test_cli(tmp_path, monkeypatch, capsys):
     rc = mesh_cli.main(["--map", str(map_file), "--sem", "--resolution", "32", "--clean", "--device", "cpu",
                         "--no-progress"])
     assert rc == 0
-    out = tmp_path / "mesh_reconstruction" / "semantic_mesh_dim32_neart2.ply"
+    out = tmp_path / "mesh_reconstruction" / "semantic_mesh_dim32_neart0.5.ply"
     assert out.exists() and str(out) in capsys.readouterr().out
     assert loaded == [(str(map_file), "cpu")]
     call = FakeMapper.calls[-1]
     assert call["resolution"] == 32 and call["min_component_faces"] == 400
-    assert call["normal_offset"] == pytest.approx(0.2)
+    assert call["normal_offset"] == pytest.approx(0.05)   # this package's default (the seed's 0.2: --near_t 2)
     back = read_mesh(out)
     assert set(np.unique(back.vertex_labels)) == {1, 2}
 

@@ -163,7 +163,8 @@ def test_cli_protocol_seed_settings_names_and_canonical_mesh(tmp_path, monkeypat
     assert mesh_cli.main(["--map", str(map_file), "--protocol", "semnerf", "--grid_dim", "16", "--no-progress"]) == 0
     call = SeedishMapper.calls[-1]
     assert call["density_threshold"] is None and call["min_component_faces"] == 0 and "sample_mode" not in call
-    assert (map_file.parent / "mesh_reconstruction" / "colour_mesh_dim16_neart2.ply").is_file()
+    assert call["normal_offset"] == pytest.approx(0.05)   # rays from 5 cm out, not the seed's 20 cm
+    assert (map_file.parent / "mesh_reconstruction" / "colour_mesh_dim16_neart0.5.ply").is_file()
     assert mesh_cli.main(["--map", str(map_file), "--protocol", "semnerf", "--use_vertex_normal", "--grid_dim", "16",
                           "--no-progress", "--output", str(tmp_path / "v.ply")]) == 0
     assert SeedishMapper.calls[-1]["sample_mode"] == "full_ray"

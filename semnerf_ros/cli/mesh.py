@@ -26,7 +26,10 @@ from ..engine.config import PROTOCOLS, default_protocol, load_config
 from ..engine.mapper import Mapper
 from ..engine.mesh import (
     _FORMATS,
+    DEFAULT_NORMAL_OFFSET,
     SEED_MIN_COMPONENT_FACES,
+    SEED_NORMAL_OFFSET,
+    SEED_RAY_NEAR_FAR,
     NoSurfaceError,
     _face_components,
     _resolve_format,
@@ -78,8 +81,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clean", type=int, nargs="?", const=400, default=None, metavar="MIN_FACES",
                    help="drop connected components under MIN_FACES faces (flag alone: 400, the seed's; default: "
                         "400 under --protocol seed, else 0)")
-    p.add_argument("--near_t", type=float, default=2.0,
-                   help="colour rays start 0.1*near_t m outside the surface (seed's option)")
+    p.add_argument("--near_t", type=float, default=None,
+                   help="colour rays start 0.1*near_t m outside the surface (seed's option; default: 2.0, the "
+                        "seed's, under --protocol seed, else 0.5: 5 cm, which labels thin objects right)")
     p.add_argument("--device", default=None, help="torch device for the map, e.g. cuda, cuda:1, cpu")
     p.add_argument("--gpu", default="", help="GPU IDs (sets CUDA_VISIBLE_DEVICES, the seed's flag)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -171,7 +175,7 @@ def main(argv=None) -> int:
 
     if args.resolution < 2:
         return fail(2, f"--resolution must be >= 2, got {args.resolution}")
-    if args.near_t <= 0:
+    if args.near_t is not None and args.near_t <= 0:
         return fail(2, f"--near_t must be > 0, got {args.near_t}")
     if args.bounds is not None and not all(args.bounds[i] < args.bounds[i + 3] for i in range(3)):
         return fail(2, f"--bounds min must be below max on every axis, got {args.bounds}")
@@ -238,6 +242,8 @@ def main(argv=None) -> int:
     protocol = args.protocol or (default_protocol(cfg["model"]["type"]) if cfg else "semnerf")
     seed = protocol == "seed"
     full_ray = seed or args.use_vertex_normal
+    near_t = args.near_t if args.near_t is not None else \
+        (SEED_NORMAL_OFFSET if seed else DEFAULT_NORMAL_OFFSET) / SEED_RAY_NEAR_FAR[0]
     clean = args.clean if args.clean is not None else (SEED_MIN_COMPONENT_FACES if seed else 0)
     threshold = args.threshold
     if threshold is None and seed and cfg:
@@ -246,9 +252,9 @@ def main(argv=None) -> int:
         base = (Path(args.save_dir) if args.save_dir else map_path.parent) / "mesh_reconstruction"
         kind = "semantic" if args.sem else "colour"
         if seed:   # the seed's names: use_vertex_normal/<kind>_mesh_canonical_dim256neart_2.0.ply
-            out = base / "use_vertex_normal" / f"{kind}_mesh_canonical_dim{args.resolution}neart_{args.near_t}.{fmt}"
+            out = base / "use_vertex_normal" / f"{kind}_mesh_canonical_dim{args.resolution}neart_{near_t}.{fmt}"
         else:
-            out = base / f"{kind}_mesh_dim{args.resolution}_neart{args.near_t:g}.{fmt}"
+            out = base / f"{kind}_mesh_dim{args.resolution}_neart{near_t:g}.{fmt}"
     canonical = out.parent.parent / "mesh_canonical.ply" if (seed and args.output is None) else \
         out.with_name("mesh_canonical.ply")
     write_canonical = seed or args.canonical
@@ -260,7 +266,7 @@ def main(argv=None) -> int:
     try:
         kwargs = {"resolution": args.resolution, "density_threshold": threshold,
                   "bounds": None if args.bounds is None else np.asarray(args.bounds).reshape(2, 3)}
-        optional = {"min_component_faces": clean, "normal_offset": 0.1 * args.near_t,
+        optional = {"min_component_faces": clean, "normal_offset": SEED_RAY_NEAR_FAR[0] * near_t,
                     "progress": progress if args.progress else False}
         if args.mesh_dir is not None:
             T, ext = oriented_box(_gt_mesh(args.mesh_dir))
@@ -280,7 +286,7 @@ def main(argv=None) -> int:
                 kwargs[key] = value
             elif key == "min_component_faces" and value:
                 post_clean = True
-            elif key == "normal_offset" and args.near_t != 2.0:
+            elif key == "normal_offset" and args.near_t is not None:
                 print("semnerf-mesh: warning: this map's extract_mesh does not take normal_offset; "
                       "--near_t ignored", file=sys.stderr)
         mesh = mapper.extract_mesh(**kwargs)
