@@ -18,6 +18,7 @@ from semnerf_ros.bridge.ledger import InputLedger, Rejected
 from semnerf_ros.bridge.map_ops import MapOperations
 from semnerf_ros.bridge.mapper_api import MapperAPI
 from semnerf_ros.bridge.markers import mesh_marker_array
+from semnerf_ros.bridge.outputs import RENDER_POLL_S, RenderPacer
 from semnerf_ros.bridge.params import PARAMS, ParameterValueError
 from semnerf_ros.bridge.status import EngineFaults, fill_status, progress_line
 from semnerf_ros.engine.frame import Frame, FrameError
@@ -384,3 +385,34 @@ def test_engine_profile_on_a_cpu_takes_the_cpu_file():
 def test_the_mapper_satisfies_the_interface_the_node_uses():
     assert isinstance(Mapper({"model": {"type": "hash"}}, 3, device="cpu"), MapperAPI)
     assert not isinstance(object(), MapperAPI)
+
+
+def test_renders_start_within_a_poll_of_a_new_input_and_never_above_the_rate():
+    """The render timer polls every 10 ms (or faster for a rate above 100 Hz); a render may start
+    once 1/rate has passed since the last one began.  Simulated at 10 Hz publishing: a 6 Hz camera's
+    every frame is rendered within a poll of its arrival (a 10 Hz timer: up to 100 ms later), a
+    30 Hz camera's frames are rendered at about 10 Hz, never faster."""
+    assert RenderPacer.poll_period(10.0) == RENDER_POLL_S == 0.01 and RenderPacer.poll_period(200.0) == 0.005
+
+    def simulate(camera_hz):
+        pacer, period = RenderPacer(), RenderPacer.poll_period(10.0)
+        arrivals = [0.0123 + i / camera_hz for i in range(int(3 * camera_hz))]   # 3 s of frames
+        starts, waits, seen = [], [], None
+        for k in range(int(3.1 / period)):
+            now = k * period + 0.0003                  # timer ticks, a little late
+            newest = max((a for a in arrivals if a <= now), default=None)
+            if newest is None or newest == seen or not pacer.due(now, 10.0):
+                continue
+            pacer.started(now)
+            starts.append(now)
+            waits.append(now - newest)
+            seen = newest
+        return pacer, np.array(starts), np.array(waits), period
+
+    pacer, starts, waits, period = simulate(6.0)
+    assert len(starts) == 18 and waits.max() <= period + 1e-3
+    pacer, starts, waits, period = simulate(30.0)
+    assert 28 <= len(starts) <= 31 and np.diff(starts).min() >= 0.1 - RenderPacer.TOLERANCE_S
+    assert waits.max() <= 1 / 30 + period              # the newest frame, as a 10 Hz timer would take it
+    pacer.forget()
+    assert pacer.due(starts[-1] + 0.001, 10.0)

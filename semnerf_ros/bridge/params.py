@@ -129,7 +129,7 @@ PARAMS: tuple[ParamSpec, ...] = (
               read_only=False),
     ParamSpec("publish_rate", "double", 2.0,
               "largest rate (Hz) of the rendered images from the latest synced pose: one set per new "
-              "input stamp, never the same stamp twice; 0 = off", 0.0, 100.0,
+              "input stamp, never the same stamp twice, started within 10 ms of a new input; 0 = off", 0.0, 100.0,
               read_only=False),
     ParamSpec("render_scale", "double", 0.5, "resolution of the rendered images relative to the input",
               0.01, 4.0, read_only=False),

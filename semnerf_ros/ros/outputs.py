@@ -6,6 +6,7 @@ bridge (outputs, markers, status, health); this module owns the publishers and t
 (once per input stamp, only with subscribers)."""
 from __future__ import annotations
 
+import time
 from typing import Optional
 
 import numpy as np
@@ -21,7 +22,7 @@ from visualization_msgs.msg import MarkerArray
 from ..bridge import marker_cdr
 from ..bridge.health import HealthMonitor, Thresholds
 from ..bridge.markers import mesh_marker_array
-from ..bridge.outputs import IMAGE_OUTPUTS, image_messages
+from ..bridge.outputs import IMAGE_OUTPUTS, RenderPacer, image_messages
 from ..bridge.status import fill_status, progress_line
 from ..engine.geometry import Intrinsics
 from ..engine.mesh import ExtractionCancelled
@@ -71,6 +72,7 @@ class NodeOutputs:
         else:
             self.status = node.create_publisher(iface["MapStatus"], "~/status", 10)
         self._last_published_ns: Optional[int] = None  # input stamp of the last render set published
+        self._pacer = RenderPacer()   # renders start as soon as a new input is there, at most publish_rate
         self._steady_clock = Clock(clock_type=ClockType.STEADY_TIME)
         self._groups = {"publish_rate": node._render_group, "mesh_period": MutuallyExclusiveCallbackGroup()}
 
@@ -90,7 +92,8 @@ class NodeOutputs:
             v = float(node.values[name])
             if v <= 0 or (active_only and node.state != "active") or (name == "status_rate" and self.status is None):
                 continue
-            node._periodic[name] = node.create_timer(1.0 / v if is_rate else v, lambda n=name: self.report(n),
+            period = RenderPacer.poll_period(v) if name == "publish_rate" else 1.0 / v if is_rate else v
+            node._periodic[name] = node.create_timer(period, lambda n=name: self.report(n),
                                                      callback_group=self._groups.get(name, node._status_group),
                                                      clock=self._steady_clock)
         if node.state == "active":
@@ -117,6 +120,7 @@ class NodeOutputs:
 
     def forget(self) -> None:
         self._last_published_ns = None
+        self._pacer.forget()
 
     # ---------------------------------------------------------------- renders
     def render_images(self, pose: np.ndarray, intr: Intrinsics, header: Header, scale: float) -> dict:
@@ -135,6 +139,10 @@ class NodeOutputs:
         stamp_ns = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
         if stamp_ns == self._last_published_ns or not node.ops.has_keyframes():
             return
+        now = time.monotonic()
+        if not self._pacer.due(now, float(node.values["publish_rate"])):
+            return
+        self._pacer.started(now)
         try:
             imgs = self.render_images(pose, intr, header, float(node.values["render_scale"]))
         except Exception as exc:  # noqa: BLE001
