@@ -77,12 +77,15 @@ def export_npz(d, class_names, path):
     np.savez_compressed(path, **out)
 
 
-def evaluate(m: Mapper, d, num_classes, which: str, labels_gt, max_views: int) -> dict:
+def evaluate(m: Mapper, d, num_classes, which: str, labels_gt, max_views: int, views=None) -> dict:
+    """Scores of up to ``max_views`` views of ``which`` (test / train), evenly spread over all of
+    them or over the indices ``views``."""
     ev = SegmentationEvaluator(num_classes)
     ps, depth_err = [], []
     poses = d[f"{which}_poses"]
     gt_depth = d.get(f"{which}_depth")
-    idx = np.linspace(0, len(poses) - 1, min(max_views, len(poses))).round().astype(int)
+    pool = np.arange(len(poses)) if views is None else np.asarray(views)
+    idx = pool[np.linspace(0, len(pool) - 1, min(max_views, len(pool))).round().astype(int)]
     for i in idx:
         r = m.render(poses[i], d["intrinsics"])
         ev.add(labels_gt[i], r.labels)
@@ -98,6 +101,30 @@ def evaluate(m: Mapper, d, num_classes, which: str, labels_gt, max_views: int) -
             # rendered z-depth against the ground truth (m), where the ground truth has depth
             "depth_abs_error_m": float(np.mean(depth_err)) if depth_err else None,
             "per_class_iou": [None if not np.isfinite(v) else round(v, 4) for v in s["per_class_iou"]]}
+
+
+def arrival_times(n: int, rate: float, join_at: float = 0.0, split: float = 0.5) -> np.ndarray:
+    """When each of ``n`` training frames arrives (s): at ``rate`` per second from 0; with
+    ``join_at`` > 0 the first ``split`` of them so, and the rest (the part of the house entered
+    later) at ``rate`` from ``join_at`` on."""
+    t = np.arange(n) / rate
+    if join_at > 0:
+        k = int(round(split * n))
+        t[k:] = join_at + np.arange(n - k) / rate
+    return t
+
+
+def join_comparison(records: list, join_at: float) -> list:
+    """For each checkpoint after ``join_at``: the part entered then, at its age, beside the first
+    part at the same age (where a checkpoint was taken at that age)."""
+    first = {round(r["t_nominal"], 3): r["test_first_part"]["miou"] for r in records}
+    out = []
+    for r in records:
+        age = round(r["t_nominal"] - join_at, 3)
+        if age > 0:
+            out.append({"age_s": age, "second_part_miou": r["test_second_part"]["miou"],
+                        "first_part_miou_at_same_age": first.get(age)})
+    return out
 
 
 def curve_summary(records: list) -> dict:
@@ -169,6 +196,12 @@ def main(argv=None) -> int:
     ap.add_argument("--max-train-views", type=int, default=20)
     ap.add_argument("--memory-test", type=int, default=0, help="keyframes to stream after the timeline")
     ap.add_argument("--save-map", default="", help="save the final map here")
+    ap.add_argument("--join-at", type=float, default=0.0,
+                    help="a new part of the house entered later: the last (1 - --join-split) of the training "
+                         "frames arrive from this time (s) on; test views are also scored per part, and the new "
+                         "part at each age is set beside the first part at the same age (0 = off)")
+    ap.add_argument("--join-split", type=float, default=0.5,
+                    help="share of the training frames (in trajectory order) that form the first part")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="bench_online.json")
@@ -217,11 +250,16 @@ def main(argv=None) -> int:
         torch.cuda.reset_peak_memory_stats()
 
     checkpoints = sorted(args.times)
+    arrive = arrival_times(len(frames), args.rate, args.join_at, args.join_split)
+    n_test = len(d["test_poses"])
+    k_test = int(round(args.join_split * n_test))   # the seed's split: test view j follows training frame j
+    parts = (np.arange(k_test), np.arange(k_test, n_test))
     records = []
     header = {"benchmark": "online", "mode": args.mode, "rate_hz": args.rate, "noise": args.noise,
               "noise_ratio": args.noise_ratio, "depth_given": "train_depth" in d and not args.no_depth,
               "model": cfg["model"]["type"], "config": args.config or "defaults", "overrides": args.set,
               "clock": args.clock, "steps_per_second": args.steps_per_second if args.clock == "steps" else None,
+              "join_at": args.join_at or None, "join_split": args.join_split if args.join_at else None,
               "input_labels": input_scores, "warmup_seconds": warmup_s}
     if args.partial_json:
         def on_term(signum, frame):
@@ -238,7 +276,7 @@ def main(argv=None) -> int:
         nxt = len(frames)
     t_last = time.perf_counter()
     while checkpoints:
-        while nxt < len(frames) and nxt / args.rate <= sim:
+        while nxt < len(frames) and arrive[nxt] <= sim:
             m.add_frame(frames[nxt])
             nxt += 1
         if len(m.buffer):
@@ -258,6 +296,11 @@ def main(argv=None) -> int:
                 "train_vs_clean": evaluate(m, d, num_classes, "train", clean, args.max_train_views),
                 "loss": st.get("loss"), "samples_per_ray": st.get("samples_per_ray"),
             }
+            if args.join_at:
+                for name, views in zip(("test_first_part", "test_second_part"), parts):
+                    rec[name] = evaluate(m, d, num_classes, "test", d["test_labels"], args.max_test_views, views)
+                print(f"t={sim:6.1f}s first part mIoU {rec['test_first_part']['miou']:.3f}, part entered at "
+                      f"{args.join_at:g} s: {rec['test_second_part']['miou']:.3f}", flush=True)
             records.append(rec)
             print(f"t={sim:6.1f}s step {st['step']:6d} frames {nxt:3d}  test mIoU {rec['test']['miou']:.3f} "
                   f"acc {rec['test']['total_accuracy']:.3f} PSNR {rec['test']['psnr']:.2f}  "
@@ -269,6 +312,12 @@ def main(argv=None) -> int:
             t_last = time.perf_counter()  # evaluation time is not on the clock
 
     summary = curve_summary(records)
+    if args.join_at:
+        summary["join"] = join_comparison(records, args.join_at)
+        for row in summary["join"]:
+            print(f"part entered at {args.join_at:g} s, {row['age_s']:g} s later: mIoU {row['second_part_miou']:.3f}"
+                  + ("" if row["first_part_miou_at_same_age"] is None else
+                     f" (first part at that age: {row['first_part_miou_at_same_age']:.3f})"))
     if summary:
         print("test mIoU: peak %.3f at %.0f s, final %.3f, largest drop %.3f" %
               (summary["peak_miou"], summary["peak_t"], summary["final_miou"], summary["largest_drop"]))
@@ -306,6 +355,7 @@ def main(argv=None) -> int:
         "torch": torch.__version__, "input_labels": input_scores, "noise_info": {k: v for k, v in info.items()
                                                                               if isinstance(v, (int, float))},
         "clock": args.clock, "steps_per_second": args.steps_per_second if args.clock == "steps" else None,
+        "join_at": args.join_at or None, "join_split": args.join_split if args.join_at else None,
         "warmup_seconds": warmup_s, "checkpoints": records, "summary": summary, "render_ms": latency, "peak_gpu_mb": peak_mb, "memory_curve": memory_curve,
         "final_stats": {k: v for k, v in m.stats().items() if isinstance(v, (int, float, str, bool))},
         "label_fusion": m.stats().get("label_fusion"),

@@ -1,6 +1,6 @@
 """Benchmark plumbing that the GPU figures rely on, checked on a CPU at toy sizes:
 bench/online.py's label corruption choice (issue 13: segmentation-like noise selectable in the
-benchmarks, its input mIoU reported) and bench/scenes.py's merge of runs made by several
+benchmarks, its input mIoU reported), its part of the house entered later (issue 12) and bench/scenes.py's merge of runs made by several
 invocations (``--from-runs``: one variant's rooms split over GPU calls)."""
 from __future__ import annotations
 
@@ -49,6 +49,34 @@ def test_online_label_corruption_is_selectable(toy_scene, tmp_path, noise, stren
     if noise == "segmentation":
         assert r["noise_info"]["changed_pixels"] > 0
     assert len(r["checkpoints"]) == 1
+
+
+def test_a_part_of_the_house_entered_later_is_scored_beside_the_first_at_the_same_age(toy_scene, tmp_path):
+    """--join-at (issue 12: a new room entered after N minutes must reach the quality the first had
+    at the same age): the second half of the training frames arrives from that time on, and each
+    checkpoint scores the two parts' test views apart."""
+    online = _load("online")
+    t = online.arrival_times(6, 2.0, join_at=10.0, split=0.5)
+    assert t.tolist() == [0.0, 0.5, 1.0, 10.0, 10.5, 11.0]
+    assert online.arrival_times(4, 2.0).tolist() == [0.0, 0.5, 1.0, 1.5]
+    out = tmp_path / "join.json"
+    rc = online.main(["--scene", str(toy_scene), "--width", "40", "--height", "30", "--times", "0.3", "0.6", "0.9",
+                      "--join-at", "0.6", "--rate", "30", "--clock", "steps", "--steps-per-second", "20",
+                      "--max-test-views", "2", "--max-train-views", "2", "--device", "cpu", "--set", *TOY,
+                      "--out", str(out)])
+    assert rc == 0
+    r = json.loads(out.read_text())
+    n_train = r["train_views"]
+    first, second, third = r["checkpoints"]
+    assert first["frames_arrived"] == second["frames_arrived"] == n_train // 2   # the rest waits ...
+    assert third["frames_arrived"] == n_train                                   # ... until 0.6 s
+    for rec in r["checkpoints"]:
+        assert rec["test_first_part"]["views"] == 2 and rec["test_second_part"]["views"] == 2
+    join = r["summary"]["join"]
+    assert [row["age_s"] for row in join] == [pytest.approx(0.3)]
+    assert join[0]["first_part_miou_at_same_age"] == first["test_first_part"]["miou"]
+    assert join[0]["second_part_miou"] == third["test_second_part"]["miou"]
+    assert r["join_at"] == 0.6 and r["join_split"] == 0.5
 
 
 def _fake_run(folder: Path, variant: str, room: str, mious: dict, depth: bool = True) -> None:
