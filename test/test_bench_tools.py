@@ -1,7 +1,8 @@
 """Benchmark plumbing that the GPU figures rely on, checked on a CPU at toy sizes:
 bench/online.py's label corruption choice (issue 13: segmentation-like noise selectable in the
-benchmarks, its input mIoU reported), its part of the house entered later (issue 12) and bench/scenes.py's merge of runs made by several
-invocations (``--from-runs``: one variant's rooms split over GPU calls)."""
+benchmarks, its input mIoU reported), its part of the house entered later (issue 12) and
+bench/scenes.py's merge of runs made by several invocations (``--from-runs``: one variant's rooms split
+over GPU calls)."""
 from __future__ import annotations
 
 import importlib.util
