@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     ap.add_argument("--save-mesh", default="", help="write the finest mesh here (PLY)")
     ap.add_argument("--observed-only", action="store_true",
                     help="keep only the faces the map's keyframes saw (Mapper.extract_mesh(observed_only=True), "
-                         "the node's default); variants may set observed_only=0/1")
+                         "the node's default); variants inherit it and may set observed_only=0/1")
     ap.add_argument("--mc-backend", choices=("auto", "skimage", "torch"), default="auto",
                     help="marching cubes: scikit-image on the CPU, or engine/marching_cubes.py on the field's "
                          "device (auto: torch on CUDA)")
@@ -124,6 +124,10 @@ def main(argv=None) -> int:
             if "observed_only" in kw:
                 kw["observed_only"] = bool(kw["observed_only"])
             kw.setdefault("density_threshold", args.threshold)
+            # as the base extraction unless the variant says otherwise (the fifth session's variants
+            # were extracted unfiltered beside a filtered base: only the observed-vertex scores compared)
+            kw.setdefault("observed_only", args.observed_only)
+            kw.setdefault("mc_backend", args.mc_backend)
             m_ = m.extract_mesh(resolution=args.resolutions[-1], bounds=bounds, **kw)
             rec = {"variant": spec, "vertices": m_.num_vertices, "faces": m_.num_faces, "accuracy": score(m_)}
             result["variants"].append(rec)

@@ -127,3 +127,34 @@ def test_full_ray_colouring_uses_the_maps_own_renderer(trained_map):
     acc = mesh_accuracy(mesh, v, f, lab, n_samples=20000, gt_visible=seen)
     assert mesh.num_faces > 500
     assert acc["semantic_vertex_accuracy_observed"] > 0.8
+
+
+def test_bench_mesh_variants_are_extracted_as_the_base_mesh(trained_map, tmp_path):
+    """bench/mesh.py --observed-only: a shading variant keeps the base extraction's face filter, so the
+    two meshes have the same faces and differ only in their labels (the fifth session compared an
+    unfiltered variant with a filtered base)."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    m, frames = trained_map
+    map_path = m.save(tmp_path / "box.map.pt")
+    v, f, lab = box_surface()
+    intr = frames[0].intrinsics
+    np.savez(tmp_path / "box.npz", mesh_vertices=v, mesh_faces=f, mesh_labels=lab,
+             intrinsics=np.array([intr.fx, intr.fy, intr.cx, intr.cy, intr.width, intr.height]),
+             train_poses=np.stack([fr.pose for fr in frames]), train_depth=np.stack([fr.depth for fr in frames]))
+    spec = importlib.util.spec_from_file_location(
+        "bench_mesh", Path(__file__).resolve().parents[1] / "bench" / "mesh.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "mesh.json"
+    assert bench.main(["--map", str(map_path), "--scene-npz", str(tmp_path / "box.npz"), "--resolutions", "24",
+                       "--bounds-from-gt", "--observed-only", "--threshold", "10", "--samples", "5000",
+                       "--device", "cpu", "--variants", "normal_offset=0.2", "observed_only=0",
+                       "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    base, same, unfiltered = r["extractions"][0], r["variants"][0], r["variants"][1]
+    assert base["stages"]["faces_unobserved_removed"] > 0
+    assert same["faces"] == base["faces"] and same["vertices"] == base["vertices"]
+    assert unfiltered["faces"] > base["faces"]
