@@ -399,8 +399,8 @@ class Mapper:
             self.keyframes_added += 1
             fusion = self.fusion
         if fusion is not None and depth is not None and self._vote_thread is not None:
-            # the vote thread casts them: a keyframe's votes take 50 ms on a GPU that trains (host syncs
-            # behind the queued steps), more than a 30 Hz camera leaves between frames
+            # the vote thread casts them: a keyframe's votes took 51 ms on an H200 that trained (most
+            # likely their host syncs waiting behind the queued steps), more than a 30 Hz camera leaves
             self._votes.put((self._vote_generation, (fusion, depth, frame.labels, frame.intrinsics, frame.pose)))
         else:
             self._fuse(fusion, depth, frame.labels, frame.intrinsics, frame.pose)
