@@ -197,7 +197,7 @@ def launch_shape(rays: int) -> tuple:
     """(rays per program, warps per program) for a launch over ``rays`` rays: one warp of 32 rays
     for training-size batches (128 programs for 4 096 rays), two warps of 64 for views.  Measured
     on an H200 (bench/march_speed.py), the shape matters little: 32x1, 64x2 and 128x4 lie within
-    10 % of each other at 4 096 and at 76 800 rays."""
+    about 10 % of each other at 4 096 and at 76 800 rays."""
     return (32, 1) if rays <= 32768 else (64, 2)
 
 
