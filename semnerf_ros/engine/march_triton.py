@@ -1,4 +1,5 @@
-"""The occupancy-grid ray marcher as one Triton kernel (render.march_backend: triton).
+"""The occupancy-grid ray marcher as one Triton kernel (render.march_backend: triton; auto, the
+default, marches views with it on CUDA and training steps with the PyTorch passes).
 
 :func:`semnerf_ros.engine.occupancy.march_rays_dense` materialises every ray's
 ``march_steps`` points, cell indices and masks as (R, S) tensors and walks them
