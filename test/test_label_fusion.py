@@ -171,12 +171,13 @@ def test_with_background_training_votes_are_cast_off_the_intake_path_and_none_is
         gate.set()
         assert m.wait_for_votes(10.0)
         assert m.fusion.votes == sum(valid[:4])
-        # a reset forgets the votes still queued (they belong to the keyframes it dropped)
+        # a reset forgets the votes still queued (they belong to the keyframes it dropped); it waits
+        # for the one being cast (held here until the timer opens the gate), then clears them all
         gate.clear()
         m.add_frame(frames[4])
         m.add_frame(frames[5])
+        threading.Timer(0.2, gate.set).start()
         m.reset()
-        gate.set()
         assert m.wait_for_votes(10.0)
         assert m.fusion.votes == 0 and len(m.fusion) == 0
         # stop() casts what is queued before it returns, and add_frame casts its own afterwards
