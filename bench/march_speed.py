@@ -24,6 +24,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from hash_encoding import timed  # noqa: E402  (the benchmarks' one CUDA-synchronised timer)
 
+from semnerf_ros.io.jsonio import write_json  # noqa: E402  (the package's atomic JSON writer)
+
 
 def room_grid(res: int, device) -> "OccupancyGrid":  # noqa: F821 - imported in main
     from semnerf_ros.engine.occupancy import OccupancyGrid
@@ -127,8 +129,7 @@ def main(argv=None) -> int:
             out["runs"].append(row)
             print(json.dumps(row), flush=True)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(out, indent=2))
+        write_json(args.out, out, indent=2)
         print(f"wrote {args.out}")
     return 0
 

@@ -27,6 +27,7 @@ from skimage.measure import marching_cubes as sk_marching_cubes
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from semnerf_ros.engine.marching_cubes import marching_cubes  # noqa: E402
+from semnerf_ros.io.jsonio import write_json  # noqa: E402  (the package's atomic JSON writer)
 
 LEVEL = 10.0
 
@@ -104,8 +105,7 @@ def main(argv=None) -> int:
         print(json.dumps(row), flush=True)
     out = {"benchmark": "marching_cubes", "device": torch.cuda.get_device_name(dev) if dev.type == "cuda"
            else platform.processor() or "cpu", "torch": torch.__version__, "level": LEVEL, "results": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2))
+    write_json(args.out, out, indent=2)
     print(f"wrote {args.out}")
     return 0
 

@@ -14,7 +14,6 @@ imports, the bytes are read back with ``deserialize_message`` and compared with 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -25,6 +24,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+
+from semnerf_ros.io.jsonio import write_json  # noqa: E402  (the package's atomic JSON writer)
 
 
 def best_of(fn, repeats: int):
@@ -140,8 +141,7 @@ def main(argv=None) -> int:
             print(f"{target}: publish {row['publish']['seconds'] * 1000:.0f} ms, received "
                   f"{row['publish']['received']}", flush=True)
         result["targets"].append(row)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    write_json(args.out, result, indent=2)
     print(f"wrote {args.out}")
     return 0
 

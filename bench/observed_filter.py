@@ -23,6 +23,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from semnerf_ros.io.jsonio import write_json  # noqa: E402  (the package's atomic JSON writer)
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -70,8 +72,7 @@ def main(argv=None) -> int:
            "equal": bool(np.array_equal(ref, got.cpu().numpy())), "seen_fraction": float(ref.mean())}
     print(json.dumps(out))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(out, indent=2))
+        write_json(args.out, out, indent=2)
     return 0
 
 
