@@ -401,7 +401,7 @@ class Mapper:
         if fusion is not None and depth is not None and self._vote_thread is not None:
             # the vote thread casts them: a keyframe's votes took 51 ms on an H200 that trained (most
             # likely their host syncs waiting behind the queued steps), more than a 30 Hz camera leaves
-            self._votes.put((self._vote_generation, (fusion, depth, frame.labels, frame.intrinsics, frame.pose)))
+            self._votes.put((self._vote_generation, (depth, frame.labels, frame.intrinsics, frame.pose)))
         else:
             self._fuse(fusion, depth, frame.labels, frame.intrinsics, frame.pose)
         return FrameDecision(True, reason, kid, evicted)
@@ -424,9 +424,9 @@ class Mapper:
                 if job is None:
                     return
                 generation, args = job
-                with self._vote_lock:
-                    if generation == self._vote_generation and args[0] is self.fusion:
-                        self._fuse(*args)
+                with self._vote_lock:   # a reset or a load bumps the generation (and replaces the votes)
+                    if generation == self._vote_generation:
+                        self._fuse(self.fusion, *args)
             except Exception:  # noqa: BLE001 - a bad keyframe must not end the votes of the next
                 self._log_throttled("votes", logging.ERROR, "casting a keyframe's label votes failed",
                                     exc_info=True)
