@@ -743,6 +743,10 @@ def read_mesh(path, class_names: Optional[Sequence[str]] = None, palette=None) -
 
 # --------------------------------------------------------------------------- RViz triangle lists
 
+#: vertex clusters below which a face's three cluster ids pack into one int64 key (2e6^3 < 2^63)
+_FACE_KEY_CELLS = 2_000_000
+
+
 def _cluster_decimate(vertices, faces, target):
     """Vertex clustering on a voxel grid grown until at most ``target`` faces remain.
     Returns (vertices, faces, source vertex index per new vertex)."""
@@ -765,7 +769,7 @@ def _cluster_decimate(vertices, faces, target):
         f = f[(f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 0] != f[:, 2])]
         s = np.sort(f, axis=1)
         m = np.int64(first.size)
-        if first.size < 2_000_000:  # the face key stays below 2^63
+        if first.size < _FACE_KEY_CELLS:  # the face key stays below 2^63
             _, uniq = np.unique((s[:, 0] * m + s[:, 1]) * m + s[:, 2], return_index=True)
         else:
             _, uniq = np.unique(s, axis=0, return_index=True)
@@ -798,17 +802,17 @@ def _cluster_decimate_torch(vertices, faces, target, device):
         key = (ijk[:, 0] * span[1] + ijk[:, 1]) * span[2] + ijk[:, 2]
         _, inverse = torch.unique(key, return_inverse=True)
         n_cells = int(inverse.max()) + 1
+        if n_cells >= _FACE_KEY_CELLS:  # the face key would pass 2^63: the NumPy path handles it
+            return _cluster_decimate(np.asarray(vertices, np.float64), np.asarray(faces), target)
         first = _first_of_each(inverse, n_cells)
         counts = torch.bincount(inverse, minlength=n_cells).to(v.dtype)
         centres = torch.zeros(n_cells, 3, device=device, dtype=v.dtype).index_add_(0, inverse, v) / counts[:, None]
         f = inverse[fc]
         f = f[(f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 0] != f[:, 2])]
         s = torch.sort(f, dim=1).values
-        if n_cells >= 2_000_000:  # the face key would pass 2^63: the NumPy path handles it
-            return _cluster_decimate(np.asarray(vertices, np.float64), np.asarray(faces), target)
         fkey = (s[:, 0] * n_cells + s[:, 1]) * n_cells + s[:, 2]
         _, finv = torch.unique(fkey, return_inverse=True)
-        uniq = _first_of_each(finv, int(finv.max()) + 1 if finv.numel() else 0) if finv.numel() else finv
+        uniq = _first_of_each(finv, int(finv.max()) + 1) if finv.numel() else finv
         f = f[torch.sort(uniq).values]
         if f.shape[0] <= target:
             keep, f_np = _compact(f.cpu().numpy(), n_cells)
