@@ -11,7 +11,9 @@ through :meth:`Mapper.render` with each view path:
   the colour and semantic heads only on samples of weight > 1e-4 (the CPU's renderer);
 
 each with every ``--view-samples`` budget (samples kept per ray in views, render.view_max_samples:
-the view's cost is about proportional to it, its quality is the question).
+the view's cost is about proportional to it, its quality is the question) and, for ``dense``, every
+``--view-head-samples`` count (the colour and semantic heads on each ray's heaviest samples only,
+render.view_head_samples; 0 = all).
 
 For each path: median milliseconds per view at 1x and 2x (colour, depth, labels, probabilities,
 entropy; CUDA synchronised), test mIoU / PSNR / depth error over ``--views`` test views, and the
@@ -45,12 +47,14 @@ from semnerf_ros.engine.mapper import Mapper  # noqa: E402
 PATHS = ("dense", "packed")
 
 
-def set_view(m: Mapper, path: str, samples: int) -> None:
-    """Switch the mapper's view path and samples per ray (live model and the renderer's snapshot)."""
+def set_view(m: Mapper, path: str, samples: int, heads: int = 0) -> None:
+    """Switch the mapper's view path, samples per ray and head samples (live model and the
+    renderer's snapshot)."""
     for model in (m.model, m._view_renderer._model):
         if model is not None:
             model.view_path = path
             model.view_samples = samples
+            model.view_head_samples = heads
 
 
 def main(argv=None) -> int:
@@ -70,6 +74,9 @@ def main(argv=None) -> int:
     ap.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
     ap.add_argument("--view-samples", type=int, nargs="+", default=[0],
                     help="samples kept per ray in views (render.view_max_samples; 0 = max_samples_per_ray)")
+    ap.add_argument("--view-head-samples", type=int, nargs="+", default=[0],
+                    help="dense path: heads on each ray's this many heaviest samples (render.view_head_samples; "
+                         "0 = all)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="render_speed.json")
@@ -99,16 +106,18 @@ def main(argv=None) -> int:
 
     pose = d["test_poses"][0]
     results, ref, ref_name = {}, None, ""
-    runs = [(p, k) for k in args.view_samples for p in args.paths]
-    for path, k in runs:
+    runs = [(p, k, h) for k in args.view_samples for p in args.paths
+            for h in (args.view_head_samples if p == "dense" else [0])]
+    for path, k, heads in runs:
         samples = k or int(cfg["render"]["max_samples_per_ray"])
-        set_view(m, path, samples)
+        set_view(m, path, samples, heads)
         entry = {"ms_1x": render_latency(m, pose, intr, args.repeats),
                  "ms_2x": render_latency(m, pose, intr.scaled(2.0), max(args.repeats // 2, 3))}
         entry["test"] = evaluate(m, d, nc, "test", d["test_labels"], args.views)
         entry["test"].pop("per_class_iou", None)
         r = m.render(pose, intr)
         name = path if len(args.view_samples) == 1 else f"{path}_{samples}"
+        name += f"_heads{heads}" if heads else ""
         if ref is None:
             ref, ref_name = r, name
         else:
@@ -120,6 +129,7 @@ def main(argv=None) -> int:
                 "labels_agree": float((r.labels == ref.labels).mean())}
         entry["graph_error"] = m._view_renderer.graph_error
         entry["view_samples"] = samples
+        entry["view_head_samples"] = heads
         results[name] = entry
         print(name, json.dumps(entry), flush=True)
 

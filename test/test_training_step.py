@@ -212,3 +212,40 @@ def test_views_may_keep_fewer_samples_than_training():
     torch.testing.assert_close(a["depth"], b["depth"], atol=1e-3, rtol=0)
     with pytest.raises(ValueError, match="view_max_samples"):
         make_config({"render": {"view_max_samples": -1}})
+
+
+def test_view_heads_on_the_heaviest_samples_only():
+    """render.view_head_samples: a view's colour and class scores from each ray's heaviest samples
+    (the weight left out given their weighted mean) differ from every sample's by at most the weight
+    left out times the values' spread; depth and opacity are the full pass's.  Training keeps every
+    sample."""
+    c = cfg()
+    c["render"]["view_head_samples"] = 4
+    m = build_model(c, 5, np.array(BOX))
+    opaque(m)
+    m.eval()
+    o, d = rays(300, seed=5)
+    n, f = torch.full((300,), 0.05), torch.full((300,), 4.0)
+    K = m.view_samples
+    with torch.no_grad():
+        top = m.render_dense(o, d, n, f, max_samples=K)
+        m.view_head_samples = 0
+        full = m.render_dense(o, d, n, f, max_samples=K)
+        mk = march_rays_dense(o, d, n, f, m.grid, 48, K, None, m.surface_fraction, m.surface_spread_steps)
+        pts = (o[:, None] + mk["t"][..., None] * d[:, None]).reshape(-1, 3)
+        sigma = torch.where(mk["valid"], m.field.density(pts).reshape(300, K), 0.0)
+        w = weights_from_density(sigma, mk["delta"])
+        largest_logit = m.field.semantic_logits(pts).abs().reshape(300, -1).amax(-1)
+    left_out = w.sort(-1, descending=True).values[:, 4:].sum(-1)
+    assert float(left_out.max()) > 1e-3          # some rays do lose weight: the test can tell the paths apart
+    torch.testing.assert_close(top["depth"], full["depth"])
+    torch.testing.assert_close(top["acc"], full["acc"])
+    assert ((top["rgb"] - full["rgb"]).abs().amax(-1) <= left_out + 1e-5).all()   # colours lie in [0, 1]
+    assert ((top["semantic"] - full["semantic"]).abs().amax(-1) <= 2 * left_out * largest_logit + 1e-5).all()
+    assert not torch.allclose(top["semantic"], full["semantic"])
+    with torch.enable_grad():                     # training: every sample reaches the heads
+        m.view_head_samples = 4
+        g = m.render_dense(o, d, n, f, max_samples=K)
+    torch.testing.assert_close(g["rgb"].detach(), full["rgb"])
+    with pytest.raises(ValueError, match="view_head_samples"):
+        make_config({"render": {"view_head_samples": -2}})

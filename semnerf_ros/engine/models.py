@@ -237,6 +237,9 @@ class HashSemanticModel(SemanticModel):
         # samples kept per ray when rendering without gradients (views, meshes' shading rays);
         # render.view_max_samples, 0 = max_samples_per_ray (what training uses)
         self.view_samples = int(r["view_max_samples"]) or int(r["max_samples_per_ray"])
+        # dense views without gradients: the heads run on each ray's this many heaviest samples
+        # (render.view_head_samples, 0 = every sample)
+        self.view_head_samples = int(r["view_head_samples"])
         # share of the samples placed at the grid's first surface (render.surface_sample_fraction)
         self.surface_fraction = float(r["surface_sample_fraction"])
         # a grid cell's width in march steps: how far behind a cell's front face its surface may be
@@ -291,6 +294,9 @@ class HashSemanticModel(SemanticModel):
                              self.surface_fraction, self.surface_spread_steps, self.marcher(origins))
         pts = (origins[:, None, :] + m["t"][..., None] * dirs[:, None, :]).reshape(-1, 3)
         vd = F.normalize(dirs, dim=-1)[:, None, :].expand(R, K, 3).reshape(-1, 3)
+        heads = self.view_head_samples
+        if max_samples is not None and 0 < heads < K and not torch.is_grad_enabled():
+            return self._render_dense_top_heads(pts, vd, m, R, K, heads)
         # cache_enabled=False: autocast's weight-cast cache must not outlive a CUDA graph capture
         with torch.autocast(device_type=origins.device.type, dtype=torch.bfloat16,
                             enabled=self.amp and origins.is_cuda, cache_enabled=False):
@@ -302,6 +308,32 @@ class HashSemanticModel(SemanticModel):
                "acc": w.sum(-1), "semantic": accumulate(w_sem, out["semantic"].reshape(R, K, -1)),
                "samples_per_ray": m["valid"].sum(dtype=torch.float32) / max(R, 1)}
         if r["white_bkgd"]:
+            res["rgb"] = res["rgb"] + (1.0 - res["acc"][:, None])
+        return res
+
+    def _render_dense_top_heads(self, pts, vd, m: dict, R: int, K: int, heads: int) -> dict:
+        """:meth:`render_dense` for views (no gradients) with the colour and semantic heads on each
+        ray's ``heads`` samples of largest compositing weight only (``render.view_head_samples``).
+        Density, opacity and depth use every sample; the samples left out (behind or in front of
+        the surface: a small share of the weight once a surface is opaque) take the kept samples'
+        weighted mean colour and logits.  Static shapes, so a CUDA graph replays it like the full pass."""
+        amp = self.amp and pts.is_cuda
+        with torch.autocast(device_type=pts.device.type, dtype=torch.bfloat16, enabled=amp, cache_enabled=False):
+            enc, sigma, geo = self.field.features(pts)
+        sigma = torch.where(m["valid"], sigma.float().reshape(R, K), 0.0)
+        w = weights_from_density(sigma, m["delta"])
+        w_top, slot = w.topk(heads, dim=-1)  # (R, heads)
+        flat = (slot + torch.arange(R, device=pts.device)[:, None] * K).reshape(-1)
+        with torch.autocast(device_type=pts.device.type, dtype=torch.bfloat16, enabled=amp, cache_enabled=False):
+            col = self.field.color_head(geo[flat], vd[flat])
+            logits = self.field.semantic_head(enc[flat], pts[flat])
+        acc = w.sum(-1)
+        # the samples left out take the kept ones' weighted mean: their weight is not lost from the colour
+        w_top = w_top * (acc / w_top.sum(-1).clamp_min(1e-10))[:, None]
+        res = {"rgb": accumulate(w_top, col.float().reshape(R, heads, 3)), "depth": accumulate(w, m["t"]),
+               "acc": acc, "semantic": accumulate(w_top, logits.float().reshape(R, heads, -1)),
+               "samples_per_ray": m["valid"].sum(dtype=torch.float32) / max(R, 1)}
+        if self.cfg["render"]["white_bkgd"]:
             res["rgb"] = res["rgb"] + (1.0 - res["acc"][:, None])
         return res
 

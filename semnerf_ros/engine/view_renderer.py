@@ -102,7 +102,8 @@ class ViewRenderer:
         # + 11264 padded to 32768, which rendered a third more rays than the view has)
         pieces = -(-n // max(int(chunk), 1))
         chunk = -(-n // pieces)
-        key = (chunk, getattr(model, "view_samples", None))   # a graph per chunk size and sample budget
+        # a graph per chunk size, sample budget and head samples
+        key = (chunk, getattr(model, "view_samples", None), getattr(model, "view_head_samples", 0))
         entry = self._graphs.get(key)
         if entry is None:
             entry = self._capture(model, origins[:chunk], dirs[:chunk], near, far)
