@@ -282,3 +282,31 @@ def test_reset_map_with_the_real_mapper(rig, scene):
     np.testing.assert_allclose(m.buffer.poses[m.buffer.order[0]].numpy(), frames[6].pose, atol=1e-6)
     m.step(2)
     assert m.step_count == 2 and r.render_view(frames[6].pose).success
+
+
+# =========================================================================== engine_process: true
+
+
+def test_the_node_with_its_engine_in_a_process_of_its_own(rig, scene, tmp_path):
+    """engine_process: true -- the same node, its engine in a child process: frames reach the
+    child's map, ~/render_view answers with the child's renders (equal to the map file's), ~/save_map
+    writes from the child, and closing the node ends the child."""
+    from semnerf_ros.bridge.engine_process import EngineProcess
+
+    r = rig(load_on_start=True, map_path=str(scene["map"]), engine_process="true")
+    assert isinstance(r.mapper, EngineProcess) and r.mapper.alive
+    pose = scene["frames"][0].pose
+    got = images(r.render_view(pose))
+    assert_is_render(got, Mapper.load(scene["map"], device="cpu").render(pose, r.intr))
+    t0 = time.time()
+    for i, f in enumerate(scene["frames"][:2]):      # the map file's keyframes are kept; new sets are taken
+        r.send_frame(f, t0 + 0.1 * i)
+    r.settle(2)
+    st = r.call(r.iface["GetStatus"], "get_status", r.iface["GetStatus"].Request()).status
+    assert st.frames_synced == 2 and st.keyframes == 12
+    saved = tmp_path / "from_child.pt"
+    resp = r.call(r.iface["SaveMap"], "save_map", r.iface["SaveMap"].Request(path=str(saved)))
+    assert resp.success and saved.exists(), resp.message
+    child = r.mapper
+    r.node.close()
+    assert wait(lambda: not child.alive, 15.0)

@@ -1,6 +1,7 @@
 """The engine the node runs: which engine settings (the ``engine_config`` file, the CPU
 profile, or the defaults for the device) and the :class:`~semnerf_ros.engine.mapper.Mapper`
-built from them, with its GPU kernels compiled before any frame arrives.  No ROS imports."""
+built from them, with its GPU kernels compiled before any frame arrives -- in the node's process
+or in one of its own (:func:`make_engine`, parameter ``engine_process``).  No ROS imports."""
 from __future__ import annotations
 
 import gc
@@ -11,6 +12,7 @@ import torch
 
 from ..engine.config import ConfigError, load_config
 from ..engine.mapper import Mapper, resolve_device
+from .engine_process import EngineProcess
 from .params import ParameterValueError, engine_overrides, find_config_file
 
 #: engine file the node takes on a CPU when ``engine_config`` is empty (config/, next to
@@ -69,6 +71,29 @@ def make_mapper(values: dict, num_classes: int, class_names: Optional[list], inf
     if seconds:
         info(f"GPU kernels compiled and initialised in {seconds:.1f} s")
     return mapper
+
+
+def wants_engine_process(values: dict) -> bool:
+    """Parameter ``engine_process``: ``true``, ``false``, or ``auto`` -- a process of its own when
+    the engine trains on a GPU (where the training step is short enough for the ROS threads'
+    share of the interpreter lock to slow it), in the node's process on a CPU."""
+    mode = str(values.get("engine_process", "false"))
+    if mode in ("true", "false"):
+        return mode == "true"
+    try:
+        return resolve_device(_device_param(values)).type == "cuda"
+    except (RuntimeError, ValueError) as exc:
+        raise ParameterValueError(f"parameter 'device': {exc}") from exc
+
+
+def make_engine(values: dict, num_classes: int, class_names: Optional[list], info: Callable[[str], object]):
+    """The node's engine: :func:`make_mapper`'s Mapper, in a child process
+    (:class:`~semnerf_ros.bridge.engine_process.EngineProcess`) when :func:`wants_engine_process`."""
+    if not wants_engine_process(values):
+        return make_mapper(values, num_classes, class_names, info)
+    engine = EngineProcess(make_mapper, values, num_classes, class_names, info)
+    info(f"engine running in process {engine.pid} (parameter engine_process: {values.get('engine_process')})")
+    return engine
 
 
 def release_engine_memory() -> None:

@@ -89,14 +89,14 @@ class RenderResult:
 
     rgb (H, W, 3) float32 [0, 1]; depth (H, W) float32 z-depth metres;
     labels (H, W) int32 class ids (never 0/void); probs (H, W, C) float32 class
-    probabilities indexed by class id (void column 0); entropy (H, W) float32
+    probabilities indexed by class id (void column 0; None when not asked for); entropy (H, W) float32
     nats; opacity (H, W) float32 accumulated alpha; intrinsics used.
     """
 
     rgb: np.ndarray
     depth: np.ndarray
     labels: np.ndarray
-    probs: np.ndarray
+    probs: Optional[np.ndarray]
     entropy: np.ndarray
     opacity: np.ndarray
     intrinsics: Intrinsics
@@ -611,8 +611,11 @@ class Mapper:
                 time.sleep(0)
 
     # ------------------------------------------------------------------ output
-    def render(self, pose, intrinsics: Intrinsics, scale: float = 1.0, chunk: Optional[int] = None) -> RenderResult:
-        """Render the map from a camera-to-world ``pose`` (optical axes)."""
+    def render(self, pose, intrinsics: Intrinsics, scale: float = 1.0, chunk: Optional[int] = None,
+               with_probs: bool = True) -> RenderResult:
+        """Render the map from a camera-to-world ``pose`` (optical axes).  ``with_probs=False``
+        leaves ``probs`` None (the node publishes labels and entropy only; the class
+        probabilities of a 320x240 view are ~9 MB to copy off the GPU)."""
         T = validate_pose(pose)
         intr = intrinsics.scaled(scale) if scale != 1.0 else intrinsics
         self._require_content()
@@ -634,7 +637,7 @@ class Mapper:
             rgb=out["rgb"].clamp(0, 1).reshape(h, w, 3).cpu().numpy().astype(np.float32),
             depth=out["depth"].reshape(h, w).cpu().numpy().astype(np.float32),
             labels=labels.reshape(h, w).cpu().numpy(),
-            probs=probs.reshape(h, w, -1).cpu().numpy().astype(np.float32),
+            probs=probs.reshape(h, w, -1).cpu().numpy().astype(np.float32) if with_probs else None,
             entropy=ent.reshape(h, w).cpu().numpy().astype(np.float32),
             opacity=out["acc"].reshape(h, w).cpu().numpy().astype(np.float32),
             intrinsics=intr,

@@ -50,7 +50,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from ..bridge import convert, diagnostics
-from ..bridge.engine_setup import make_mapper, release_engine_memory
+from ..bridge.engine_setup import make_engine, release_engine_memory
 from ..bridge.frames import InputRules, frame_from_messages
 from ..bridge.intake import FrameIntake, StampGate
 from ..bridge.ledger import InputLedger, Rejected
@@ -127,7 +127,7 @@ class SemNerfNode(Node):
                                   lambda: float(self.values["warn_period"]))
         self.engine_faults = EngineFaults(self.ledger.warn)
         self.mapper = self._given_mapper if self._given_mapper is not None else \
-            make_mapper(v, self.num_classes, self.class_names, self.get_logger().info)
+            make_engine(v, self.num_classes, self.class_names, self.get_logger().info)
         self.ops = MapOperations(self.mapper, self.values, lambda text: self._node_log().info(text))
         if v["load_on_start"]:
             self.ops.load_at_start()
@@ -190,6 +190,7 @@ class SemNerfNode(Node):
         self.intake.stop()
         self.mapper.stop(timeout=3.0)
         self.intake.join(timeout=1.0)
+        self._close_engine()
         self.mapper = self.ops = self.intake = self.map_services = self.actions = self.outputs = self.tf = None
         self._training_started = False
         release_engine_memory()
@@ -427,6 +428,13 @@ class SemNerfNode(Node):
                 log.info(f"saved the map to {target} ({time.monotonic() - t0:.2f} s)")
             except Exception as exc:  # noqa: BLE001
                 log.error(f"saving the map to {target} on shutdown failed: {exc}")
+        self._close_engine()
+
+    def _close_engine(self) -> None:
+        """End the engine's own process (parameter ``engine_process``); nothing for an in-process one."""
+        close = getattr(self.mapper, "close", None)
+        if close is not None and self._given_mapper is None:
+            close()
 
 
 if __name__ == "__main__":  # python -m semnerf_ros.ros.node: the process semnerf_node runs

@@ -1,0 +1,129 @@
+"""The engine in a process of its own (``engine_process``), on the CPU with a tiny field: the
+node's calls reach the child and come back with the child's results and exceptions; a view
+equals the in-process Mapper's; a mesh extraction reports progress and is cancelled from the
+caller's side; a save / load round trip; a dead child is reported on every call; ``auto``
+chooses the process on a GPU only.  No ROS."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+from boxroom import NUM_CLASSES, TINY_ENGINE, box_frames
+
+from semnerf_ros.bridge.engine_process import EngineProcess, EngineProcessError
+from semnerf_ros.bridge.engine_setup import make_engine, make_mapper, wants_engine_process
+from semnerf_ros.bridge.params import PARAMS, ParameterValueError
+from semnerf_ros.engine.mapper import MapFileError, MapNotReadyError
+from semnerf_ros.engine.mesh import ExtractionCancelled
+
+W, H = 32, 24
+
+
+def node_values(engine_yaml, **extra) -> dict:
+    values = {p.name: p.default for p in PARAMS}
+    values.update(num_classes=NUM_CLASSES, engine_config=str(engine_yaml), device="cpu", **extra)
+    return values
+
+
+@pytest.fixture(scope="module")
+def engine_yaml(tmp_path_factory):
+    path = tmp_path_factory.mktemp("engine_process") / "tiny.yaml"
+    path.write_text(TINY_ENGINE + "mapper: {keyframe_policy: all}\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def engine(engine_yaml):
+    lines: list = []
+    e = EngineProcess(make_mapper, node_values(engine_yaml), NUM_CLASSES, None, lines.append)
+    e.startup_lines = lines
+    yield e
+    e.close()
+
+
+def test_calls_run_in_the_child_and_a_view_matches_the_in_process_mapper(engine, engine_yaml):
+    assert engine.pid != os.getpid() and engine.alive
+    assert any("engine profile" in line for line in engine.startup_lines)   # make_mapper's info lines came back
+    assert str(engine.device) == "cpu"
+    frames = box_frames(6, W, H)
+    with pytest.raises(MapNotReadyError):        # the engine's own exception class crosses the pipe
+        engine.render(frames[0].pose, frames[0].intrinsics)
+    local = make_mapper(node_values(engine_yaml), NUM_CLASSES, None, lambda s: None)
+    for f in frames:
+        assert engine.add_frame(f).keyframe == local.add_frame(f).keyframe
+    st = engine.stats()
+    assert st["keyframes"] == 6 and st["step"] == 0
+    view, ref = engine.render(frames[1].pose, frames[1].intrinsics), local.render(frames[1].pose,
+                                                                                 frames[1].intrinsics)
+    assert view.probs is None and ref.probs is not None      # the node publishes no probabilities
+    np.testing.assert_allclose(view.rgb, ref.rgb, atol=1e-6)  # same seed, same keyframes, no step yet
+    np.testing.assert_array_equal(view.labels, ref.labels)
+    assert engine.screen_frame(frames[0]) is None             # the child decides in add_frame
+    with pytest.raises(AttributeError, match="no method"):
+        engine._call("snapshot_model")                        # only the node's calls are served
+    engine.start()                                            # the child's training thread
+    t0 = time.monotonic()
+    while engine.stats()["step"] < 200 and time.monotonic() - t0 < 120:
+        time.sleep(0.1)
+    assert engine.stats()["step"] >= 200
+    engine.pause()
+    assert engine.stop(timeout=5.0) is True
+    local.stop()
+
+
+def test_mesh_progress_cancel_and_save_load(engine, tmp_path):
+    stages: list = []
+    mesh = engine.extract_mesh(resolution=24, density_threshold=2.0,
+                               progress=lambda stage, done, total: stages.append(stage))
+    assert len(mesh.vertices) > 0 and len(mesh.faces) > 0
+    assert stages, "the child's progress reports reach the caller's callback"
+    asked = threading.Event()
+
+    def cancel() -> bool:                     # polled in this process; the child stops at its next chunk
+        asked.set()
+        return True
+
+    with pytest.raises(ExtractionCancelled):
+        engine.extract_mesh(resolution=64, density_threshold=2.0, cancel=cancel, chunk=2048)
+    assert asked.is_set()
+    saved = engine.save(tmp_path / "map.pt")
+    assert saved.exists()
+    engine.reset()
+    assert engine.stats()["keyframes"] == 0
+    engine.load_state(saved)
+    assert engine.stats()["keyframes"] == 6
+    with pytest.raises(MapFileError):
+        engine.load_state(tmp_path / "missing.pt")
+
+
+def test_a_child_that_dies_is_reported_on_every_call(engine_yaml):
+    e = EngineProcess(make_mapper, node_values(engine_yaml), NUM_CLASSES, None, lambda s: None)
+    os.kill(e.pid, signal.SIGKILL)
+    t0 = time.monotonic()
+    with pytest.raises(EngineProcessError, match="ended unexpectedly"):
+        while time.monotonic() - t0 < 10:
+            e.stats()
+            time.sleep(0.05)
+    with pytest.raises(EngineProcessError):
+        e.add_frame(box_frames(1, W, H)[0])
+    assert e.stop() is True          # nothing left to stop
+    e.close()
+
+
+def test_start_up_errors_come_back_as_the_engines_own(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("render: {no_such_key: 1}\n")
+    with pytest.raises(ParameterValueError, match="engine_config"):
+        EngineProcess(make_mapper, node_values(bad), NUM_CLASSES, None, lambda s: None)
+
+
+def test_engine_process_parameter(engine_yaml):
+    assert wants_engine_process(node_values(engine_yaml, engine_process="true"))
+    assert not wants_engine_process(node_values(engine_yaml, engine_process="false"))
+    assert not wants_engine_process(node_values(engine_yaml, engine_process="auto"))   # the CPU: in process
+    m = make_engine(node_values(engine_yaml), NUM_CLASSES, None, lambda s: None)
+    assert not isinstance(m, EngineProcess)
