@@ -62,6 +62,8 @@ def progress_from_log(path: Path) -> list:
         m = pat.search(line)
         if m:
             v = [int(x) if x is not None else None for x in m.groups()]
+            if v[5] is None:   # the rejected sets' reasons name no mapper_busy: none dropped so far
+                v[5] = 0
             rec = dict(zip(("step", "it_per_s", "keyframes", "frames_synced", "frames_rejected", "mapper_busy",
                             "intake_queue", "intake_capacity", "intake_peak"), v))
             for key, rx in extras.items():

@@ -348,7 +348,10 @@ def main(argv=None) -> int:
     p.add_argument("--test_viz_factor", type=int, default=1)
     p.add_argument("--noise_ratio", type=float, default=0.5)
     p.add_argument("--seed", type=int, default=0, help="our RNG seed (the seed's code draws from numpy's global RNG)")
-    p.add_argument("--gpu", default="0")
+    p.add_argument("--gpu", default="",
+                   help="the seed's experiment.gpu (its select_gpus sets CUDA_VISIBLE_DEVICES to it); empty = "
+                        "leave CUDA_VISIBLE_DEVICES as the caller set it (a '0' here moved the seed's run onto "
+                        "physical GPU 0 whatever the caller chose)")
     p.add_argument("--only", choices=["seed", "ours"], default=None)
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per run")
     p.add_argument("--prepare_only", action="store_true")

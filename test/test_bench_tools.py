@@ -137,4 +137,5 @@ def test_node_progress_lines_parse_with_render_time_and_gpu_memory(tmp_path):
     assert rows[0] == {"step": 1205, "it_per_s": 164, "keyframes": 60, "frames_synced": 287, "frames_rejected": 10,
                        "mapper_busy": 10, "intake_queue": 0, "intake_capacity": 16, "intake_peak": 5,
                        "render_ms_p50": 7, "render_ms_max": 12, "gpu_memory_mb": 1479}
-    assert rows[1]["mapper_busy"] is None and rows[1]["gpu_memory_mb"] is None and rows[1]["render_ms_p50"] is None
+    # "rejected 0 (none)": no set dropped as mapper_busy (a count, not an unknown)
+    assert rows[1]["mapper_busy"] == 0 and rows[1]["gpu_memory_mb"] is None and rows[1]["render_ms_p50"] is None
