@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""What a call into the engine's own process costs (``engine_process``), on the CPU.
+"""What a call into the engine's own process costs (``engine_location: process``), on the CPU.
 
 Starts :class:`~semnerf_ros.bridge.engine_process.EngineProcess` with a tiny CPU field (the test
 box room, six keyframes), then times the node's calls as the node makes them:

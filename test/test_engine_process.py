@@ -1,4 +1,4 @@
-"""The engine in a process of its own (``engine_process``), on the CPU with a tiny field: the
+"""The engine in a process of its own (``engine_location: process``), on the CPU with a tiny field: the
 node's calls reach the child and come back with the child's results and exceptions; a view
 equals the in-process Mapper's; a mesh extraction reports progress and is cancelled from the
 caller's side; a save / load round trip; a dead child is reported on every call; ``auto``
@@ -15,7 +15,7 @@ import pytest
 from boxroom import NUM_CLASSES, TINY_ENGINE, box_frames
 
 from semnerf_ros.bridge.engine_process import EngineProcess, EngineProcessError
-from semnerf_ros.bridge.engine_setup import make_engine, make_mapper, wants_engine_process
+from semnerf_ros.bridge.engine_setup import make_engine, make_mapper, wants_own_process
 from semnerf_ros.bridge.params import PARAMS, ParameterValueError
 from semnerf_ros.engine.mapper import MapFileError, MapNotReadyError
 from semnerf_ros.engine.mesh import ExtractionCancelled
@@ -122,8 +122,8 @@ def test_start_up_errors_come_back_as_the_engines_own(tmp_path):
 
 
 def test_engine_process_parameter(engine_yaml):
-    assert wants_engine_process(node_values(engine_yaml, engine_process="true"))
-    assert not wants_engine_process(node_values(engine_yaml, engine_process="false"))
-    assert not wants_engine_process(node_values(engine_yaml, engine_process="auto"))   # the CPU: in process
+    assert wants_own_process(node_values(engine_yaml, engine_location="process"))
+    assert not wants_own_process(node_values(engine_yaml, engine_location="node"))
+    assert not wants_own_process(node_values(engine_yaml, engine_location="auto"))   # the CPU: in process
     m = make_engine(node_values(engine_yaml), NUM_CLASSES, None, lambda s: None)
     assert not isinstance(m, EngineProcess)

@@ -284,16 +284,16 @@ def test_reset_map_with_the_real_mapper(rig, scene):
     assert m.step_count == 2 and r.render_view(frames[6].pose).success
 
 
-# =========================================================================== engine_process: true
+# =========================================================================== engine_location: process
 
 
 def test_the_node_with_its_engine_in_a_process_of_its_own(rig, scene, tmp_path):
-    """engine_process: true -- the same node, its engine in a child process: frames reach the
+    """engine_location: process -- the same node, its engine in a child process: frames reach the
     child's map, ~/render_view answers with the child's renders (equal to the map file's), ~/save_map
     writes from the child, and closing the node ends the child."""
     from semnerf_ros.bridge.engine_process import EngineProcess
 
-    r = rig(load_on_start=True, map_path=str(scene["map"]), engine_process="true")
+    r = rig(load_on_start=True, map_path=str(scene["map"]), engine_location="process")
     assert isinstance(r.mapper, EngineProcess) and r.mapper.alive
     pose = scene["frames"][0].pose
     got = images(r.render_view(pose))
@@ -310,3 +310,15 @@ def test_the_node_with_its_engine_in_a_process_of_its_own(rig, scene, tmp_path):
     child = r.mapper
     r.node.close()
     assert wait(lambda: not child.alive, 15.0)
+
+
+def test_a_dead_engine_process_is_reported_not_fatal(rig, scene):
+    """The engine's process killed: the node stays up and answers ~/render_view with the reason."""
+    import os
+    import signal
+
+    r = rig(load_on_start=True, map_path=str(scene["map"]), engine_location="process")
+    os.kill(r.mapper.pid, signal.SIGKILL)
+    assert wait(lambda: not r.mapper.alive, 15.0)
+    resp = r.render_view(scene["frames"][0].pose)
+    assert not resp.success and "engine process ended unexpectedly" in resp.message, resp.message

@@ -1,7 +1,7 @@
 """The engine the node runs: which engine settings (the ``engine_config`` file, the CPU
 profile, or the defaults for the device) and the :class:`~semnerf_ros.engine.mapper.Mapper`
 built from them, with its GPU kernels compiled before any frame arrives -- in the node's process
-or in one of its own (:func:`make_engine`, parameter ``engine_process``).  No ROS imports."""
+or in one of its own (:func:`make_engine`, parameter ``engine_location``).  No ROS imports."""
 from __future__ import annotations
 
 import gc
@@ -73,13 +73,14 @@ def make_mapper(values: dict, num_classes: int, class_names: Optional[list], inf
     return mapper
 
 
-def wants_engine_process(values: dict) -> bool:
-    """Parameter ``engine_process``: ``true``, ``false``, or ``auto`` -- a process of its own when
+def wants_own_process(values: dict) -> bool:
+    """Parameter ``engine_location``: ``process``, ``node``, or ``auto`` -- a process of its own when
     the engine trains on a GPU (where the training step is short enough for the ROS threads'
-    share of the interpreter lock to slow it), in the node's process on a CPU."""
-    mode = str(values.get("engine_process", "false"))
-    if mode in ("true", "false"):
-        return mode == "true"
+    share of the interpreter lock to slow it), in the node's process on a CPU.  (Words, not
+    true / false: ``-p engine_location:=true`` would reach the node as a bool.)"""
+    mode = str(values.get("engine_location", "node"))
+    if mode in ("process", "node"):
+        return mode == "process"
     try:
         return resolve_device(_device_param(values)).type == "cuda"
     except (RuntimeError, ValueError) as exc:
@@ -88,11 +89,11 @@ def wants_engine_process(values: dict) -> bool:
 
 def make_engine(values: dict, num_classes: int, class_names: Optional[list], info: Callable[[str], object]):
     """The node's engine: :func:`make_mapper`'s Mapper, in a child process
-    (:class:`~semnerf_ros.bridge.engine_process.EngineProcess`) when :func:`wants_engine_process`."""
-    if not wants_engine_process(values):
+    (:class:`~semnerf_ros.bridge.engine_process.EngineProcess`) when :func:`wants_own_process`."""
+    if not wants_own_process(values):
         return make_mapper(values, num_classes, class_names, info)
     engine = EngineProcess(make_mapper, values, num_classes, class_names, info)
-    info(f"engine running in process {engine.pid} (parameter engine_process: {values.get('engine_process')})")
+    info(f"engine running in process {engine.pid} (parameter engine_location: {values.get('engine_location')})")
     return engine
 
 

@@ -85,10 +85,15 @@ class MapOperations:
                                          f"(running {took:.1f} s)"))
         return lines
 
-    def has_keyframes(self) -> bool:
+    def has_keyframes(self, strict: bool = False) -> bool:
+        """Whether the map has keyframes.  A failing engine reads as False for the timers, and
+        raises with ``strict`` (services: a dead engine process must be named, not reported as an
+        empty map)."""
         try:
             return int(self.mapper.stats().get("keyframes", 0)) > 0
         except Exception:  # noqa: BLE001
+            if strict:
+                raise
             return False
 
     def extract_mesh(self, resolution: int = 0, density_threshold: float = 0.0,
@@ -135,7 +140,7 @@ class MapOperations:
         if progress is not None:
             progress.update("checking", 0, 1)
         target, fmt = check_export_target(target, fmt or None)
-        if not self.has_keyframes():
+        if not self.has_keyframes(strict=True):
             raise RuntimeError("the map is empty (no keyframes yet)")
         res = int(resolution) or int(self.values["mesh_resolution"])
         with self.long_op("export_mesh", str(target)):

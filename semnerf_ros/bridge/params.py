@@ -56,10 +56,10 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("model_type", "string", "hash", "field: hash (fast, online) or nerf (the paper's MLPs)",
               choices=("hash", "nerf")),
     ParamSpec("device", "string", DEFAULTS["experiment"]["device"], "training device: auto, cpu, cuda or cuda:N"),
-    ParamSpec("engine_process", "string", "false", "run the engine (training, views, meshes) in a process of "
-              "its own, so the ROS threads do not share the interpreter lock with training: true, auto (on a "
-              "GPU only) or false (in the node's process; see docs/architecture.md for what each costs)",
-              choices=("auto", "true", "false")),
+    ParamSpec("engine_location", "string", "node", "where the engine (training, views, meshes) runs: node (in "
+              "the node's process), process (in a process of its own, so the ROS threads do not share the "
+              "interpreter lock with training) or auto (its own process on a GPU, the node's on a CPU); see "
+              "docs/architecture.md", choices=("node", "process", "auto")),
     ParamSpec("max_keyframes", "int", _MAPPER["max_keyframes"], "replay buffer bound (keyframes)", 1, 100000),
     ParamSpec("keyframe_min_translation", "double", _MAPPER["min_translation"],
               "metres from every buffered keyframe that make a frame a new view (with the turn and overlap "

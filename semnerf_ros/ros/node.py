@@ -431,7 +431,7 @@ class SemNerfNode(Node):
         self._close_engine()
 
     def _close_engine(self) -> None:
-        """End the engine's own process (parameter ``engine_process``); nothing for an in-process one."""
+        """End the engine's own process (parameter ``engine_location: process``); nothing for an in-process one."""
         close = getattr(self.mapper, "close", None)
         if close is not None and self._given_mapper is None:
             close()

@@ -120,7 +120,7 @@ class MapServices:
 
     def render(self, req, resp):
         def action():
-            if not self.ops.has_keyframes():
+            if not self.ops.has_keyframes(strict=True):
                 raise RuntimeError("map has no keyframes yet (nothing to render: stream input first, "
                                    "or ~/load_map a saved map)")
             world, frame = self.node.values["world_frame"], req.pose.header.frame_id
