@@ -36,6 +36,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 TOPICS = {"rgb": "/bench/rgb", "camera_info": "/bench/camera_info", "pose": "/bench/pose",
           "labels": "/bench/labels", "depth": "/bench/depth"}
@@ -315,9 +316,10 @@ def run_standalone(args, engine_yaml, rgb, noisy, depth, poses, intr, class_name
     by its own thread while this thread feeds the same frames at ``--rate`` as the node's
     intake does.  Returns the training rate (it/s) sampled every second, keyframes and GPU
     memory."""
+    from train_with_views import feed_frames
+
     from semnerf_ros.bridge.engine_setup import make_mapper
     from semnerf_ros.bridge.params import PARAMS
-    from semnerf_ros.engine.frame import Frame
 
     values = {p.name: p.default for p in PARAMS}
     values["device"] = args.device
@@ -325,19 +327,7 @@ def run_standalone(args, engine_yaml, rgb, noisy, depth, poses, intr, class_name
     values["engine_config"] = engine_yaml
     mapper = make_mapper(values, len(class_names), class_names, lambda s: print("standalone:", s, flush=True))
     mapper.start()
-    rates, t0, n = [], time.time(), 0
-    next_sample = t0 + 1.0
-    while time.time() - t0 < args.standalone:
-        i = n % len(poses)
-        frame = Frame(rgb=rgb[i], pose=poses[i].astype(np.float64), intrinsics=intr, labels=noisy[i],
-                      depth=None if depth is None else depth[i].astype(np.float32), stamp=time.time())
-        if mapper.screen_frame(frame) is None:
-            mapper.add_frame(frame)
-        n += 1
-        if time.time() >= next_sample:
-            rates.append(mapper.stats()["iterations_per_second"])
-            next_sample += 1.0
-        time.sleep(max(0.0, t0 + n / args.rate - time.time()))
+    n, rates = feed_frames(mapper, rgb, noisy, depth, poses, intr, args.rate, args.standalone)
     st = mapper.stats()
     mapper.stop()
     used = rates[2:] or rates

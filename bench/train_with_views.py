@@ -59,6 +59,26 @@ def parse_phase(spec: str) -> tuple:
     return name, rate, overrides_from_items(items) if items else {}
 
 
+def feed_frames(mapper, rgb, noisy, depth, poses, intrinsics, rate: float, seconds: float) -> tuple:
+    """Feed the frames in a loop at ``rate`` Hz for ``seconds``, stamped with the wall time, through
+    ``screen_frame`` / ``add_frame`` as the node's intake does; returns (frames fed, the training rate
+    sampled every second).  Shared with ``bench/node_latency.py --standalone``."""
+    rates, t0, n = [], time.time(), 0
+    next_sample = t0 + 1.0
+    while time.time() - t0 < seconds:
+        i = n % len(poses)
+        frame = Frame(rgb=rgb[i], pose=poses[i].astype(np.float64), intrinsics=intrinsics, labels=noisy[i],
+                      depth=None if depth is None else depth[i].astype(np.float32), stamp=time.time())
+        if mapper.screen_frame(frame) is None:
+            mapper.add_frame(frame)
+        n += 1
+        if time.time() >= next_sample:
+            rates.append(mapper.stats()["iterations_per_second"])
+            next_sample += 1.0
+        time.sleep(max(0.0, t0 + n / rate - time.time()))
+    return n, rates
+
+
 def run_phase(name: str, views_hz: float, overrides: dict, scene: dict, args) -> dict:
     """One phase (see the module docstring); returns its figures."""
     values = {p.name: p.default for p in PARAMS}
@@ -89,21 +109,8 @@ def run_phase(name: str, views_hz: float, overrides: dict, scene: dict, args) ->
     viewer = threading.Thread(target=views, name="views", daemon=True) if views_hz > 0 else None
     if viewer is not None:
         viewer.start()
-    rates, t0, n = [], time.time(), 0
-    next_sample = t0 + 1.0
-    rgb, noisy, depth, poses = scene["rgb"], scene["noisy"], scene["depth"], scene["poses"]
-    while time.time() - t0 < args.seconds:
-        i = n % len(poses)
-        frame = Frame(rgb=rgb[i], pose=poses[i].astype(np.float64), intrinsics=scene["intrinsics"],
-                      labels=noisy[i], depth=None if depth is None else depth[i].astype(np.float32),
-                      stamp=time.time())
-        if mapper.screen_frame(frame) is None:
-            mapper.add_frame(frame)
-        n += 1
-        if time.time() >= next_sample:
-            rates.append(mapper.stats()["iterations_per_second"])
-            next_sample += 1.0
-        time.sleep(max(0.0, t0 + n / args.rate - time.time()))
+    n, rates = feed_frames(mapper, scene["rgb"], scene["noisy"], scene["depth"], scene["poses"],
+                           scene["intrinsics"], args.rate, args.seconds)
     stop.set()
     if viewer is not None:
         viewer.join(5.0)
