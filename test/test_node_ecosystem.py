@@ -5,6 +5,7 @@ use_sim_time with ``semnerf-play --clock``."""
 from __future__ import annotations
 
 import gc
+import os
 import subprocess
 import sys
 import time
@@ -377,6 +378,28 @@ def test_lifecycle_transitions(rigs, tmp_path):
     assert n.mapper is None and mapper_ref() is None
     # and it can be configured again
     assert transition(Transition.TRANSITION_CONFIGURE) and state() == "inactive" and n.mapper is not None
+
+
+def test_lifecycle_with_the_engine_in_its_own_process(rigs):
+    """engine_location: process -- configure starts the engine's process, cleanup ends it, and a
+    second configure starts a new one."""
+    r = rigs(SemNerfLifecycleNode, num_classes=4, engine_config="engine_cpu.yaml", engine_location="process")
+    n = r.node
+    change = r.io.create_client(ChangeState, "/semnerf_node/change_state")
+    assert change.wait_for_service(timeout_sec=10)
+
+    def transition(tid):
+        fut = change.call_async(ChangeState.Request(transition=Transition(id=tid)))
+        assert wait(fut.done, 120), f"transition {tid} did not answer"
+        return fut.result().success
+
+    assert transition(Transition.TRANSITION_CONFIGURE)
+    first = n.mapper
+    assert first.alive and first.pid != os.getpid() and first.stats()["keyframes"] == 0
+    assert transition(Transition.TRANSITION_CLEANUP) and n.mapper is None
+    assert wait(lambda: not first.alive, 15)
+    assert transition(Transition.TRANSITION_CONFIGURE)
+    assert n.mapper.alive and n.mapper.pid != first.pid
 
 
 def test_lifecycle_configure_fails_on_bad_parameters(rigs):
