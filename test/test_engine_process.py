@@ -127,3 +127,21 @@ def test_engine_process_parameter(engine_yaml):
     assert not wants_own_process(node_values(engine_yaml, engine_location="auto"))   # the CPU: in process
     m = make_engine(node_values(engine_yaml), NUM_CLASSES, None, lambda s: None)
     assert not isinstance(m, EngineProcess)
+
+
+def test_a_frame_that_is_no_keyframe_is_screened_in_the_child(tmp_path):
+    """The child screens each frame before add_frame (as the in-process intake does), so a repeated
+    view is turned away without the map lock; a new view is kept."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_ENGINE)                          # the default keyframe policy
+    e = EngineProcess(make_mapper, node_values(path), NUM_CLASSES, None, lambda s: None)
+    try:
+        frames = box_frames(6, W, H)
+        assert e.add_frame(frames[0]).keyframe
+        again = e.add_frame(frames[0])
+        assert not again.keyframe and again.reason
+        st = e.stats()
+        assert st["frames_screened"] == 1 and st["keyframes"] == 1
+        assert e.add_frame(frames[3]).keyframe
+    finally:
+        e.close()

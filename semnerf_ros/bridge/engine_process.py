@@ -37,6 +37,8 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from ..engine.mapper import FrameDecision
+
 log = logging.getLogger("semnerf_ros.engine_process")
 
 #: the Mapper's methods the child serves (MapperAPI, plus warmup)
@@ -136,9 +138,15 @@ def serve(conn, factory: Callable, values: dict, num_classes: int, class_names: 
     send(("ready", str(mapper.device)))
     cancels: dict = {}
 
+    def add_frame(frame):
+        """The node's intake in the child: a frame that cannot be a keyframe is turned away
+        without the map lock (``screen_frame``), so 30 Hz of them do not make training yield."""
+        reason = mapper.screen_frame(frame)
+        return FrameDecision(False, reason) if reason is not None else mapper.add_frame(frame)
+
     def run(call_id: int, method: str, args: tuple, kwargs: dict) -> None:
         try:
-            result = getattr(mapper, method)(*args, **kwargs)
+            result = add_frame(*args) if method == "add_frame" else getattr(mapper, method)(*args, **kwargs)
             reply = ("result", call_id, result)
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
             reply = ("error", call_id, _sendable(exc))
@@ -318,9 +326,10 @@ class EngineProcess:
         return self._call("add_frame", frame)
 
     def screen_frame(self, frame):
-        """None: every frame goes on to :meth:`add_frame`, whose call in the child decides whether
-        it is a keyframe.  Screening in the child would cost the frame's transfer twice, and the
-        node screens in its executor thread, which must not wait for the engine's process."""
+        """None: every frame goes on to :meth:`add_frame`, whose call in the child screens it first
+        (without the map lock) and keeps it if it is a keyframe.  Screening here would cost the
+        frame's transfer twice, and the node screens in its executor thread, which must not wait
+        for the engine's process."""
         return None
 
     def render(self, pose, intrinsics, scale: float = 1.0):
