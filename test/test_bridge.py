@@ -18,7 +18,7 @@ from semnerf_ros.bridge.ledger import InputLedger, Rejected
 from semnerf_ros.bridge.map_ops import MapOperations
 from semnerf_ros.bridge.mapper_api import MapperAPI
 from semnerf_ros.bridge.markers import mesh_marker_array
-from semnerf_ros.bridge.outputs import RENDER_POLL_S, RenderPacer
+from semnerf_ros.bridge.outputs import FRESH_WAIT_S, RENDER_POLL_S, RenderPacer
 from semnerf_ros.bridge.params import PARAMS, ParameterValueError
 from semnerf_ros.bridge.status import EngineFaults, fill_status, progress_line
 from semnerf_ros.engine.frame import Frame, FrameError
@@ -388,31 +388,43 @@ def test_the_mapper_satisfies_the_interface_the_node_uses():
 
 
 def test_renders_start_within_a_poll_of_a_new_input_and_never_above_the_rate():
-    """The render timer polls every 10 ms (or faster for a rate above 100 Hz); a render may start
-    once 1/rate has passed since the last one began.  Simulated at 10 Hz publishing: a 6 Hz camera's
-    every frame is rendered within a poll of its arrival (a 10 Hz timer: up to 100 ms later), a
-    30 Hz camera's frames are rendered at about 10 Hz, never faster."""
+    """The render timer polls every 10 ms (or faster for a rate above 100 Hz); renders start on
+    slots 1/rate apart.  Simulated at 10 Hz publishing: a 6 Hz camera's every frame is rendered
+    within a poll of its arrival (a 10 Hz timer: up to 100 ms later); a 30 Hz camera's frames are
+    rendered at 10 Hz, each within a poll of its arrival (a due slot waits for a fresh frame instead
+    of taking one up to 33 ms old); a stream that stops still gets its last frame rendered."""
     assert RenderPacer.poll_period(10.0) == RENDER_POLL_S == 0.01 and RenderPacer.poll_period(200.0) == 0.005
 
-    def simulate(camera_hz):
+    def simulate(camera_hz, seconds=3.0, fresh=True):
         pacer, period = RenderPacer(), RenderPacer.poll_period(10.0)
-        arrivals = [0.0123 + i / camera_hz for i in range(int(3 * camera_hz))]   # 3 s of frames
+        jitter = np.random.default_rng(1).uniform(-0.003, 0.003, int(seconds * camera_hz))   # DDS, driver
+        arrivals = sorted(0.0123 + i / camera_hz + j for i, j in enumerate(jitter))
         starts, waits, seen = [], [], None
-        for k in range(int(3.1 / period)):
+        for k in range(int((seconds + 0.3) / period)):
             now = k * period + 0.0003                  # timer ticks, a little late
             newest = max((a for a in arrivals if a <= now), default=None)
-            if newest is None or newest == seen or not pacer.due(now, 10.0):
+            if newest is None or newest == seen or not pacer.due(now, 10.0, now - newest if fresh else None):
                 continue
-            pacer.started(now)
+            pacer.started(now, 10.0)
             starts.append(now)
             waits.append(now - newest)
             seen = newest
-        return pacer, np.array(starts), np.array(waits), period
+        return pacer, np.array(starts), np.array(waits), period, arrivals
 
-    pacer, starts, waits, period = simulate(6.0)
+    def most_in_one_second(starts):
+        return max(int(np.sum((starts >= t) & (starts < t + 1.0 - 1e-6))) for t in starts)
+
+    pacer, starts, waits, period, _ = simulate(6.0)
     assert len(starts) == 18 and waits.max() <= period + 1e-3
-    pacer, starts, waits, period = simulate(30.0)
-    assert 28 <= len(starts) <= 31 and np.diff(starts).min() >= 0.1 - RenderPacer.TOLERANCE_S
-    assert waits.max() <= 1 / 30 + period              # the newest frame, as a 10 Hz timer would take it
+    pacer, starts, waits, period, _ = simulate(29.97, seconds=10.0)  # a camera's clock is not the node's
+    # 10 a second on the slots' grid (a render waiting for a fresh frame starts late, the next on time)
+    assert 99 <= len(starts) <= 101 and most_in_one_second(starts) <= 11
+    # each image from a frame at most a poll old (the last: the stream's end, rendered FRESH_WAIT_S late)
+    assert waits[:-1].max() <= period + RenderPacer.TOLERANCE_S
+    _, _, stale, _, _ = simulate(29.97, seconds=10.0, fresh=False)   # the slot takes the newest frame
+    assert stale[:-1].mean() > 2 * waits[:-1].mean()             # about 17 ms old on average, not 5
     pacer.forget()
     assert pacer.due(starts[-1] + 0.001, 10.0)
+    # the stream stops: its last frame is rendered within a slot and FRESH_WAIT_S of arriving
+    _, starts, _, _, arrivals = simulate(30.0, seconds=1.0)
+    assert starts[-1] - arrivals[-1] <= 0.1 + FRESH_WAIT_S + 0.011

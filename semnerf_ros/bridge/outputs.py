@@ -32,32 +32,54 @@ def image_messages(res: RenderedView, num_classes: int, header: Any, intr: Intri
 
 #: how often (s) the node looks for a new synced input to render; a frame waits at most this long
 RENDER_POLL_S = 0.01
+#: how long (s) a due render waits for an input that has just arrived (see :class:`RenderPacer`)
+FRESH_WAIT_S = 0.05
 
 
 class RenderPacer:
     """When the node renders: as soon as a new input has come (polled every :data:`RENDER_POLL_S`),
-    at most ``rate_hz`` times a second.  A timer at ``publish_rate`` itself lets a new frame wait
-    up to a whole period when frames come slower than that (6 Hz frames, 10 Hz publishing: 50 ms
-    on average); polled, its render starts within 10 ms.  Frames faster than ``rate_hz`` get the
-    timer's behaviour: each render takes the newest frame.  Times on a monotonic clock, seconds."""
+    at most ``rate_hz`` times a second, on slots 1/rate_hz apart.  A timer at ``publish_rate``
+    itself lets a new frame wait up to a whole period when frames come slower than that (6 Hz
+    frames, 10 Hz publishing: 50 ms on average); polled, its render starts within 10 ms.
+
+    Frames faster than ``rate_hz`` (a 30 Hz camera): when a slot comes, the newest frame is on
+    average half a camera period old (17 ms), and that age is part of every published image's
+    latency.  So a due render waits up to :data:`FRESH_WAIT_S` for a frame that arrived within the
+    last poll, and the next slot stays on the grid (the rate is kept).  A stream that stops still
+    gets its last frame rendered, at most :data:`FRESH_WAIT_S` after its slot.  Times on a
+    monotonic clock, seconds."""
 
     #: a render due within this much (s) of its slot counts as due (timer jitter)
     TOLERANCE_S = 0.002
 
     def __init__(self):
-        self._last: "float | None" = None
+        self._slot: "float | None" = None   # when the next render may start
 
     @staticmethod
     def poll_period(rate_hz: float) -> float:
         """The render timer's period (s) for a largest rate of ``rate_hz`` (> 0)."""
         return min(1.0 / rate_hz, RENDER_POLL_S)
 
-    def due(self, now: float, rate_hz: float) -> bool:
-        """Whether a render may start at ``now`` (the last one started at least 1/rate_hz ago)."""
-        return self._last is None or now - self._last >= 1.0 / rate_hz - self.TOLERANCE_S
+    def due(self, now: float, rate_hz: float, input_age: "float | None" = None) -> bool:
+        """Whether a render may start at ``now``: its slot has come and the newest input is fresh
+        (``input_age``, seconds since it arrived, at most one poll), or the slot has waited
+        :data:`FRESH_WAIT_S` for one.  ``input_age`` None: as soon as the slot has come."""
+        if self._slot is None:
+            return True
+        late = now - self._slot
+        if late < -self.TOLERANCE_S:
+            return False
+        fresh = self.poll_period(rate_hz) + self.TOLERANCE_S
+        return input_age is None or input_age <= fresh or late >= FRESH_WAIT_S
 
-    def started(self, now: float) -> None:
-        self._last = now
+    def started(self, now: float, rate_hz: float) -> None:
+        """A render started at ``now``: the next slot is one period after this one's (after ``now``
+        when this render came more than a period late: no burst to catch up)."""
+        period = 1.0 / rate_hz
+        if self._slot is None or now - self._slot >= period:
+            self._slot = now + period
+        else:
+            self._slot += period
 
     def forget(self) -> None:
-        self._last = None
+        self._slot = None

@@ -132,8 +132,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("training_enabled", "bool", True, "run the background training thread (false pauses it)",
               read_only=False),
     ParamSpec("publish_rate", "double", 2.0,
-              "largest rate (Hz) of the rendered images from the latest synced pose: one set per new "
-              "input stamp, never the same stamp twice, started within 10 ms of a new input; 0 = off", 0.0, 100.0,
+              "rate (Hz) of the rendered images from the latest synced pose, on slots 1/rate apart: one set "
+              "per new input stamp, never the same stamp twice, each started within 10 ms of its input's "
+              "arrival (a due slot waits up to 50 ms for a new input); 0 = off", 0.0, 100.0,
               read_only=False),
     ParamSpec("render_scale", "double", 0.5, "resolution of the rendered images relative to the input",
               0.01, 4.0, read_only=False),

@@ -91,6 +91,7 @@ class SemNerfNode(Node):
         self._periodic: dict[str, Any] = {}
         self._training_started = False
         self._latest: Optional[tuple] = None    # (pose, intrinsics, header) of the latest synced frame
+        self._latest_arrival = 0.0              # time.monotonic() when it arrived
         self._camera_frame_id = ""              # latest input camera frame (kept across reset/load)
         self._render_group = MutuallyExclusiveCallbackGroup()   # renders and ~/render_view
         self._status_group = MutuallyExclusiveCallbackGroup()   # status, reports, ~/get_status
@@ -322,6 +323,7 @@ class SemNerfNode(Node):
         header = Header(stamp=rgb_msg.header.stamp, frame_id=rgb_msg.header.frame_id)
         with self._state_lock:
             self._latest = (frame.pose, frame.intrinsics, header)
+            self._latest_arrival = time.monotonic()
             if header.frame_id:
                 self._camera_frame_id = header.frame_id
         self.intake.put(frame)
@@ -340,6 +342,11 @@ class SemNerfNode(Node):
         """(pose, intrinsics, header) of the latest synchronized input, or None."""
         with self._state_lock:
             return self._latest
+
+    def latest_age(self) -> Optional[float]:
+        """Seconds (monotonic) since the latest synchronized input arrived, or None."""
+        with self._state_lock:
+            return None if self._latest is None else time.monotonic() - self._latest_arrival
 
     def _stats(self) -> Optional[dict]:
         try:

@@ -140,9 +140,10 @@ class NodeOutputs:
         if stamp_ns == self._last_published_ns or not node.ops.has_keyframes():
             return
         now = time.monotonic()
-        if not self._pacer.due(now, float(node.values["publish_rate"])):
+        rate = float(node.values["publish_rate"])
+        if not self._pacer.due(now, rate, node.latest_age()):
             return
-        self._pacer.started(now)
+        self._pacer.started(now, rate)
         try:
             imgs = self.render_images(pose, intr, header, float(node.values["render_scale"]))
         except Exception as exc:  # noqa: BLE001
