@@ -137,11 +137,13 @@ class NodeOutputs:
             return
         pose, intr, header = latest
         stamp_ns = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-        if stamp_ns == self._last_published_ns or not node.ops.has_keyframes():
+        if stamp_ns == self._last_published_ns:
             return
         now = time.monotonic()
         rate = float(node.values["publish_rate"])
-        if not self._pacer.due(now, rate, node.latest_age()):
+        # the pacer first: it is a comparison, the keyframe count asks the engine (with
+        # engine_location: process, a call into its process) and the timer looks every 10 ms
+        if not self._pacer.due(now, rate, node.latest_age()) or not node.ops.has_keyframes():
             return
         self._pacer.started(now, rate)
         try:
