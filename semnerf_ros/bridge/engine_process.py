@@ -276,11 +276,12 @@ class EngineProcess:
             call.done.set()
         self._proc.join(1.0)
         code = self._proc.exitcode
-        self._failure = ("the engine process was closed" if self._closed else
-                         f"the engine process ended unexpectedly (exit code {code})")
+        failure = ("the engine process was closed" if self._closed else
+                   f"the engine process ended unexpectedly (exit code {code})")
         if not self._closed:
-            log.error("%s; the map it held is lost", self._failure)
-        with self._pending_lock:
+            log.error("%s; the map it held is lost", failure)
+        with self._pending_lock:   # set under the lock: a call either sees it or is answered below
+            self._failure = failure
             pending, self._pending = list(self._pending.values()), {}
         for call in pending:
             call.error = EngineProcessError(self._failure)
@@ -301,6 +302,8 @@ class EngineProcess:
         call = _Call(_progress)
         call_id = next(self._ids)
         with self._pending_lock:
+            if self._failure is not None:   # the reader ended between the check above and now
+                raise EngineProcessError(self._failure)
             self._pending[call_id] = call
         try:
             self._send(("call", call_id, method, args, kwargs))
