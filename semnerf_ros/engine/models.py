@@ -295,45 +295,35 @@ class HashSemanticModel(SemanticModel):
         pts = (origins[:, None, :] + m["t"][..., None] * dirs[:, None, :]).reshape(-1, 3)
         vd = F.normalize(dirs, dim=-1)[:, None, :].expand(R, K, 3).reshape(-1, 3)
         heads = self.view_head_samples
-        if max_samples is not None and 0 < heads < K and not torch.is_grad_enabled():
-            return self._render_dense_top_heads(pts, vd, m, R, K, heads)
+        top = max_samples is not None and 0 < heads < K and not torch.is_grad_enabled()
+        amp = self.amp and origins.is_cuda
         # cache_enabled=False: autocast's weight-cast cache must not outlive a CUDA graph capture
-        with torch.autocast(device_type=origins.device.type, dtype=torch.bfloat16,
-                            enabled=self.amp and origins.is_cuda, cache_enabled=False):
-            out = self.field(pts, vd, not self.semantic_geometry_grad)
-        sigma = torch.where(m["valid"], out["sigma"].float().reshape(R, K), 0.0)
-        w = weights_from_density(sigma, m["delta"])
-        w_sem = w if self.semantic_geometry_grad else w.detach()
-        res = {"rgb": accumulate(w, out["rgb"].float().reshape(R, K, 3)), "depth": accumulate(w, m["t"]),
-               "acc": w.sum(-1), "semantic": accumulate(w_sem, out["semantic"].reshape(R, K, -1)),
-               "samples_per_ray": m["valid"].sum(dtype=torch.float32) / max(R, 1)}
-        if r["white_bkgd"]:
-            res["rgb"] = res["rgb"] + (1.0 - res["acc"][:, None])
-        return res
-
-    def _render_dense_top_heads(self, pts, vd, m: dict, R: int, K: int, heads: int) -> dict:
-        """:meth:`render_dense` for views (no gradients) with the colour and semantic heads on each
-        ray's ``heads`` samples of largest compositing weight only (``render.view_head_samples``).
-        Density, opacity and depth use every sample; the samples left out (behind or in front of
-        the surface: a small share of the weight once a surface is opaque) take the kept samples'
-        weighted mean colour and logits.  Static shapes, so a CUDA graph replays it like the full pass."""
-        amp = self.amp and pts.is_cuda
-        with torch.autocast(device_type=pts.device.type, dtype=torch.bfloat16, enabled=amp, cache_enabled=False):
+        with torch.autocast(device_type=origins.device.type, dtype=torch.bfloat16, enabled=amp, cache_enabled=False):
             enc, sigma, geo = self.field.features(pts)
         sigma = torch.where(m["valid"], sigma.float().reshape(R, K), 0.0)
         w = weights_from_density(sigma, m["delta"])
-        w_top, slot = w.topk(heads, dim=-1)  # (R, heads)
-        flat = (slot + torch.arange(R, device=pts.device)[:, None] * K).reshape(-1)
-        with torch.autocast(device_type=pts.device.type, dtype=torch.bfloat16, enabled=amp, cache_enabled=False):
-            col = self.field.color_head(geo[flat], vd[flat])
-            logits = self.field.semantic_head(enc[flat], pts[flat])
         acc = w.sum(-1)
-        # the samples left out take the kept ones' weighted mean: their weight is not lost from the colour
-        w_top = w_top * (acc / w_top.sum(-1).clamp_min(1e-10))[:, None]
-        res = {"rgb": accumulate(w_top, col.float().reshape(R, heads, 3)), "depth": accumulate(w, m["t"]),
-               "acc": acc, "semantic": accumulate(w_top, logits.float().reshape(R, heads, -1)),
+        if top:
+            # views (render.view_head_samples): the colour and semantic heads only on each ray's
+            # ``heads`` samples of largest weight; the weight left out (behind or in front of the
+            # surface, a small share once it is opaque) takes their weighted mean.  Density,
+            # opacity and depth keep every sample; shapes stay static for the CUDA graph.
+            w_head, slot = w.topk(heads, dim=-1)
+            w_head = w_head * (acc / w_head.sum(-1).clamp_min(1e-10))[:, None]
+            at = (slot + torch.arange(R, device=pts.device)[:, None] * K).reshape(-1)
+            enc, geo, pts, vd = enc[at], geo[at], pts[at], vd[at]
+            w_sem = w_head
+        else:
+            w_head = w
+            w_sem = w if self.semantic_geometry_grad else w.detach()
+        with torch.autocast(device_type=origins.device.type, dtype=torch.bfloat16, enabled=amp, cache_enabled=False):
+            rgb = self.field.color_head(geo, vd)
+            logits = self.field.semantic_head(enc, pts, not self.semantic_geometry_grad)
+        n = w_head.shape[1]
+        res = {"rgb": accumulate(w_head, rgb.float().reshape(R, n, 3)), "depth": accumulate(w, m["t"]),
+               "acc": acc, "semantic": accumulate(w_sem, logits.reshape(R, n, -1)),
                "samples_per_ray": m["valid"].sum(dtype=torch.float32) / max(R, 1)}
-        if self.cfg["render"]["white_bkgd"]:
+        if r["white_bkgd"]:
             res["rgb"] = res["rgb"] + (1.0 - res["acc"][:, None])
         return res
 
