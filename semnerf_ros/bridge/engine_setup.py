@@ -24,6 +24,15 @@ def _device_param(values: dict) -> Optional[str]:
     return None if values["device"] in ("", "auto") else values["device"]
 
 
+def _node_device(values: dict) -> torch.device:
+    """The device parameter ``device`` resolves to (auto: CUDA when there is one), or
+    :class:`ParameterValueError` naming it."""
+    try:
+        return resolve_device(_device_param(values))
+    except (RuntimeError, ValueError) as exc:
+        raise ParameterValueError(f"parameter 'device': {exc}") from exc
+
+
 def engine_profile(values: dict) -> tuple:
     """(engine YAML path or None, a sentence saying which engine settings the node takes and
     why).  ``engine_config`` set: that file (a relative name that is not found from the
@@ -37,10 +46,7 @@ def engine_profile(values: dict) -> tuple:
                 f"parameter 'engine_config': file {given!r} not found (relative names are looked up "
                 f"in the working directory {os.getcwd()} and in the package's config/ folder)")
         return str(path), f"{path} (parameter engine_config)"
-    try:
-        device = resolve_device(_device_param(values))
-    except (RuntimeError, ValueError) as exc:
-        raise ParameterValueError(f"parameter 'device': {exc}") from exc
+    device = _node_device(values)
     if device.type == "cpu" and values["model_type"] == "hash":
         path = find_config_file(CPU_ENGINE_FILE)
         if path is not None:
@@ -81,10 +87,7 @@ def wants_own_process(values: dict) -> bool:
     mode = str(values.get("engine_location", "node"))
     if mode in ("process", "node"):
         return mode == "process"
-    try:
-        return resolve_device(_device_param(values)).type == "cuda"
-    except (RuntimeError, ValueError) as exc:
-        raise ParameterValueError(f"parameter 'device': {exc}") from exc
+    return _node_device(values).type == "cuda"
 
 
 def make_engine(values: dict, num_classes: int, class_names: Optional[list], info: Callable[[str], object]):
