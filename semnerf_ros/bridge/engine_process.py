@@ -1,10 +1,10 @@
 """The engine in a process of its own, so the node's ROS threads and the training thread stop
-sharing one interpreter lock (issue 11; docs/architecture.md "Processes and threads").
+sharing one interpreter lock (issue 11; docs/architecture.md "Threading and process model").
 
 :class:`EngineProcess` starts a child process (``multiprocessing`` *spawn*: a fresh interpreter
 with its own CUDA context) that builds the Mapper from the node's parameters
 (:func:`~semnerf_ros.bridge.engine_setup.make_mapper`, warm-up included) and serves the node's
-calls (:class:`~semnerf_ros.bridge.mapper_api.MapperAPI`) over a pipe.  Each call is pickled
+calls (:class:`~semnerf_ros.bridge.mapper_api.MapperAPI`) over a socket (:class:`Channel`).  Each call is pickled
 (a 320x240 frame with depth is ~0.9 MB of arrays), run by a worker thread of the child -- so a
 mesh extraction or a save does not hold up frames and views, exactly as the in-process Mapper's
 threads do -- and its result or exception is sent back.  A mesh extraction's ``cancel`` callable
@@ -14,7 +14,7 @@ probabilities (``Mapper.render(with_probs=False)``: the node publishes labels an
 
 The child ignores SIGINT and SIGTERM (a terminal's Ctrl-C reaches the whole process group): the
 node's orderly shutdown still needs it to stop training and save the map.  It ends when the node
-calls :meth:`EngineProcess.close` or when the pipe closes (the node's process ended, even by
+calls :meth:`EngineProcess.close` or when the socket closes (the node's process ended, even by
 SIGKILL).  If the child dies, every pending and later call raises :class:`EngineProcessError`
 naming its exit code.
 
@@ -256,8 +256,8 @@ class EngineProcess:
             except (EOFError, OSError):
                 break
             kind, call_id = msg[0], msg[1]
-            with self._pending_lock:
-                call = self._pending.get(call_id)
+            with self._pending_lock:   # a progress report leaves the call waiting, a reply ends it
+                call = self._pending.get(call_id) if kind == "progress" else self._pending.pop(call_id, None)
             if call is None:
                 continue
             if kind == "progress":
@@ -271,8 +271,6 @@ class EngineProcess:
                 call.error = msg[2]
             else:
                 call.result = msg[2]
-            with self._pending_lock:
-                self._pending.pop(call_id, None)
             call.done.set()
         self._proc.join(1.0)
         code = self._proc.exitcode
@@ -297,12 +295,10 @@ class EngineProcess:
               _progress: Optional[Callable] = None, **kwargs):
         """Run ``method`` in the child and wait for it; ``_cancel`` is polled meanwhile (a true
         answer is passed on once), ``_progress`` receives the child's progress reports."""
-        if self._failure is not None:
-            raise EngineProcessError(self._failure)
         call = _Call(_progress)
         call_id = next(self._ids)
-        with self._pending_lock:
-            if self._failure is not None:   # the reader ended between the check above and now
+        with self._pending_lock:   # the reader sets the failure under this lock: seen here, or answered there
+            if self._failure is not None:
                 raise EngineProcessError(self._failure)
             self._pending[call_id] = call
         try:
