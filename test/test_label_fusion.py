@@ -18,10 +18,10 @@ def votes(fusion, point, labels):
 def test_votes_decide_a_voxel_only_with_enough_votes_and_a_clear_winner():
     f = VoxelLabelFusion(5, cell=0.1, device="cpu", min_count=3, margin=2.0)
     assert votes(f, (0.05, 0.05, 0.05), [2, 2]) == 2
-    winner, decided, total = f.lookup(torch.tensor([[0.01, 0.09, 0.02]]))
+    winner, decided, total, _ = f.lookup(torch.tensor([[0.01, 0.09, 0.02]]))
     assert winner.item() == 2 and not decided.item() and total.item() == 2      # 2 votes < min_count
     votes(f, (0.05, 0.05, 0.05), [2, 3])
-    winner, decided, total = f.lookup(torch.tensor([[0.05, 0.05, 0.05]]))
+    winner, decided, total, _ = f.lookup(torch.tensor([[0.05, 0.05, 0.05]]))
     assert decided.item() and total.item() == 4                                   # 3 vs 1: 3 >= 2 * 1
     votes(f, (0.05, 0.05, 0.05), [3])
     assert not f.lookup(torch.tensor([[0.05, 0.05, 0.05]]))[1].item()            # 3 vs 2: no clear winner
@@ -30,8 +30,28 @@ def test_votes_decide_a_voxel_only_with_enough_votes_and_a_clear_winner():
     assert f.integrate(torch.tensor([[np.nan, 0.0, 0.0]]), torch.tensor([1])) == 0
     votes(f, (-0.05, 0.05, 0.05), [4, 4, 4])
     assert len(f) == 2 and f.votes == 8
-    winner, decided, _ = f.lookup(torch.tensor([[-0.01, 0.01, 0.01], [0.5, 0.5, 0.5]]))
+    winner, decided, _, _ = f.lookup(torch.tensor([[-0.01, 0.01, 0.01], [0.5, 0.5, 0.5]]))
     assert winner[0].item() == 4 and decided.tolist() == [True, False]          # unseen voxel: undecided
+
+
+def test_keep_share_lets_a_second_object_in_the_voxel_keep_its_label_but_not_noise():
+    """A voxel where two objects meet (7 votes for 2, 4 for 3) and one noisy vote for 1:
+    without keep_share every pixel takes the winner; with 0.5 the second object's pixels keep
+    label 3, the noise (1 vote) still becomes the winner, and an ambiguous voxel keeps its
+    objects' labels instead of voiding them."""
+    pts = torch.tensor([[0.05, 0.05, 0.05]] * 3)
+    dirs, depth = pts.clone(), torch.ones(3)            # origin 0, depth 1: the voxel at pts
+    for share, want in ((0.0, [2, 2, 2]), (0.5, [2, 3, 2])):
+        f = VoxelLabelFusion(5, cell=0.1, device="cpu", min_count=3, margin=1.5, keep_share=share)
+        votes(f, (0.05, 0.05, 0.05), [2] * 7 + [3] * 4 + [1])
+        out = f.relabel(torch.zeros(3, 3), dirs, depth, torch.tensor([2, 3, 1]))
+        assert out.tolist() == want, share
+    f = VoxelLabelFusion(5, cell=0.1, device="cpu", min_count=3, margin=2.0, keep_share=0.5)
+    votes(f, (0.05, 0.05, 0.05), [2] * 5 + [3] * 4 + [1])     # 5 vs 4: ambiguous
+    out = f.relabel(torch.zeros(3, 3), dirs, depth, torch.tensor([2, 3, 1]))
+    assert out.tolist() == [2, 3, 0]
+    with pytest.raises(ValueError, match="keep_share"):
+        VoxelLabelFusion(5, cell=0.1, device="cpu", keep_share=1.5)
 
 
 def test_keys_are_sorted_and_counts_follow_their_voxels_when_new_voxels_arrive():

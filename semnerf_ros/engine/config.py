@@ -171,6 +171,9 @@ class TrainConfig:
     label_fusion_min_count: int = 3  # votes a voxel needs before its winner replaces pixel labels ...
     label_fusion_margin: float = 2.0  # ... and how many times the runner-up's votes the winner needs
     label_fusion_stride: int = 1  # every stride-th pixel (each direction) of a keyframe votes
+    # a pixel keeps its own label where its voxel gave that label >= this share of the winner's votes
+    # (a second object meeting the first inside the voxel, not noise); 0 = every pixel takes the winner
+    label_fusion_keep_share: float = 0.0
     # keyframes without depth (RGB-only input) vote too, through a depth rendered from the map:
     # every label_fusion_render_every steps (from step label_fusion_render_after on) one of them,
     # the least recently rendered, is rendered at every label_fusion_render_stride-th pixel; its
@@ -441,6 +444,8 @@ def validate(cfg: dict) -> dict:
                           f"train.label_fusion_margin >= 1 and train.label_fusion_stride >= 1; got cell "
                           f"{tr['label_fusion_cell']}, min_count {tr['label_fusion_min_count']}, margin "
                           f"{tr['label_fusion_margin']}, stride {tr['label_fusion_stride']}")
+    if not 0.0 <= tr["label_fusion_keep_share"] <= 1.0:
+        raise ConfigError(f"train.label_fusion_keep_share must be in [0, 1], got {tr['label_fusion_keep_share']}")
     if cfg["model"]["hash"]["semantic_branch"] not in ("shared", "grid"):
         raise ConfigError("model.hash.semantic_branch must be 'shared' or 'grid', got "
                           f"{cfg['model']['hash']['semantic_branch']!r}")

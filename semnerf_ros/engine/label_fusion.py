@@ -63,10 +63,13 @@ class VoxelLabelFusion:
         max_memory_mb: bound on the tables (8 + 4 * num_classes bytes a voxel); past it new
             voxels are not created (their rays keep their pixel labels) and :attr:`full` is set.
         stride: :meth:`integrate_depth` takes every ``stride``-th pixel in each direction.
+        keep_share: a pixel keeps its own label where the voxel gave that label at least ``keep_share``
+            times the winner's votes (and at least ``min_count`` votes): a second object inside the voxel,
+            not noise.  0 = off (every pixel of a decided voxel takes the winner).
     """
 
     def __init__(self, num_classes: int, cell: float, device, min_count: int = 3, margin: float = 2.0,
-                 max_memory_mb: float = 256.0, stride: int = 1):
+                 max_memory_mb: float = 256.0, stride: int = 1, keep_share: float = 0.0):
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         if not cell > 0:
@@ -78,6 +81,9 @@ class VoxelLabelFusion:
         self.margin = float(margin)
         self.max_voxels = max(int(max_memory_mb * 2 ** 20 / (8 + 4 * self.num_classes)), 1)
         self.stride = max(int(stride), 1)
+        if not 0.0 <= keep_share <= 1.0:
+            raise ValueError(f"label fusion keep_share must be in [0, 1], got {keep_share}")
+        self.keep_share = float(keep_share)
         self._lock = threading.Lock()
         self.clear()
 
@@ -187,13 +193,17 @@ class VoxelLabelFusion:
                               torch.from_numpy(labels[::stride, ::stride][ok].astype(np.int64)))
 
     # ------------------------------------------------------------------ targets
-    def lookup(self, points: torch.Tensor, valid: Optional[torch.Tensor] = None):
-        """(winner (N,) int64, decided (N,) bool, votes (N,) float) of the voxels of ``points``."""
+    def lookup(self, points: torch.Tensor, valid: Optional[torch.Tensor] = None,
+               labels: Optional[torch.Tensor] = None):
+        """(winner (N,) int64, decided (N,) bool, votes (N,) float, own (N,) bool) of the voxels of
+        ``points``; ``own`` marks the ``labels`` (N,) that the voxel holds as a second object
+        (``keep_share``; all False without ``labels`` or with ``keep_share`` 0)."""
         n = points.shape[0]
         keys, counts = self._tables
         if keys.numel() == 0:
             zero = torch.zeros(n, dtype=torch.int64, device=points.device)
-            return zero, torch.zeros(n, dtype=torch.bool, device=points.device), zero.float()
+            none = torch.zeros(n, dtype=torch.bool, device=points.device)
+            return zero, none, zero.float(), none
         k = self._keys(points)
         pos = torch.searchsorted(keys, k).clamp(max=keys.numel() - 1)
         found = keys[pos] == k
@@ -202,22 +212,30 @@ class VoxelLabelFusion:
         c = counts[pos]
         top = torch.topk(c, 2, dim=-1)
         total = c.sum(-1)
-        decided = found & (total >= self.min_count) & (top.values[:, 0] >= self.margin * top.values[:, 1])
-        return top.indices[:, 0], decided, torch.where(found, total, torch.zeros_like(total))
+        enough = found & (total >= self.min_count)
+        decided = enough & (top.values[:, 0] >= self.margin * top.values[:, 1])
+        if labels is not None and self.keep_share > 0:
+            mine = c.gather(1, labels.clamp(0, self.num_classes - 1)[:, None])[:, 0]
+            own = enough & (mine >= self.min_count) & (mine >= self.keep_share * top.values[:, 0])
+        else:
+            own = torch.zeros_like(decided)
+        return top.indices[:, 0], decided, torch.where(found, total, torch.zeros_like(total)), own
 
     def relabel(self, origins: torch.Tensor, dirs: torch.Tensor, depth: Optional[torch.Tensor],
                 labels: torch.Tensor) -> torch.Tensor:
         """Training labels (R,) for rays ``origins + t * dirs`` (dirs with camera z = 1) whose
-        keyframes gave z-depth ``depth`` (R,; 0 = none): the fused winner where the depth
+        keyframes gave z-depth ``depth`` (R,; 0 = none): the pixel's own label where the voxel
+        holds it as a second object (``keep_share``), else the fused winner where the depth
         point's voxel is decided, void (0) where it is ambiguous, else ``labels``.  Void
         pixel labels stay void.  No host sync."""
         if depth is None or len(self) == 0:
             return labels
         points = origins + dirs * depth[:, None]
-        winner, decided, votes = self.lookup(points, valid=(depth > 0) & (labels > 0))
+        winner, decided, votes, own = self.lookup(points, valid=(depth > 0) & (labels > 0), labels=labels)
         ambiguous = ~decided & (votes >= self.min_count)
         out = torch.where(decided, winner, labels)
-        return torch.where(ambiguous, torch.zeros_like(out), out)
+        out = torch.where(ambiguous, torch.zeros_like(out), out)
+        return torch.where(own, labels, out)
 
     def stats(self) -> dict:
         return {"voxels": len(self), "votes": self.votes, "cell_m": self.cell, "full": self.full,

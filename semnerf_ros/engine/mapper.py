@@ -238,7 +238,8 @@ class Mapper:
         if not tr.label_fusion or not cfg.experiment.enable_semantic:
             return None
         return VoxelLabelFusion(self.num_classes, tr.label_fusion_cell, self.device, tr.label_fusion_min_count,
-                                tr.label_fusion_margin, stride=tr.label_fusion_stride)
+                                tr.label_fusion_margin, stride=tr.label_fusion_stride,
+                                keep_share=tr.label_fusion_keep_share)
 
     def _fuse(self, fusion: Optional[VoxelLabelFusion], depth: Optional[np.ndarray], labels: Optional[np.ndarray],
               intrinsics: Intrinsics, pose) -> None:
