@@ -44,15 +44,18 @@ TOPICS = {"rgb": "/bench/rgb", "camera_info": "/bench/camera_info", "pose": "/be
 
 def progress_from_log(path: Path) -> list:
     """The node's progress lines (every ``log_period`` s) as numbers: step, training it/s,
-    keyframes, frames synced / rejected, mapper_busy drops, intake queue now / capacity / peak,
+    keyframes, messages received (the least of the topics; None in logs before it was printed),
+    frames synced / rejected, mapper_busy drops, intake queue now / capacity / peak,
     render ms p50 / max and GPU memory (MB, on a GPU), so the run has them over time (works
     without the package's interfaces, which ``~/status`` needs)."""
     import re
 
     extras = {"render_ms_p50": re.compile(r"render (\d+)/\d+"), "render_ms_max": re.compile(r"render \d+/(\d+)"),
-              "gpu_memory_mb": re.compile(r"; gpu (\d+) MB")}
+              "gpu_memory_mb": re.compile(r"; gpu (\d+) MB"),
+              "messages_received_min": re.compile(r"messages received (\d+)")}
 
-    pat = re.compile(r"step (\d+) \((\d+) it/s\), keyframes (\d+)/\d+; frames synced (\d+), rejected (\d+)"
+    pat = re.compile(r"step (\d+) \((\d+) it/s\), keyframes (\d+)/\d+; (?:messages received [\d-]+ per topic, )?"
+                     r"frames synced (\d+), rejected (\d+)"
                      r"(?:.*?mapper_busy (\d+))?(?:.*?intake queue (\d+)/(\d+) \(peak (\d+)\))?")
     out = []
     try:

@@ -126,7 +126,8 @@ def test_scenes_refuses_its_own_flags_after_extra(tmp_path, capsys):
 def test_node_progress_lines_parse_with_render_time_and_gpu_memory(tmp_path):
     log = tmp_path / "node.log"
     log.write_text(
-        "[INFO] [1.0] [semnerf_node]: step 1205 (164 it/s), keyframes 60/200; frames synced 287, rejected 10 "
+        "[INFO] [1.0] [semnerf_node]: step 1205 (164 it/s), keyframes 60/200; messages received 298-300 per topic, "
+        "frames synced 287, rejected 10 "
         "(mapper_busy 10); images published 94; intake queue 0/16 (peak 5); ms p50/max: step 2/33, add_frame "
         "11/318 (wait 2/83), render 7/12 (wait 2/277), label votes 2/8 (812 voxels); gpu 1479 MB\n"
         "[INFO] [2.0] [semnerf_node]: step 12 (4 it/s), keyframes 3/9; frames synced 1, rejected 0 (none); images "
@@ -136,6 +137,6 @@ def test_node_progress_lines_parse_with_render_time_and_gpu_memory(tmp_path):
     assert len(rows) == 2
     assert rows[0] == {"step": 1205, "it_per_s": 164, "keyframes": 60, "frames_synced": 287, "frames_rejected": 10,
                        "mapper_busy": 10, "intake_queue": 0, "intake_capacity": 16, "intake_peak": 5,
-                       "render_ms_p50": 7, "render_ms_max": 12, "gpu_memory_mb": 1479}
+                       "render_ms_p50": 7, "render_ms_max": 12, "gpu_memory_mb": 1479, "messages_received_min": 298}
     # "rejected 0 (none)": no set dropped as mapper_busy (a count, not an unknown)
     assert rows[1]["mapper_busy"] == 0 and rows[1]["gpu_memory_mb"] is None and rows[1]["render_ms_p50"] is None

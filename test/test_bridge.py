@@ -262,7 +262,8 @@ def test_status_message_fields_and_progress_line():
     assert msg.reject_reasons == ["bad_image", "training_oom"] and msg.reject_counts == [1, 2]
     assert (msg.frames_synced, msg.frames_rejected, msg.keyframes_added) == (1, 1, 1)
     line = progress_line(st, led, True)
-    assert line.startswith("step 12 (4 it/s), keyframes 3/9; frames synced 1, rejected 1 (bad_image 1)")
+    assert line.startswith("step 12 (4 it/s), keyframes 3/9; messages received 0 per topic, frames synced 1, "
+                           "rejected 1 (bad_image 1)"), line
     assert "step 10/30" in line and "label votes" not in line
     fused = dict(st, label_fusion={"voxels": 812, "votes": 9000}, timing_ms={"fuse": {"p50": 2.2, "max": 7.9}})
     assert progress_line(fused, led, True).endswith(", label votes 2/8 (812 voxels)")

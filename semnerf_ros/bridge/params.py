@@ -160,8 +160,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               "removes floaters and unconstrained surfaces", read_only=False),
     ParamSpec("status_rate", "double", 1.0, "rate of ~/status (Hz); 0 = off", 0.0, 100.0, read_only=False),
     ParamSpec("log_period", "double", 10.0,
-              "seconds between one-line progress logs (training rate, keyframes, frames synced/rejected, "
-              "images published, intake queue, lock waits, label votes, GPU memory); 0 = off", 0.0, 1e6,
+              "seconds between one-line progress logs (training rate, keyframes, messages received, "
+              "frames synced/rejected, images published, intake queue, lock waits, label votes, GPU memory); "
+              "0 = off", 0.0, 1e6,
               read_only=False),
     ParamSpec("export_path", "string", "semnerf_mesh.ply",
               "mesh file written by ~/export_mesh_default and by ~/export_mesh with an empty path",

@@ -81,8 +81,11 @@ def progress_line(st: dict, ledger: InputLedger, training_enabled: bool) -> str:
             else "paused" if not training_enabled else "not training")
     with ledger.lock:
         rejected = ", ".join(f"{k} {v}" for k, v in sorted(ledger.reject_counts.items())) or "none"
+        counts = list(ledger.received.values()) or [0]
+        received = f"{min(counts)}" if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}"
         return (f"step {st.get('step', 0)} ({rate}), keyframes {st.get('keyframes', 0)}/{st.get('max_keyframes', 0)}; "
-                f"frames synced {ledger.frames_synced}, rejected {ledger.frames_rejected} ({rejected}); images "
+                f"messages received {received} per topic, frames synced {ledger.frames_synced}, "
+                f"rejected {ledger.frames_rejected} ({rejected}); images "
                 f"published {ledger.images_published}; intake queue {st.get('intake_queue', 0)}/"
                 f"{st.get('intake_capacity', 0)} (peak {st.get('intake_queue_peak', 0)}); ms p50/max: step "
                 f"{ms('step')}, add_frame {ms('add_frame')} "
