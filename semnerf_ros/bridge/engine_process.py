@@ -22,6 +22,7 @@ Nothing here imports ``rclpy``; the same class serves any client of the engine.
 """
 from __future__ import annotations
 
+import faulthandler
 import itertools
 import logging
 import multiprocessing as mp
@@ -31,6 +32,7 @@ import select
 import signal
 import socket
 import struct
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
@@ -127,6 +129,8 @@ def serve(conn, factory: Callable, values: dict, num_classes: int, class_names: 
     calls until ``close`` or EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if hasattr(signal, "SIGUSR1"):   # kill -USR1 <pid>: every thread's stack to stderr (the node's log)
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     channel = Channel(conn)
     send = channel.send
 
@@ -135,7 +139,7 @@ def serve(conn, factory: Callable, values: dict, num_classes: int, class_names: 
     except BaseException as exc:  # noqa: BLE001 - reported to the node, which raises it
         send(("failed", _sendable(exc)))
         return
-    send(("ready", str(mapper.device)))
+    send(("ready", str(mapper.device), float(mapper.cfg["mapper"]["switch_interval_ms"])))
     cancels: dict = {}
 
     def add_frame(frame):
@@ -222,14 +226,20 @@ class EngineProcess:
         self._ids = itertools.count()
         self._closed = False
         self._failure: Optional[str] = None
-        device = self._wait_ready(info, start_timeout)
+        device, switch_interval_ms = self._wait_ready(info, start_timeout)
         self.device = torch.device(device)
+        if switch_interval_ms > 0 and self.device.type == "cuda":
+            # The node's own threads (executor, intake, this reader) hand the interpreter lock to
+            # each other as the engine's threads do in its process: at Python's 5 ms default, a
+            # thread back from a system call waits for the lock behind whichever thread holds it.
+            sys.setswitchinterval(switch_interval_ms / 1000.0)
         self.pid = self._proc.pid
         self._reader = threading.Thread(target=self._read, name="semnerf-engine-reader", daemon=True)
         self._reader.start()
 
     # ------------------------------------------------------------------ plumbing
-    def _wait_ready(self, info, timeout: float) -> str:
+    def _wait_ready(self, info, timeout: float) -> tuple:
+        """(device, switch_interval_ms) of the engine, once the child has built it."""
         while True:
             if not self._conn.poll(timeout):
                 self._proc.terminate()
@@ -246,7 +256,7 @@ class EngineProcess:
                 self._proc.join(CLOSE_TIMEOUT_S)
                 raise msg[1]
             elif msg[0] == "ready":
-                return msg[1]
+                return msg[1], msg[2]
 
     def _read(self) -> None:
         """Replies from the child to the waiting calls, until the pipe closes."""

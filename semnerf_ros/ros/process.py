@@ -4,6 +4,7 @@ Exit codes and the shutdown sequence: :func:`run`; signal handling: :class:`Shut
 (docs/node.md "Stopping the node")."""
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -102,6 +103,8 @@ def run(argv: Optional[list] = None, fast_exit: bool = True, node_class: type = 
         return _finish(2, fast_exit)
     signals = ShutdownSignals()
     signals.install()
+    if hasattr(signal, "SIGUSR1"):   # kill -USR1 <pid>: every thread's stack to stderr (a stuck node)
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         node = node_class(on_ready=lambda: setattr(signals, "running", True))
     except ParameterValueError as exc:
