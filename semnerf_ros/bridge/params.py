@@ -156,8 +156,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("mesh_semantic_colors", "bool", True,
               "colour the mesh markers by class (false: by rendered colour)", read_only=False),
     ParamSpec("mesh_observed_only", "bool", True,
-              "keep only the mesh faces a keyframe saw (on its depth, or in its view without depth): "
-              "removes floaters and unconstrained surfaces", read_only=False),
+              "keep only the mesh faces a keyframe saw (on its depth; without depth, on a depth rendered "
+              "from the map): removes floaters and unconstrained surfaces", read_only=False),
     ParamSpec("status_rate", "double", 1.0, "rate of ~/status (Hz); 0 = off", 0.0, 100.0, read_only=False),
     ParamSpec("log_period", "double", 10.0,
               "seconds between one-line progress logs (training rate, keyframes, messages received, "

@@ -73,6 +73,12 @@ class MapFileError(RuntimeError):
     """A map file that cannot be written or read."""
 
 
+#: ``Mapper.extract_mesh(observed_only=True)``: keyframes without depth are rendered at every this
+#: many pixels (each direction) and their opaque pixels' depth decides what they saw
+OBSERVED_RENDER_STRIDE = 2
+#: opacity a rendered keyframe pixel needs for its depth to count
+OBSERVED_RENDER_OPACITY = 0.9
+
 @dataclass
 class FrameDecision:
     """What :meth:`Mapper.add_frame` did with a frame."""
@@ -664,14 +670,17 @@ class Mapper:
 
     def extract_mesh(self, resolution: int = 256, density_threshold: Optional[float] = None, bounds=None,
                      min_component_faces: int = 0, progress: bool = False, observed_only: bool = False,
-                     observed_tol: float = 0.05, **shading):
+                     observed_tol: float = 0.05, observed_render_stride: int = OBSERVED_RENDER_STRIDE, **shading):
         """Marching-cubes mesh of the current map with per-vertex colours and
         classes (see :mod:`semnerf_ros.mesh`), from a consistent snapshot.
         ``observed_only``: keep only the faces whose vertices some keyframe saw
         (within ``observed_tol`` m plus one marching-cubes cell of its measured
-        depth; a keyframe without depth counts its frustum up to the far plane),
-        which removes floaters in free space the cameras looked through and
-        surfaces no view constrained.
+        depth), which removes floaters in free space the cameras looked through and
+        surfaces no view constrained.  A keyframe without depth (RGB-only input) is
+        rendered from the same snapshot at every ``observed_render_stride``-th pixel and its
+        opaque pixels' depth stands in for the measured one, so a floater the renders look
+        through goes too; ``observed_render_stride`` 0 counts such a keyframe's whole frustum
+        up to the far plane instead (the rule before).
         ``shading`` passes ``sample_mode``, ``normal_offset``, ``ray_samples``,
         ``chunk``, ``allow_empty``, ``cancel`` or ``mc_backend`` through to
         :func:`semnerf_ros.mesh.extract_mesh`; ``sample_mode="full_ray"`` (the seed's
@@ -705,15 +714,51 @@ class Mapper:
         far = float(self.cfg["render"]["depth_range"][1])
         # a vertex of marching cubes lies up to about a cell from the surface it stands for
         cell = float(np.max(b[1] - b[0])) / max(int(resolution), 1)
-        if poses.shape[0] == 0:
-            seen = np.zeros(mesh.num_vertices, dtype=bool)
-        else:  # on the keyframes' device: the depth images never leave it
-            verts = torch.from_numpy(np.ascontiguousarray(mesh.vertices)).to(depths.device)
-            seen = points_seen_by_views_torch(verts, poses, intrinsics, depths, has_depth,
-                                              tol=observed_tol + cell, max_depth=far).cpu().numpy()
+        tol = observed_tol + cell
+        rendered = (~has_depth).cpu() if observed_render_stride > 0 else torch.zeros_like(has_depth, device="cpu")
+        measured = ~rendered
+        # on the keyframes' device: the depth images never leave it
+        verts = torch.from_numpy(np.ascontiguousarray(mesh.vertices)).to(depths.device)
+        seen = torch.zeros(verts.shape[0], dtype=torch.bool, device=verts.device)
+        if bool(measured.any()):
+            sel = measured.to(depths.device)
+            seen |= points_seen_by_views_torch(verts, poses[measured], intrinsics[measured], depths[sel],
+                                               has_depth[sel], tol=tol, max_depth=far)
+        if bool(rendered.any()):
+            t0 = time.perf_counter()
+            r_depth, r_K = self._render_view_depths(snap, poses[rendered], intrinsics[rendered], depths.shape[1:],
+                                                    int(observed_render_stride))
+            seen |= points_seen_by_views_torch(verts, poses[rendered], r_K, r_depth.to(verts.device),
+                                               torch.ones(r_depth.shape[0], dtype=torch.bool, device=verts.device),
+                                               tol=tol, max_depth=far)
+            mesh.stats["seconds_rendering_keyframe_depths"] = time.perf_counter() - t0
+        seen = seen.cpu().numpy()
         out = mesh.submesh(seen[mesh.faces].all(axis=1))
         out.stats["faces_unobserved_removed"] = int(mesh.num_faces - out.num_faces)
         return out
+
+    def _render_view_depths(self, snap: SemanticModel, poses: torch.Tensor, intrinsics: torch.Tensor, shape,
+                            stride: int):
+        """Z-depths (V, h, w) metres of ``snap`` rendered from ``poses`` (V, 4, 4 camera-to-world) at
+        every ``stride``-th pixel of an image of ``shape`` (H, W) with ``intrinsics`` (V, 4), and the
+        intrinsics of those smaller images; 0 where the render is not opaque
+        (:data:`OBSERVED_RENDER_OPACITY`)."""
+        h, w = int(shape[0]), int(shape[1])
+        off = stride // 2   # the centre of each stride x stride block of pixels
+        near, far = self.cfg["render"]["depth_range"]
+        out_depth, out_K = [], []
+        with torch.no_grad():
+            for pose, k in zip(poses.numpy(), intrinsics.numpy()):
+                fx, fy, cx, cy = (float(v) for v in k)
+                sub = Intrinsics(fx / stride, fy / stride, (cx - off) / stride, (cy - off) / stride,
+                                 len(range(off, w, stride)), len(range(off, h, stride)))
+                o, d = camera_rays(pose, sub, self.device)
+                r = snap.render_chunked(o, d, near, far, int(self.cfg["model"]["chunk"]))
+                depth = torch.where((r["acc"] >= OBSERVED_RENDER_OPACITY) & torch.isfinite(r["depth"]),
+                                    r["depth"], torch.zeros_like(r["depth"]))
+                out_depth.append(depth.float().reshape(sub.height, sub.width))
+                out_K.append(torch.tensor([sub.fx, sub.fy, sub.cx, sub.cy], dtype=torch.float64))
+        return torch.stack(out_depth), torch.stack(out_K)
 
     def _keyframe_views(self):
         """The buffered keyframes as tensors: poses (V, 4, 4) camera-to-world and intrinsics (V, 4)
