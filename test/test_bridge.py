@@ -18,7 +18,7 @@ from semnerf_ros.bridge.ledger import InputLedger, Rejected
 from semnerf_ros.bridge.map_ops import MapOperations
 from semnerf_ros.bridge.mapper_api import MapperAPI
 from semnerf_ros.bridge.markers import mesh_marker_array
-from semnerf_ros.bridge.outputs import FRESH_WAIT_S, RENDER_POLL_S, RenderPacer
+from semnerf_ros.bridge.outputs import FRESH_WAIT_S, RENDER_POLL_S, PolledLoop, RenderPacer
 from semnerf_ros.bridge.params import PARAMS, ParameterValueError
 from semnerf_ros.bridge.status import EngineFaults, fill_status, progress_line
 from semnerf_ros.engine.frame import Frame, FrameError
@@ -386,6 +386,39 @@ def test_engine_profile_on_a_cpu_takes_the_cpu_file():
 def test_the_mapper_satisfies_the_interface_the_node_uses():
     assert isinstance(Mapper({"model": {"type": "hash"}}, 3, device="cpu"), MapperAPI)
     assert not isinstance(object(), MapperAPI)
+
+
+def test_polled_loop_runs_its_work_on_its_own_thread_survives_errors_and_stops():
+    """The published renders' poll: ``work`` every period on a thread of its own; an exception goes
+    to ``on_error`` and the loop goes on; ``stop`` waits for a ``work`` in progress and ends it."""
+    _time = time
+    calls, errors, threads, started = [], [], set(), threading.Event()
+
+    def work():
+        threads.add(threading.current_thread().name)
+        calls.append(_time.monotonic())
+        started.set()
+        if len(calls) == 2:
+            raise RuntimeError("render failed")
+        _time.sleep(0.02)
+
+    loop = PolledLoop(work, lambda: 0.005, "test-poll", errors.append).start()
+    assert started.wait(2.0)
+    deadline = _time.monotonic() + 2.0
+    while len(calls) < 6 and _time.monotonic() < deadline:
+        _time.sleep(0.01)
+    assert loop.running and loop.stop(timeout=2.0) and not loop.running
+    n = len(calls)
+    _time.sleep(0.05)
+    assert len(calls) == n >= 6                       # nothing after stop
+    assert [str(e) for e in errors] == ["render failed"] and threads == {"test-poll"}
+    own = []
+    loop2 = PolledLoop(lambda: own.append(loop2.stop()), lambda: 0.001, "self-stop", errors.append)
+    loop2.start()
+    deadline = _time.monotonic() + 2.0
+    while loop2.running and _time.monotonic() < deadline:
+        _time.sleep(0.005)
+    assert own == [True] and not loop2.running         # stop from its own work returns at once
 
 
 def test_renders_start_within_a_poll_of_a_new_input_and_never_above_the_rate():

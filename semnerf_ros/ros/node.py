@@ -93,7 +93,7 @@ class SemNerfNode(Node):
         self._latest: Optional[tuple] = None    # (pose, intrinsics, header) of the latest synced frame
         self._latest_arrival = 0.0              # time.monotonic() when it arrived
         self._camera_frame_id = ""              # latest input camera frame (kept across reset/load)
-        self._render_group = MutuallyExclusiveCallbackGroup()   # renders and ~/render_view
+        self._render_group = MutuallyExclusiveCallbackGroup()   # ~/render_view (published renders: own thread)
         self._status_group = MutuallyExclusiveCallbackGroup()   # status, reports, ~/get_status
         self.values = parameters.declare_parameters(self)
         self.add_pre_set_parameters_callback(parameters.coerce_types)

@@ -6,6 +6,7 @@ bridge (outputs, markers, status, health); this module owns the publishers and t
 (once per input stamp, only with subscribers)."""
 from __future__ import annotations
 
+import threading
 import time
 from typing import Optional
 
@@ -22,7 +23,7 @@ from visualization_msgs.msg import MarkerArray
 from ..bridge import marker_cdr
 from ..bridge.health import HealthMonitor, Thresholds
 from ..bridge.markers import mesh_marker_array
-from ..bridge.outputs import IMAGE_OUTPUTS, RenderPacer, image_messages
+from ..bridge.outputs import IMAGE_OUTPUTS, PolledLoop, RenderPacer, image_messages
 from ..bridge.status import fill_status, progress_line
 from ..engine.geometry import Intrinsics
 from ..engine.mesh import ExtractionCancelled
@@ -74,13 +75,25 @@ class NodeOutputs:
         self._last_published_ns: Optional[int] = None  # input stamp of the last render set published
         self._pacer = RenderPacer()   # renders start as soon as a new input is there, at most publish_rate
         self._steady_clock = Clock(clock_type=ClockType.STEADY_TIME)
-        self._groups = {"publish_rate": node._render_group, "mesh_period": MutuallyExclusiveCallbackGroup()}
+        self._groups = {"mesh_period": MutuallyExclusiveCallbackGroup()}
+        # the published renders poll on a thread of their own (PolledLoop: no executor turn 100 times
+        # a second); the lock keeps them and ~/render_view from rendering at once
+        self._render_loop: Optional[PolledLoop] = None
+        self._render_lock = threading.Lock()
 
     # ---------------------------------------------------------------- timers
     def stop_timers(self) -> None:
         for t in self.node._periodic.values():
             self.node.destroy_timer(t)
         self.node._periodic = {}
+        self.stop_render_loop()
+
+    def stop_render_loop(self, timeout: float = 5.0) -> None:
+        """End the published renders' loop, waiting up to ``timeout`` s for a render in progress."""
+        loop, self._render_loop = self._render_loop, None
+        if loop is not None and not loop.stop(timeout):
+            self.node.get_logger().warning(f"a published render was still running {timeout:.0f} s after "
+                                           f"the outputs stopped")
 
     def reset_timers(self) -> None:
         """(Re)create the periodic work of the node's state (outputs and the input check only when
@@ -92,7 +105,12 @@ class NodeOutputs:
             v = float(node.values[name])
             if v <= 0 or (active_only and node.state != "active") or (name == "status_rate" and self.status is None):
                 continue
-            period = RenderPacer.poll_period(v) if name == "publish_rate" else 1.0 / v if is_rate else v
+            if name == "publish_rate":
+                self._render_loop = PolledLoop(lambda: self.report("publish_rate"),
+                                               lambda v=v: RenderPacer.poll_period(v), "semnerf-render",
+                                               self._render_loop_failed).start()
+                continue
+            period = 1.0 / v if is_rate else v
             node._periodic[name] = node.create_timer(period, lambda n=name: self.report(n),
                                                      callback_group=self._groups.get(name, node._status_group),
                                                      clock=self._steady_clock)
@@ -101,9 +119,14 @@ class NodeOutputs:
                                                               callback_group=node._status_group,
                                                               clock=self._steady_clock)
 
+    def _render_loop_failed(self, exc: BaseException) -> None:
+        self.node.ledger.warn("render_error", f"publishing renders failed: {type(exc).__name__}: {exc}")
+
     def report(self, name: str) -> None:
         """The periodic work of parameter ``name`` (nothing once the node is closing)."""
         if self.node._closed:
+            if name == "publish_rate":   # the renders' own thread ends itself (no executor stops it)
+                self.stop_render_loop()
             return
         method = getattr(self, TIMED_WORK[name][0])
         if name in ("publish_rate", "mesh_period"):
@@ -125,8 +148,9 @@ class NodeOutputs:
     # ---------------------------------------------------------------- renders
     def render_images(self, pose: np.ndarray, intr: Intrinsics, header: Header, scale: float) -> dict:
         """Render the map from ``pose`` and pack the output images (messages)."""
-        return image_messages(self.node.mapper.render(pose, intr, scale=scale), self.node.num_classes, header,
-                              intr, scale)
+        with self._render_lock:   # the published renders' thread and ~/render_view
+            view = self.node.mapper.render(pose, intr, scale=scale)
+        return image_messages(view, self.node.num_classes, header, intr, scale)
 
     def publish_renders(self) -> None:
         """Render the latest synchronized input pose, once per input stamp (when input stops, the

@@ -14,10 +14,11 @@ import time
 from typing import Optional
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.signals import SignalHandlerOptions
 
 from ..bridge.params import ParameterValueError
+from .executor import NodeExecutor
 from .node import NODE_NAME, SemNerfNode
 
 #: seconds the shutdown waits for running services / mesh extraction (which are
@@ -115,7 +116,7 @@ def run(argv: Optional[list] = None, fast_exit: bool = True, node_class: type = 
         quiet_log.info(f"stopped while starting ({signals.first or 'interrupted'})")
         rclpy.try_shutdown()
         return _finish(0, fast_exit)
-    executor = MultiThreadedExecutor(num_threads=6)
+    executor = NodeExecutor(num_threads=6)
     executor.add_node(node)
     code = 0
     try:
