@@ -27,12 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import rclpy  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
 from semnerf_ros.bridge import convert  # noqa: E402
 from semnerf_ros.engine.geometry import Intrinsics  # noqa: E402
 from semnerf_ros.io.jsonio import write_json  # noqa: E402
+from semnerf_ros.ros.executor import NodeExecutor  # noqa: E402
 from semnerf_ros.ros.node import SemNerfNode  # noqa: E402
 from semnerf_ros.ros.services import load_interfaces  # noqa: E402
 
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     node = SemNerfNode(mapper=InstantViews(), context=ctx,
                        parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
     client_node = rclpy.create_node("render_view_probe", context=ctx)
-    ex = MultiThreadedExecutor(num_threads=4, context=ctx)
+    ex = NodeExecutor(num_threads=4, context=ctx)   # the node's own executor (ros/process.py)
     ex.add_node(node)
     ex.add_node(client_node)
     spinner = threading.Thread(target=ex.spin, daemon=True)

@@ -81,12 +81,12 @@ class NodeStream:
 
     def __init__(self, args, engine_path: Path):
         import rclpy
-        from rclpy.executors import MultiThreadedExecutor
         from rclpy.parameter import Parameter
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
 
         from semnerf_ros.bridge import convert
+        from semnerf_ros.ros.executor import NodeExecutor
         from semnerf_ros.ros.node import SemNerfNode
 
         self.convert = convert
@@ -123,7 +123,7 @@ class NodeStream:
             self.io.create_subscription(MarkerArray, "/semnerf_node/mesh", count_markers,
                                         QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                                                    durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        self.ex = MultiThreadedExecutor(num_threads=3, context=self.ctx)
+        self.ex = NodeExecutor(num_threads=3, context=self.ctx)
         self.ex.add_node(self.node)
         self.ex.add_node(self.io)
         self.thread = threading.Thread(target=self.ex.spin, daemon=True)
