@@ -14,6 +14,7 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
+from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CameraInfo, Image
@@ -43,6 +44,14 @@ def latched() -> QoSProfile:
     return QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
+def no_qos_events() -> PublisherEventCallbacks:
+    """For :func:`latched` publishers: no QoS event handlers.  They offer the strongest reliability
+    and durability, so no subscriber's request is incompatible with them, and each handler is one
+    more entity that rclpy's executor rebuilds into its wait set, in Python, on every turn (two a
+    publisher; the node's 7 latched publishers had 14 of its 31 waitables)."""
+    return PublisherEventCallbacks(use_default_callbacks=False)
+
+
 class NodeOutputs:
     """The publishers of ``node`` (a :class:`~semnerf_ros.ros.node.SemNerfNode`) and the work of
     its output timers."""
@@ -52,9 +61,11 @@ class NodeOutputs:
         self.iface = iface
         # Each render set is published once (one per input stamp); transient-local keeps the latest for a
         # subscriber that comes later.  image_transport's convention: <ns>/camera_info serves the five images.
-        self.images = {k: node.create_publisher(Image, f"~/{k}", latched()) for k in IMAGE_OUTPUTS}
-        self.camera_info = node.create_publisher(CameraInfo, "~/camera_info", latched())
-        self.mesh = node.create_publisher(MarkerArray, "~/mesh", latched())
+        self.images = {k: node.create_publisher(Image, f"~/{k}", latched(), event_callbacks=no_qos_events())
+                       for k in IMAGE_OUTPUTS}
+        self.camera_info = node.create_publisher(CameraInfo, "~/camera_info", latched(),
+                                                 event_callbacks=no_qos_events())
+        self.mesh = node.create_publisher(MarkerArray, "~/mesh", latched(), event_callbacks=no_qos_events())
         # the mesh goes out as serialized bytes written from its arrays (bridge/marker_cdr.py: about
         # 200x faster than 600 k Point / ColorRGBA objects for 200 k triangles) once a small mesh
         # written that way reads back equal to the message objects
