@@ -32,9 +32,10 @@ On the GPU machine (the device tool runs this from the repository root)::
         --steps 1500 --eval_every 250 --out bench/results/seed_parity_h200.json
 
 ``--scene`` takes a Replica-layout folder (default: the built-in synthetic room, 300 frames at
-320x240, generated on the spot); ``--only seed|ours`` runs one side; ``--prepare_only`` writes the
-work folder (patched seed copy, runner, configs, the 101-class ``info_semantic.json`` the seed
-asserts) and prints the two commands without running them.
+320x240, generated once into the user's cache and reused by later runs); ``--only seed|ours``
+runs one side; ``--prepare_only`` writes the work folder (patched seed copy, runner, configs, the
+101-class ``info_semantic.json`` the seed asserts) and prints the two commands without running
+them.
 """
 from __future__ import annotations
 
@@ -341,7 +342,8 @@ def main(argv=None) -> int:
                    help="a checkout of github.com/Harry-Zhi/semantic_nerf")
     p.add_argument("--wheels", type=Path, default=ROOT / "shared" / "wheels",
                    help="folder with the imgviz 1.7.6 wheel, installed with pip --no-index when imgviz is missing")
-    p.add_argument("--scene", type=Path, default=None, help="Replica-layout scene (default: the built-in room)")
+    p.add_argument("--scene", type=Path, default=None,
+                   help="Replica-layout scene (default: the built-in room, from the cache in ~/.cache/semnerf_ros)")
     p.add_argument("--work", type=Path, default=Path("/tmp/seed_parity"), help="work folder")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--eval_every", type=int, default=250)
@@ -363,7 +365,13 @@ def main(argv=None) -> int:
 
     work = a.work.expanduser().absolute()
     work.mkdir(parents=True, exist_ok=True)
-    scene = a.scene.expanduser().absolute() if a.scene else synthetic.ensure_scene(path=work / "scene", progress=False)
+    if a.scene:
+        scene = a.scene.expanduser().absolute()
+    else:   # the built-in room in the user's cache: generated once for every run (minutes on a machine
+        # without Open3D), not once per --work folder
+        t0 = time.perf_counter()
+        scene = synthetic.ensure_scene(progress=False)
+        print(f"scene {scene} ready in {time.perf_counter() - t0:.1f} s", flush=True)
     facts = check_scene(scene)
     info_dir = work / "habitat"
     write_info_semantic(info_dir, facts["class_names"])
