@@ -1,10 +1,13 @@
 """Rate-limited log lines, shared by the engine (``Mapper``: out-of-memory steps, failed
 steps) and the node (rejected inputs, input diagnostics): a fault that repeats every frame
 or every step must not flood the log, and the next line that gets through says how many
-were held back.  No dependencies beyond the standard library."""
+were held back; and the stack dump a stuck process gives on SIGUSR1.  No dependencies beyond the
+standard library."""
 from __future__ import annotations
 
+import faulthandler
 import re
+import signal
 import threading
 import time
 from typing import Callable, Optional, Union
@@ -60,3 +63,10 @@ class ThrottledLog:
             text += f" [{suppressed} more like this in the last {now - last:.1f} s]"
         emit(text)
         return True
+
+
+def dump_stacks_on_sigusr1() -> None:
+    """``kill -USR1 <pid>`` prints every thread's Python stack to stderr and the process runs on
+    (the node's process and its engine process; a no-op where there is no SIGUSR1)."""
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)

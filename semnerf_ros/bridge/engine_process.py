@@ -22,7 +22,6 @@ Nothing here imports ``rclpy``; the same class serves any client of the engine.
 """
 from __future__ import annotations
 
-import faulthandler
 import itertools
 import logging
 import multiprocessing as mp
@@ -40,6 +39,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from ..engine.mapper import FrameDecision
+from ..logs import dump_stacks_on_sigusr1
 
 log = logging.getLogger("semnerf_ros.engine_process")
 
@@ -129,8 +129,7 @@ def serve(conn, factory: Callable, values: dict, num_classes: int, class_names: 
     calls until ``close`` or EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if hasattr(signal, "SIGUSR1"):   # kill -USR1 <pid>: every thread's stack to stderr (the node's log)
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    dump_stacks_on_sigusr1()   # to stderr: the node's log
     channel = Channel(conn)
     send = channel.send
 

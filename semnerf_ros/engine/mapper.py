@@ -280,18 +280,13 @@ class Mapper:
         t0 = time.perf_counter()
         s = int(tr["label_fusion_render_stride"])
         off = s // 2   # the centre of each s x s block of pixels
-        h, w = buf.intrinsics.shape
-        fx, fy, cx, cy = (float(v) for v in buf.K_host[slot])
-        sub = Intrinsics(fx / s, fy / s, (cx - off) / s, (cy - off) / s, len(range(off, w, s)), len(range(off, h, s)))
-        o, d = camera_rays(buf.poses_host[slot], sub, self.device)
-        near, far = self.cfg["render"]["depth_range"]
         model = self.model
         with torch.no_grad():
             model.eval()
-            out = model.render_chunked(o, d, near, far, max(o.shape[0], 1))
+            o, d, depth, opaque, sub = self._render_strided_depth(
+                model, buf.poses_host[slot], buf.K_host[slot], buf.intrinsics.shape, s,
+                float(tr["label_fusion_render_opacity"]), chunk=None)
             model.train()
-        depth = out["depth"]
-        opaque = (out["acc"] >= float(tr["label_fusion_render_opacity"])) & torch.isfinite(depth)
         labels = buf.labels[slot, off::s, off::s].reshape(-1).to(self.device).long()
         keep = opaque & (labels > 0)
         points = (o + d * depth[:, None])[keep]
@@ -737,26 +732,37 @@ class Mapper:
         out.stats["faces_unobserved_removed"] = int(mesh.num_faces - out.num_faces)
         return out
 
+    def _render_strided_depth(self, model: SemanticModel, pose, K, shape, stride: int, opacity: float,
+                              chunk: Optional[int]):
+        """``model`` (no gradients, as it is) rendered from camera-to-world ``pose`` at the centre of
+        every ``stride`` x ``stride`` block of pixels of an image of ``shape`` (H, W) with ``K``
+        (``fx, fy, cx, cy``): (origins, dirs with camera z = 1, z-depth (n,) metres, opaque (n,) --
+        opacity >= ``opacity`` and a finite depth --, the smaller image's Intrinsics).  ``chunk``
+        None renders every ray in one pass."""
+        h, w = int(shape[0]), int(shape[1])
+        off = stride // 2   # the centre of each stride x stride block of pixels
+        fx, fy, cx, cy = (float(v) for v in K)
+        sub = Intrinsics(fx / stride, fy / stride, (cx - off) / stride, (cy - off) / stride,
+                         len(range(off, w, stride)), len(range(off, h, stride)))
+        o, d = camera_rays(pose, sub, self.device)
+        near, far = self.cfg["render"]["depth_range"]
+        out = model.render_chunked(o, d, near, far, max(o.shape[0], 1) if chunk is None else chunk)
+        depth = out["depth"]
+        return o, d, depth, (out["acc"] >= opacity) & torch.isfinite(depth), sub
+
     def _render_view_depths(self, snap: SemanticModel, poses: torch.Tensor, intrinsics: torch.Tensor, shape,
                             stride: int):
         """Z-depths (V, h, w) metres of ``snap`` rendered from ``poses`` (V, 4, 4 camera-to-world) at
         every ``stride``-th pixel of an image of ``shape`` (H, W) with ``intrinsics`` (V, 4), and the
         intrinsics of those smaller images; 0 where the render is not opaque
         (:data:`OBSERVED_RENDER_OPACITY`)."""
-        h, w = int(shape[0]), int(shape[1])
-        off = stride // 2   # the centre of each stride x stride block of pixels
-        near, far = self.cfg["render"]["depth_range"]
         out_depth, out_K = [], []
         with torch.no_grad():
             for pose, k in zip(poses.numpy(), intrinsics.numpy()):
-                fx, fy, cx, cy = (float(v) for v in k)
-                sub = Intrinsics(fx / stride, fy / stride, (cx - off) / stride, (cy - off) / stride,
-                                 len(range(off, w, stride)), len(range(off, h, stride)))
-                o, d = camera_rays(pose, sub, self.device)
-                r = snap.render_chunked(o, d, near, far, int(self.cfg["model"]["chunk"]))
-                depth = torch.where((r["acc"] >= OBSERVED_RENDER_OPACITY) & torch.isfinite(r["depth"]),
-                                    r["depth"], torch.zeros_like(r["depth"]))
-                out_depth.append(depth.float().reshape(sub.height, sub.width))
+                _, _, depth, opaque, sub = self._render_strided_depth(
+                    snap, pose, k, shape, stride, OBSERVED_RENDER_OPACITY, int(self.cfg["model"]["chunk"]))
+                out_depth.append(torch.where(opaque, depth, torch.zeros_like(depth)).float()
+                                 .reshape(sub.height, sub.width))
                 out_K.append(torch.tensor([sub.fx, sub.fy, sub.cx, sub.cy], dtype=torch.float64))
         return torch.stack(out_depth), torch.stack(out_K)
 

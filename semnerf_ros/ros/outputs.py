@@ -177,7 +177,7 @@ class NodeOutputs:
         now = time.monotonic()
         rate = float(node.values["publish_rate"])
         # the pacer first: it is a comparison, the keyframe count asks the engine (with
-        # engine_location: process, a call into its process) and the timer looks every 10 ms
+        # engine_location: process, a call into its process) and the render loop looks every 10 ms
         if not self._pacer.due(now, rate, node.latest_age()) or not node.ops.has_keyframes():
             return
         self._pacer.started(now, rate)

@@ -4,7 +4,6 @@ Exit codes and the shutdown sequence: :func:`run`; signal handling: :class:`Shut
 (docs/node.md "Stopping the node")."""
 from __future__ import annotations
 
-import faulthandler
 import logging
 import os
 import signal
@@ -18,6 +17,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.signals import SignalHandlerOptions
 
 from ..bridge.params import ParameterValueError
+from ..logs import dump_stacks_on_sigusr1
 from .executor import NodeExecutor
 from .node import NODE_NAME, SemNerfNode
 
@@ -104,8 +104,7 @@ def run(argv: Optional[list] = None, fast_exit: bool = True, node_class: type = 
         return _finish(2, fast_exit)
     signals = ShutdownSignals()
     signals.install()
-    if hasattr(signal, "SIGUSR1"):   # kill -USR1 <pid>: every thread's stack to stderr (a stuck node)
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    dump_stacks_on_sigusr1()   # a stuck node tells where it waits
     try:
         node = node_class(on_ready=lambda: setattr(signals, "running", True))
     except ParameterValueError as exc:
