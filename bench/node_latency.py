@@ -93,6 +93,8 @@ def main(argv=None) -> int:
                     help="engine settings, written to a YAML passed as the node's engine_config")
     ap.add_argument("--standalone", type=float, default=0.0, metavar="S",
                     help="then run the engine alone for S seconds on the same frames and rate (0 = skip)")
+    ap.add_argument("--partial-json", type=float, default=0.0, metavar="S",
+                    help="also write the figures so far to --out every S seconds while streaming (long runs)")
     ap.add_argument("--out", default="bench_node.json")
     args = ap.parse_args(argv)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -113,7 +115,6 @@ def main(argv=None) -> int:
         stamp_to_sec,
     )
     from semnerf_ros.engine.geometry import Intrinsics
-    from semnerf_ros.metrics import SegmentationEvaluator
 
     z = np.load(args.scene_npz)
     k = z["intrinsics"]
@@ -204,8 +205,22 @@ def main(argv=None) -> int:
     print(f"node ready after {time.time() - (deadline - 120):.1f} s", flush=True)
     info = camera_info_from_intrinsics(intr)
     rng = np.random.default_rng(1)
+    def received_snapshot():
+        with lock:
+            return list(received)
+
+    windows_done = {}   # finished windows' scores, so a partial summary scores only the current one
+    writer = None
+
+    def write_partial(n):
+        part = summarize(args, received_snapshot(), n, clean, noisy, nc, dict(last_status), node_proc, None,
+                         windows_done)
+        part["partial_after_s"] = time.time() - t_start[0]
+        Path(args.out).write_text(json.dumps(part, indent=2))
+
     t_start[0] = time.time()
     n_sent = 0
+    next_partial = t_start[0] + args.partial_json
     while time.time() - t_start[0] < args.duration:
         i = n_sent % len(poses)
         now = time.time()
@@ -231,6 +246,10 @@ def main(argv=None) -> int:
             dm.header.stamp, dm.header.frame_id = sec_to_stamp(base + jit[2]), fid
             pubs["depth"].publish(dm)
         n_sent += 1
+        if args.partial_json > 0 and time.time() >= next_partial and not (writer and writer.is_alive()):
+            next_partial += args.partial_json
+            writer = threading.Thread(target=write_partial, args=(n_sent,), daemon=True)
+            writer.start()
         time.sleep(max(0.0, t_start[0] + n_sent / args.rate - time.time()))
     time.sleep(1.0)
     node_proc.send_signal(signal.SIGINT)
@@ -244,12 +263,50 @@ def main(argv=None) -> int:
     node.destroy_node()
     rclpy.shutdown()
 
+    if writer is not None:
+        writer.join()
+    result = summarize(args, received_snapshot(), n_sent, clean, noisy, nc, last_status, node_proc, shutdown_s,
+                       windows_done)
+    windows = result["windows"]
+    if args.standalone > 0:
+        result["standalone"] = run_standalone(args, engine_yaml, rgb, noisy, depth, poses, intr, class_names)
+        node_rate = result.get("node_training_it_per_s", {}).get("median")
+        if node_rate:
+            result["node_over_standalone"] = node_rate / result["standalone"]["it_per_s_median"]
+    for w in windows:
+        print(f"{w['t0']:5.0f}-{w['t1']:3.0f} s: {w['images']:3d} images  published mIoU {w['published_miou']:.3f} "
+              f"(noisy input {w['input_miou']:.3f})", flush=True)
+    print("node status:", json.dumps(last_status))
+    its = [p["it_per_s"] for p in result["node_progress"][1:]]
+    if its:
+        print(f"training in the node: {min(its)}-{max(its)} it/s (progress log, start-up line left out)")
+    if "standalone" in result:
+        s = result["standalone"]
+        print(f"engine alone: {s['it_per_s_median']:.0f} it/s median over {s['seconds']:.0f} s; node / alone "
+              f"{result.get('node_over_standalone', float('nan')):.2f}")
+    print(f"latency ms p50 {result['latency_ms']['p50']:.1f} p90 {result['latency_ms']['p90']:.1f} "
+          f"p99 {result['latency_ms']['p99']:.1f}; "
+          f"shutdown {shutdown_s:.1f} s, exit code {node_proc.returncode}")
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def summarize(args, rec, n_sent, clean, noisy, nc, last_status, node_proc, shutdown_s, windows_done) -> dict:
+    """The run's figures from the published images received so far (``rec``: (time since the
+    first frame s, latency s, frame index, labels, frame_id)): mIoU per ``--window``, latency
+    percentiles (ms), the node's progress log parsed, drops, intake peak and GPU memory.
+    ``windows_done`` (window start s -> entry) keeps the windows that ended before the last
+    image, so that repeated summaries of a long run score each image once."""
     import cv2
 
+    from semnerf_ros.metrics import SegmentationEvaluator
+
     windows = []
-    with lock:
-        rec = list(received)
+    t_last = rec[-1][0] if rec else 0.0
     for w0 in np.arange(0.0, args.duration, args.window):
+        if float(w0) in windows_done:
+            windows.append(windows_done[float(w0)])
+            continue
         ev_pub, ev_in = SegmentationEvaluator(nc), SegmentationEvaluator(nc)
         sel = [r for r in rec if w0 <= r[0] < w0 + args.window]
         for _, _, i, lab, _ in sel:
@@ -266,6 +323,8 @@ def main(argv=None) -> int:
             windows.append({"t0": float(w0), "t1": float(w0 + args.window), "images": len(sel),
                             "published_miou": sp["miou"], "published_accuracy": sp["total_accuracy"],
                             "input_miou": si["miou"], "input_accuracy": si["total_accuracy"]})
+            if w0 + args.window <= t_last:
+                windows_done[float(w0)] = windows[-1]
     lat = np.array([r[1] for r in rec]) * 1000 if rec else np.zeros(1)
     result = {
         "benchmark": "node", "frames_sent": n_sent, "images_received": len(rec), "rate_hz": args.rate,
@@ -290,27 +349,7 @@ def main(argv=None) -> int:
         if gpu:   # flat after the buffer fills is the target
             result["node_gpu_memory_mb"] = {"first": gpu[0], "last": gpu[-1], "max": max(gpu),
                                             "last_half_range": max(gpu[len(gpu) // 2:]) - min(gpu[len(gpu) // 2:])}
-    if args.standalone > 0:
-        result["standalone"] = run_standalone(args, engine_yaml, rgb, noisy, depth, poses, intr, class_names)
-        node_rate = result.get("node_training_it_per_s", {}).get("median")
-        if node_rate:
-            result["node_over_standalone"] = node_rate / result["standalone"]["it_per_s_median"]
-    for w in windows:
-        print(f"{w['t0']:5.0f}-{w['t1']:3.0f} s: {w['images']:3d} images  published mIoU {w['published_miou']:.3f} "
-              f"(noisy input {w['input_miou']:.3f})", flush=True)
-    print("node status:", json.dumps(last_status))
-    its = [p["it_per_s"] for p in result["node_progress"][1:]]
-    if its:
-        print(f"training in the node: {min(its)}-{max(its)} it/s (progress log, start-up line left out)")
-    if "standalone" in result:
-        s = result["standalone"]
-        print(f"engine alone: {s['it_per_s_median']:.0f} it/s median over {s['seconds']:.0f} s; node / alone "
-              f"{result.get('node_over_standalone', float('nan')):.2f}")
-    print(f"latency ms p50 {result['latency_ms']['p50']:.1f} p90 {result['latency_ms']['p90']:.1f} "
-          f"p99 {result['latency_ms']['p99']:.1f}; "
-          f"shutdown {shutdown_s:.1f} s, exit code {node_proc.returncode}")
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    return 0
+    return result
 
 
 def run_standalone(args, engine_yaml, rgb, noisy, depth, poses, intr, class_names) -> dict:

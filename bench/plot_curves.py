@@ -30,7 +30,7 @@ def load_curve(spec: str) -> tuple[str, list, list]:
     if d.get("benchmark") == "node":
         ws = d["windows"]
         return label, [w["t1"] for w in ws], [w["published_miou"] for w in ws]
-    if d.get("benchmark") == "scenes":
+    if d.get("benchmark") == "scenes" and "summary" in d:
         cps = d["summary"][run]["checkpoints"]
         return label, [c["t"] for c in cps], [c["mean"] for c in cps]
     if "runs" in d:

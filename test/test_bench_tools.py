@@ -140,3 +140,33 @@ def test_node_progress_lines_parse_with_render_time_and_gpu_memory(tmp_path):
                        "render_ms_p50": 7, "render_ms_max": 12, "gpu_memory_mb": 1479, "messages_received_min": 298}
     # "rejected 0 (none)": no set dropped as mapper_busy (a count, not an unknown)
     assert rows[1]["mapper_busy"] == 0 and rows[1]["gpu_memory_mb"] is None and rows[1]["render_ms_p50"] is None
+
+
+def test_node_summary_scores_each_finished_window_once(tmp_path):
+    """A long node run writes partial summaries (``--partial-json``): windows that ended before
+    the last image are kept and not scored again; the open window is scored from what came."""
+    import argparse
+
+    import numpy as np
+
+    mod = _load("node_latency")
+    args = argparse.Namespace(duration=30.0, window=10.0, rate=30.0, publish_rate=10.0, render_scale=1.0,
+                              node_param=[], engine_set=[], out=str(tmp_path / "n.json"))
+    clean = np.zeros((2, 4, 6), np.int32)
+    clean[:, :, 3:] = 1
+    noisy = clean.copy()
+    noisy[:, 0] = 1 - noisy[:, 0]
+    right, wrong = clean[0].copy(), 1 - clean[0]
+    proc = argparse.Namespace(returncode=None)
+    rec = [(1.0, 0.05, 0, right, "cam"), (12.0, 0.07, 1, right, "cam"), (15.0, 0.06, 0, wrong, "cam")]
+    done = {}
+    part = mod.summarize(args, rec, 100, clean, noisy, 2, {}, proc, None, done)
+    assert [w["images"] for w in part["windows"]] == [1, 2]
+    assert part["windows"][0]["published_miou"] == 1.0 and part["windows"][1]["published_miou"] == pytest.approx(0.5)
+    assert list(done) == [0.0]            # 10-20 s is still open at 15 s
+    done[0.0] = dict(done[0.0], published_miou=-1.0)   # a kept window is reused, not rescored
+    rec.append((25.0, 0.05, 1, right, "cam"))
+    full = mod.summarize(args, rec, 200, clean, noisy, 2, {}, proc, 1.0, done)
+    assert [w["images"] for w in full["windows"]] == [1, 2, 1]
+    assert full["windows"][0]["published_miou"] == -1.0 and sorted(done) == [0.0, 10.0]
+    assert full["latency_ms"]["p50"] == pytest.approx(55.0) and full["frames_sent"] == 200
