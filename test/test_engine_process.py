@@ -12,8 +12,10 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from boxroom import NUM_CLASSES, TINY_ENGINE, box_frames
 
+from semnerf_ros.bridge import engine_setup
 from semnerf_ros.bridge.engine_process import EngineProcess, EngineProcessError
 from semnerf_ros.bridge.engine_setup import make_engine, make_mapper, wants_own_process
 from semnerf_ros.bridge.params import PARAMS, ParameterValueError
@@ -127,6 +129,19 @@ def test_engine_process_parameter(engine_yaml):
     assert not wants_own_process(node_values(engine_yaml, engine_location="auto"))   # the CPU: in process
     m = make_engine(node_values(engine_yaml), NUM_CLASSES, None, lambda s: None)
     assert not isinstance(m, EngineProcess)
+
+
+def test_the_default_gives_a_gpu_engine_a_process_of_its_own(engine_yaml, monkeypatch):
+    """engine_location's default is auto: on a GPU the engine runs in its own process (H200, eighth
+    session: 0.87 of the engine's rate alone against 0.70 in the node, latency p99 55 against 90 ms);
+    on a CPU in the node's."""
+    assert next(p for p in PARAMS if p.name == "engine_location").default == "auto"
+    values = node_values(engine_yaml)
+    del values["engine_location"]    # also the default of a caller that passes no value
+    assert not wants_own_process(values)
+    monkeypatch.setattr(engine_setup, "resolve_device", lambda name: torch.device("cuda", 0))
+    assert wants_own_process(node_values(engine_yaml)) and wants_own_process(values)
+    assert not wants_own_process(node_values(engine_yaml, engine_location="node"))
 
 
 def test_a_frame_that_is_no_keyframe_is_screened_in_the_child(tmp_path):

@@ -84,7 +84,7 @@ def wants_own_process(values: dict) -> bool:
     the engine trains on a GPU (where the training step is short enough for the ROS threads'
     share of the interpreter lock to slow it), in the node's process on a CPU.  (Words, not
     true / false: ``-p engine_location:=true`` would reach the node as a bool.)"""
-    mode = str(values.get("engine_location", "node"))
+    mode = str(values.get("engine_location", "auto"))
     if mode in ("process", "node"):
         return mode == "process"
     return _node_device(values).type == "cuda"

@@ -56,7 +56,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("model_type", "string", "hash", "field: hash (fast, online) or nerf (the paper's MLPs)",
               choices=("hash", "nerf")),
     ParamSpec("device", "string", DEFAULTS["experiment"]["device"], "training device: auto, cpu, cuda or cuda:N"),
-    ParamSpec("engine_location", "string", "node", "where the engine (training, views, meshes) runs: node (in "
+    ParamSpec("engine_location", "string", "auto", "where the engine (training, views, meshes) runs: node (in "
               "the node's process), process (in a process of its own, so the ROS threads do not share the "
               "interpreter lock with training) or auto (its own process on a GPU, the node's on a CPU); see "
               "docs/architecture.md", choices=("node", "process", "auto")),
