@@ -23,11 +23,13 @@ from ..engine.geometry import PoseError
 from .ledger import InputLedger, Rejected
 from .mapper_api import MapperAPI
 
-#: frames the intake queue holds: at 30 Hz about half a second of keyframe candidates, enough for
-#: the first keyframe, which builds the field (~0.3 s on an H200), while the next ones arrive (a
-#: 5-minute 30 Hz run on an H200 dropped 10 frames, all in its first 0.3 s, with a queue of 4:
-#: bench/results/node_30hz_5min_h200.node.log)
-INTAKE_DEPTH = 16
+#: frames the intake queue holds: at 30 Hz about a second of keyframe candidates, enough for the
+#: first keyframes, which build the field and its kernels, while the next ones arrive.  On an H200 a
+#: 5-minute 30 Hz run dropped 10 frames in its first 0.3 s with a queue of 4
+#: (bench/results/node_30hz_5min_h200.node.log); with 16, the engine in the node's process still
+#: filled it at start-up (add_frame up to 252 ms, waits up to 367 ms) and dropped 3
+#: (bench/results/node_30hz_executor_room5_h200.json).  A frame is ~0.9 MB at 320x240.
+INTAKE_DEPTH = 32
 
 #: synchronized sets in a row (since the last accepted one) older than the last accepted
 #: frame after which their time base is accepted
