@@ -131,6 +131,34 @@ def test_engine_process_parameter(engine_yaml):
     assert not isinstance(m, EngineProcess)
 
 
+def test_auto_falls_back_to_the_nodes_process_when_the_child_cannot_start(engine_yaml, tmp_path, monkeypatch):
+    """engine_location auto (the default): a child that cannot start is a warning and an engine
+    in the node's process; with 'process' it is the node's error.  Bad settings are an error
+    either way: in-process they would fail the same."""
+    def no_child(*args, **kwargs):
+        raise EngineProcessError("the engine process ended while starting (exit code -11)")
+
+    monkeypatch.setattr(engine_setup, "wants_own_process", lambda values: True)
+    monkeypatch.setattr(engine_setup, "EngineProcess", no_child)
+    infos, warnings = [], []
+    m = make_engine(node_values(engine_yaml), NUM_CLASSES, None, infos.append, warnings.append)
+    try:
+        assert not isinstance(m, EngineProcess) and m.stats()["keyframes"] == 0
+        assert len(warnings) == 1 and "exit code -11" in warnings[0] and "node's process instead" in warnings[0]
+    finally:
+        m.stop()
+    with pytest.raises(EngineProcessError, match="exit code -11"):
+        make_engine(node_values(engine_yaml, engine_location="process"), NUM_CLASSES, None, infos.append)
+    monkeypatch.undo()
+    monkeypatch.setattr(engine_setup, "wants_own_process", lambda values: True)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("render: {no_such_key: 1}\n")
+    warnings.clear()
+    with pytest.raises(ParameterValueError, match="engine_config"):
+        make_engine(node_values(bad), NUM_CLASSES, None, infos.append, warnings.append)
+    assert warnings == []
+
+
 def test_the_default_gives_a_gpu_engine_a_process_of_its_own(engine_yaml, monkeypatch):
     """engine_location's default is auto: on a GPU the engine runs in its own process (H200, eighth
     session: 0.87 of the engine's rate alone against 0.70 in the node, latency p99 55 against 90 ms);

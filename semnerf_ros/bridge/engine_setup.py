@@ -12,7 +12,7 @@ import torch
 
 from ..engine.config import ConfigError, load_config
 from ..engine.mapper import Mapper, resolve_device
-from .engine_process import EngineProcess
+from .engine_process import EngineProcess, EngineProcessError
 from .params import ParameterValueError, engine_overrides, find_config_file
 
 #: engine file the node takes on a CPU when ``engine_config`` is empty (config/, next to
@@ -90,12 +90,24 @@ def wants_own_process(values: dict) -> bool:
     return _node_device(values).type == "cuda"
 
 
-def make_engine(values: dict, num_classes: int, class_names: Optional[list], info: Callable[[str], object]):
+def make_engine(values: dict, num_classes: int, class_names: Optional[list], info: Callable[[str], object],
+                warn: Optional[Callable[[str], object]] = None):
     """The node's engine: :func:`make_mapper`'s Mapper, in a child process
-    (:class:`~semnerf_ros.bridge.engine_process.EngineProcess`) when :func:`wants_own_process`."""
+    (:class:`~semnerf_ros.bridge.engine_process.EngineProcess`) when :func:`wants_own_process`.
+    With ``engine_location: auto`` a child that cannot be started or dies while starting
+    (:class:`EngineProcessError`, ``OSError``) is reported through ``warn`` (default ``info``) and
+    the engine is built in the node's process instead; with ``process`` that error is raised.
+    Errors of the engine's own (bad settings, GPU out of memory) are raised either way."""
     if not wants_own_process(values):
         return make_mapper(values, num_classes, class_names, info)
-    engine = EngineProcess(make_mapper, values, num_classes, class_names, info)
+    try:
+        engine = EngineProcess(make_mapper, values, num_classes, class_names, info)
+    except (EngineProcessError, OSError) as exc:
+        if str(values.get("engine_location", "auto")) == "process":
+            raise
+        (warn or info)(f"the engine's own process could not start ({exc}); running the engine in the node's "
+                       f"process instead (parameter engine_location: auto; set 'node' to skip the attempt)")
+        return make_mapper(values, num_classes, class_names, info)
     info(f"engine running in process {engine.pid} (parameter engine_location: {values.get('engine_location')})")
     return engine
 

@@ -128,7 +128,7 @@ class SemNerfNode(Node):
                                   lambda: float(self.values["warn_period"]))
         self.engine_faults = EngineFaults(self.ledger.warn)
         self.mapper = self._given_mapper if self._given_mapper is not None else \
-            make_engine(v, self.num_classes, self.class_names, self.get_logger().info)
+            make_engine(v, self.num_classes, self.class_names, self.get_logger().info, self.get_logger().warning)
         self.ops = MapOperations(self.mapper, self.values, lambda text: self._node_log().info(text))
         if v["load_on_start"]:
             self.ops.load_at_start()
