@@ -79,12 +79,16 @@ def make_mapper(values: dict, num_classes: int, class_names: Optional[list], inf
     return mapper
 
 
+def _engine_location(values: dict) -> str:
+    return str(values.get("engine_location", "auto"))
+
+
 def wants_own_process(values: dict) -> bool:
     """Parameter ``engine_location``: ``process``, ``node``, or ``auto`` -- a process of its own when
     the engine trains on a GPU (where the training step is short enough for the ROS threads'
     share of the interpreter lock to slow it), in the node's process on a CPU.  (Words, not
     true / false: ``-p engine_location:=true`` would reach the node as a bool.)"""
-    mode = str(values.get("engine_location", "auto"))
+    mode = _engine_location(values)
     if mode in ("process", "node"):
         return mode == "process"
     return _node_device(values).type == "cuda"
@@ -103,7 +107,7 @@ def make_engine(values: dict, num_classes: int, class_names: Optional[list], inf
     try:
         engine = EngineProcess(make_mapper, values, num_classes, class_names, info)
     except (EngineProcessError, OSError) as exc:
-        if str(values.get("engine_location", "auto")) == "process":
+        if _engine_location(values) == "process":
             raise
         (warn or info)(f"the engine's own process could not start ({exc}); running the engine in the node's "
                        f"process instead (parameter engine_location: auto; set 'node' to skip the attempt)")
