@@ -146,16 +146,17 @@ def write_result(path, result: dict) -> None:
     tmp.replace(path)
 
 
-def render_latency(m: Mapper, pose, intr: Intrinsics, repeats: int = 10) -> float:
-    """Median milliseconds to render one view (colour, depth, labels, entropy)."""
+def render_latency(m: Mapper, pose, intr: Intrinsics, repeats: int = 10, with_probs: bool = True) -> float:
+    """Median milliseconds to render one view (colour, depth, labels, entropy, opacity, and the
+    class probabilities unless ``with_probs`` is False, as the node renders) onto the host."""
     for _ in range(3):
-        m.render(pose, intr)
+        m.render(pose, intr, with_probs=with_probs)
     times = []
     for _ in range(repeats):
         if m.device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        m.render(pose, intr)
+        m.render(pose, intr, with_probs=with_probs)
         if m.device.type == "cuda":
             torch.cuda.synchronize()
         times.append((time.perf_counter() - t0) * 1000)

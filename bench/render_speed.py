@@ -7,8 +7,9 @@ through :meth:`Mapper.render` with each view path:
 
 - ``dense``: every marched sample in the fixed ``(rays, max_samples_per_ray)`` layout, chunks
   replayed from CUDA graphs (the GPU default before this benchmark);
-- ``packed``: the samples packed, densities front to back in blocks with early ray termination,
-  the colour and semantic heads only on samples of weight > 1e-4 (the CPU's renderer);
+- ``packed``: the same marched layout with densities evaluated front to back in blocks of slots,
+  only for the rays still open (early ray termination at transmittance 1e-4), the colour and
+  semantic heads only on samples of weight > 1e-4 (the CPU's renderer);
 
 each with every ``--view-samples`` budget (samples kept per ray in views, render.view_max_samples:
 the view's cost is about proportional to it, its quality is the question) and, for ``dense``, every
@@ -16,7 +17,8 @@ the view's cost is about proportional to it, its quality is the question) and, f
 render.view_head_samples; 0 = all).
 
 For each path: median milliseconds per view at 1x and 2x (colour, depth, labels, probabilities,
-entropy; CUDA synchronised), test mIoU / PSNR / depth error over ``--views`` test views, and the
+entropy, opacity on the host; CUDA synchronised; ``_without_probs``: without the probabilities, as
+the node renders), test mIoU / PSNR / depth error over ``--views`` test views, and the
 largest difference to ``dense`` on one view.  Writes one JSON file::
 
     python bench/render_speed.py --scene-npz rooms/room_s2.npz --out bench/results/render_speed_h200.json
@@ -57,31 +59,10 @@ def set_view(m: Mapper, path: str, samples: int, heads: int = 0) -> None:
             model.view_head_samples = heads
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--scene", default="")
-    ap.add_argument("--scene-npz", default="")
-    ap.add_argument("--width", type=int, default=320)
-    ap.add_argument("--height", type=int, default=240)
-    ap.add_argument("--train-step", type=int, default=5)
-    ap.add_argument("--test-offset", type=int, default=2)
-    ap.add_argument("--config", default=str(ROOT / "config" / "replica_hash.yaml"))
-    ap.add_argument("--set", nargs="*", default=["train.wgt_depth=0.05"])
-    ap.add_argument("--no-depth", action="store_true")
-    ap.add_argument("--train-seconds", type=float, default=30.0, help="training time before rendering (s)")
-    ap.add_argument("--views", type=int, default=30, help="test views scored per path")
-    ap.add_argument("--repeats", type=int, default=20)
-    ap.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
-    ap.add_argument("--view-samples", type=int, nargs="+", default=[0],
-                    help="samples kept per ray in views (render.view_max_samples; 0 = max_samples_per_ray)")
-    ap.add_argument("--view-head-samples", type=int, nargs="+", default=[0],
-                    help="dense path: heads on each ray's this many heaviest samples (render.view_head_samples; "
-                         "0 = all)")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="render_speed.json")
-    args = ap.parse_args(argv)
-
+def train_map(args):
+    """A map of one room trained for ``args.train_seconds``: every training view given at t = 0 with
+    the seed's pixel noise (0.5), depth unless ``args.no_depth``.  Returns (mapper, scene arrays,
+    number of classes, config, stats)."""
     d, class_names = load_scene(args)
     nc = len(class_names)
     cfg = load_config(args.config, overrides_from_items(args.set, {"experiment": {"device": args.device,
@@ -103,6 +84,40 @@ def main(argv=None) -> int:
     st = m.stats()
     print(f"trained {st['step']} steps in {time.perf_counter() - t0:.1f} s; samples/ray {st.get('samples_per_ray')}",
           flush=True)
+    return m, d, nc, cfg, st
+
+
+def add_map_arguments(ap: argparse.ArgumentParser) -> None:
+    """The room, config and training arguments of :func:`train_map`."""
+    ap.add_argument("--scene", default="")
+    ap.add_argument("--scene-npz", default="")
+    ap.add_argument("--width", type=int, default=320)
+    ap.add_argument("--height", type=int, default=240)
+    ap.add_argument("--train-step", type=int, default=5)
+    ap.add_argument("--test-offset", type=int, default=2)
+    ap.add_argument("--config", default=str(ROOT / "config" / "replica_hash.yaml"))
+    ap.add_argument("--set", nargs="*", default=["train.wgt_depth=0.05"])
+    ap.add_argument("--no-depth", action="store_true")
+    ap.add_argument("--train-seconds", type=float, default=30.0, help="training time before rendering (s)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--seed", type=int, default=0)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_map_arguments(ap)
+    ap.add_argument("--views", type=int, default=30, help="test views scored per path")
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
+    ap.add_argument("--view-samples", type=int, nargs="+", default=[0],
+                    help="samples kept per ray in views (render.view_max_samples; 0 = max_samples_per_ray)")
+    ap.add_argument("--view-head-samples", type=int, nargs="+", default=[0],
+                    help="dense path: heads on each ray's this many heaviest samples (render.view_head_samples; "
+                         "0 = all)")
+    ap.add_argument("--out", default="render_speed.json")
+    args = ap.parse_args(argv)
+    m, d, nc, cfg, st = train_map(args)
+    intr = d["intrinsics"]
 
     pose = d["test_poses"][0]
     results, ref, ref_name = {}, None, ""
@@ -112,7 +127,11 @@ def main(argv=None) -> int:
         samples = k or int(cfg["render"]["max_samples_per_ray"])
         set_view(m, path, samples, heads)
         entry = {"ms_1x": render_latency(m, pose, intr, args.repeats),
-                 "ms_2x": render_latency(m, pose, intr.scaled(2.0), max(args.repeats // 2, 3))}
+                 "ms_2x": render_latency(m, pose, intr.scaled(2.0), max(args.repeats // 2, 3)),
+                 # as the node renders: no class probabilities copied to the host
+                 "ms_1x_without_probs": render_latency(m, pose, intr, args.repeats, with_probs=False),
+                 "ms_2x_without_probs": render_latency(m, pose, intr.scaled(2.0), max(args.repeats // 2, 3),
+                                                       with_probs=False)}
         entry["test"] = evaluate(m, d, nc, "test", d["test_labels"], args.views)
         entry["test"].pop("per_class_iou", None)
         r = m.render(pose, intr)
