@@ -80,6 +80,35 @@ def test_labels_and_colours_land_on_the_right_vertices(sphere, mode):
     assert m.class_names == ["void", "left", "right"]
 
 
+def test_face_filter_runs_before_shading_and_equals_filtering_after(sphere):
+    """``face_filter`` keeps the faces it flags, shading only their vertices: the mesh equals the
+    whole mesh cut afterwards, and the shading calls see the kept vertices only."""
+    shaded = []
+
+    def counting_colour(points, viewdirs):
+        shaded.append(points.shape[0])
+        return view_colour(points, viewdirs)
+
+    def upper_half(vertices, faces):
+        return (vertices[faces][:, :, 2] > 0.1).all(axis=1)
+
+    cut = extract_mesh(sphere_density, BOX, resolution=64, density_threshold=10.0, semantic_fn=sign_x_logits,
+                       color_fn=counting_colour, class_names=["void", "left", "right"], face_filter=upper_half)
+    expected = sphere.submesh(upper_half(sphere.vertices, sphere.faces))
+    assert 0 < cut.num_faces < sphere.num_faces
+    assert cut.stats["faces_filtered_out"] == sphere.num_faces - cut.num_faces
+    for a, b in ((cut.vertices, expected.vertices), (cut.faces, expected.faces),
+                 (cut.vertex_labels, expected.vertex_labels), (cut.vertex_colors, expected.vertex_colors)):
+        assert np.array_equal(a, b)
+    assert sum(shaded) <= cut.num_vertices * 32     # ray mode: at most 32 samples a kept vertex
+    with pytest.raises(ValueError, match="face_filter returned"):
+        extract_mesh(sphere_density, BOX, resolution=32, density_threshold=10.0,
+                     face_filter=lambda v, f: np.ones(3, bool))
+    empty = extract_mesh(sphere_density, BOX, resolution=32, density_threshold=10.0, allow_empty=True,
+                         face_filter=lambda v, f: np.zeros(f.shape[0], bool))
+    assert empty.num_faces == 0 and "face filter" in empty.stats["empty_reason"]
+
+
 def test_transparent_surface_falls_back_to_vertex_query():
     def faint(p):   # crosses the threshold, but a 0.4 m ray through it absorbs < 1e-4
         return 1e-4 * torch.relu(1.0 - p.norm(dim=-1))

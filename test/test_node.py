@@ -72,7 +72,7 @@ class FakeMapper:
             self.frames.append(frame)
         return SimpleNamespace(keyframe=len(self.frames) % 2 == 1, reason="fake", keyframe_id=len(self.frames))
 
-    def render(self, pose, intr, scale=1.0):
+    def render(self, pose, intr, scale=1.0, with_probs=True):
         it = intr.scaled(scale)
         f = self._frame_at(pose)
         ys = (np.arange(it.height) * f.labels.shape[0] // it.height)

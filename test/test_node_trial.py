@@ -69,7 +69,7 @@ class FakeMapper:
             self.frames.append(frame)
         return SimpleNamespace(keyframe=True, reason="fake", keyframe_id=len(self.frames))
 
-    def render(self, pose, intr, scale=1.0):
+    def render(self, pose, intr, scale=1.0, with_probs=True):
         it = intr.scaled(scale)
         with self.lock:
             f = self.frames[-1]

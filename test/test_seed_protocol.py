@@ -162,7 +162,7 @@ class _FakeMapper:
         self.scene, self.factor, self.cameras = scene, factor, []
         self.cfg = {"render": {"depth_range": [0.1, 10.0]}}
 
-    def render(self, pose, intr, scale=1.0):
+    def render(self, pose, intr, scale=1.0, with_probs=True):
         i = int(np.argmin(np.abs(self.scene.poses - pose).sum((1, 2))))
         intr = intr.scaled(scale) if scale != 1.0 else intr
         self.cameras.append(intr)

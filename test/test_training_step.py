@@ -39,11 +39,12 @@ def rays(n, seed=0):
     return torch.zeros(n, 3), d / d[:, 2:]
 
 
-def opaque(model):
-    """A field with a dense blob in front of the rays, so that rays saturate."""
+def opaque(model, bias=3.0):
+    """A field with a dense blob in front of the rays, so that rays saturate (``bias``: the density
+    layer's, log 1/m)."""
     with torch.no_grad():   # its own generator: the same field whatever ran before in the process
         model.field.encoding.table.normal_(0.0, 2.0, generator=torch.Generator().manual_seed(0))
-        model.field.density_net[-1].bias[0] = 3.0
+        model.field.density_net[-1].bias[0] = bias
     model.before_step(0)
 
 
@@ -78,23 +79,27 @@ def test_log_space_weights_equal_cumulative_product_and_survive_infinite_density
     assert torch.allclose(w.sum(-1), torch.ones(50), atol=1e-6)
 
 
-@pytest.mark.parametrize("surface_fraction", [0.0, 0.5])
-def test_training_and_inference_renderers_agree(surface_fraction):
-    """The CPU inference renderer (front-to-back blocks, early termination) and the fixed-layout
-    renderer that training and the GPU views use give the same colour, depth and class scores,
-    with samples spread evenly or crowded at the grid's first surface."""
-    c = cfg()
+@pytest.mark.parametrize("surface_fraction,branch", [(0.0, "grid"), (0.5, "grid"), (0.5, "shared")])
+def test_training_and_inference_renderers_agree(surface_fraction, branch):
+    """The inference renderer (front-to-back blocks of slots, early termination, heads on the
+    visible samples) and the fixed-layout renderer that training uses give the same colour, depth
+    and class scores, with samples spread evenly or crowded at the grid's first surface, and with
+    the semantic head on a grid of its own or on the density grid's features; and it skips
+    samples behind the surfaces."""
+    c = cfg(hash={"semantic_branch": branch})
     c["render"]["surface_sample_fraction"] = surface_fraction
     m = build_model(c, 5, np.array(BOX))
     assert m.surface_spread_steps == 3  # 3 m / 16 cells against (4 - 0.05) m / 48 steps, rounded up
-    opaque(m)
+    opaque(m, bias=4.0)   # opaque enough that about half the rays close (transmittance < 1e-4) early
     m.eval()
+    m.SLOT_BLOCKS = (3, 6)  # blocks scaled to this test's 12 samples a ray (views: 8 and 16 of 48)
     o, d = rays(400, seed=2)
     n, f = torch.full((400,), 0.05), torch.full((400,), 4.0)
     with torch.no_grad():
         a = m._render_inference(o, d, n, f)
         b = m.render_dense(o, d, n, f)
     assert float(b["acc"].min()) > 0.99                       # the rays do saturate: termination matters
+    assert a["evaluated_per_ray"] < 0.75 * float(b["samples_per_ray"])   # ... and saves density evaluations
     for k, tol in (("rgb", 1e-3), ("depth", 1e-3), ("acc", 1e-3)):
         torch.testing.assert_close(a[k], b[k], atol=tol, rtol=0)
     pa, pb = torch.softmax(a["semantic"], -1), torch.softmax(b["semantic"], -1)

@@ -340,9 +340,10 @@ class EngineProcess:
         for the engine's process."""
         return None
 
-    def render(self, pose, intrinsics, scale: float = 1.0):
-        """A view without class probabilities (``probs`` None)."""
-        return self._call("render", pose, intrinsics, scale, with_probs=False)
+    def render(self, pose, intrinsics, scale: float = 1.0, with_probs: bool = False):
+        """A view; class probabilities (``probs``) only when asked for (a 320x240 view's are ~9 MB
+        through the pipe, and the node publishes labels and entropy)."""
+        return self._call("render", pose, intrinsics, scale, with_probs=bool(with_probs))
 
     def extract_mesh(self, resolution: int = 256, density_threshold: Optional[float] = None, *,
                      cancel: Optional[Callable[[], bool]] = None, chunk: Optional[int] = None,

@@ -47,7 +47,8 @@ class MapperAPI(Protocol):
 
     def screen_frame(self, frame: Frame) -> Optional[str]: ...
 
-    def render(self, pose: np.ndarray, intrinsics: Intrinsics, scale: float = 1.0) -> RenderedView: ...
+    def render(self, pose: np.ndarray, intrinsics: Intrinsics, scale: float = 1.0,
+               with_probs: bool = True) -> RenderedView: ...
 
     def extract_mesh(self, resolution: int = 256, density_threshold: Optional[float] = None, *,
                      cancel: Optional[Callable[[], bool]] = None, chunk: Optional[int] = None,

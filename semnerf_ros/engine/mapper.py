@@ -27,6 +27,7 @@ import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
@@ -633,15 +634,19 @@ class Mapper:
             out = view.render(o, d, near, far, chunk)
         h, w = intr.shape
         probs = semantic_probabilities(out["semantic"])
-        labels = probs.argmax(-1).to(torch.int32)
+        labels = probs.argmax(-1)
         ent = semantic_entropy(probs)
+        # one copy to the host for the five images (each copy waits for the GPU): labels travel as
+        # float32, exact for class ids below 2**24
+        images = torch.cat([out["rgb"].float().clamp(0, 1), out["depth"].float()[:, None], ent.float()[:, None],
+                            out["acc"].float()[:, None], labels.float()[:, None]], 1).cpu().numpy()
         return RenderResult(
-            rgb=out["rgb"].clamp(0, 1).reshape(h, w, 3).cpu().numpy().astype(np.float32),
-            depth=out["depth"].reshape(h, w).cpu().numpy().astype(np.float32),
-            labels=labels.reshape(h, w).cpu().numpy(),
-            probs=probs.reshape(h, w, -1).cpu().numpy().astype(np.float32) if with_probs else None,
-            entropy=ent.reshape(h, w).cpu().numpy().astype(np.float32),
-            opacity=out["acc"].reshape(h, w).cpu().numpy().astype(np.float32),
+            rgb=np.ascontiguousarray(images[:, 0:3]).reshape(h, w, 3),
+            depth=np.ascontiguousarray(images[:, 3]).reshape(h, w),
+            labels=images[:, 6].astype(np.int32).reshape(h, w),
+            probs=probs.float().reshape(h, w, -1).cpu().numpy() if with_probs else None,
+            entropy=np.ascontiguousarray(images[:, 4]).reshape(h, w),
+            opacity=np.ascontiguousarray(images[:, 5]).reshape(h, w),
             intrinsics=intr,
         )
 
@@ -699,12 +704,26 @@ class Mapper:
             kwargs.setdefault("render_fn", render_fn)
         if density_threshold is not None:
             kwargs["density_threshold"] = density_threshold
+        filter_stats: dict = {}
+        if views is not None:
+            # the observed-face test runs before shading: only the kept faces' vertices are shaded
+            kwargs["face_filter"] = partial(self._observed_faces, snap, views, b, int(resolution), observed_tol,
+                                            int(observed_render_stride), filter_stats)
         mesh = mesh_mod.extract_mesh(snap.density_fn, b, resolution=resolution, semantic_fn=semantic_fn,
                                      color_fn=snap.color_fn, device=self.device,
                                      min_component_faces=min_component_faces, class_names=self.class_names,
                                      progress=progress, **kwargs)
-        if views is None or mesh.num_faces == 0:
-            return mesh
+        if views is not None:
+            mesh.stats["faces_unobserved_removed"] = int(mesh.stats.get("faces_filtered_out", 0))
+            mesh.stats.update(filter_stats)
+        return mesh
+
+    def _observed_faces(self, snap: SemanticModel, views, b: np.ndarray, resolution: int, observed_tol: float,
+                        observed_render_stride: int, stats: dict, vertices: np.ndarray,
+                        faces: np.ndarray) -> np.ndarray:
+        """(F,) bool: the faces whose three vertices some keyframe saw (:meth:`extract_mesh`'s
+        ``observed_only``; ``views`` from :meth:`_keyframe_views`, ``b`` the extraction's bounds;
+        the seconds spent rendering depth for keyframes without it go into ``stats``)."""
         poses, intrinsics, depths, has_depth = views
         far = float(self.cfg["render"]["depth_range"][1])
         # a vertex of marching cubes lies up to about a cell from the surface it stands for
@@ -713,7 +732,7 @@ class Mapper:
         rendered = (~has_depth).cpu() if observed_render_stride > 0 else torch.zeros_like(has_depth, device="cpu")
         measured = ~rendered
         # on the keyframes' device: the depth images never leave it
-        verts = torch.from_numpy(np.ascontiguousarray(mesh.vertices)).to(depths.device)
+        verts = torch.from_numpy(np.ascontiguousarray(vertices)).to(depths.device)
         seen = torch.zeros(verts.shape[0], dtype=torch.bool, device=verts.device)
         if bool(measured.any()):
             sel = measured.to(depths.device)
@@ -726,11 +745,9 @@ class Mapper:
             seen |= points_seen_by_views_torch(verts, poses[rendered], r_K, r_depth.to(verts.device),
                                                torch.ones(r_depth.shape[0], dtype=torch.bool, device=verts.device),
                                                tol=tol, max_depth=far)
-            mesh.stats["seconds_rendering_keyframe_depths"] = time.perf_counter() - t0
-        seen = seen.cpu().numpy()
-        out = mesh.submesh(seen[mesh.faces].all(axis=1))
-        out.stats["faces_unobserved_removed"] = int(mesh.num_faces - out.num_faces)
-        return out
+            stats["seconds_rendering_keyframe_depths"] = time.perf_counter() - t0
+        faces_t = torch.from_numpy(np.ascontiguousarray(faces, dtype=np.int64)).to(verts.device)
+        return seen[faces_t].all(dim=1).cpu().numpy()
 
     def _render_strided_depth(self, model: SemanticModel, pose, K, shape, stride: int, opacity: float,
                               chunk: Optional[int]):

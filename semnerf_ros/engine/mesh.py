@@ -459,7 +459,8 @@ def extract_mesh(density_fn: Callable, bounds, resolution: int = 256,
                  render_fn: Optional[Callable] = None, full_ray_near_far: Sequence[float] = SEED_RAY_NEAR_FAR,
                  render_chunk: int = 4096,
                  on_raw_mesh: Optional[Callable[[np.ndarray, np.ndarray, np.ndarray], None]] = None,
-                 mc_backend: str = "auto") -> SemanticMesh:
+                 mc_backend: str = "auto",
+                 face_filter: Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]] = None) -> SemanticMesh:
     """Marching-cubes mesh of a density field with rendered colours and classes.
 
     density_fn(points (N,3)) -> (N,) sigma in 1/m; semantic_fn(points) -> (N,C) logits;
@@ -486,6 +487,9 @@ def extract_mesh(density_fn: Callable, bounds, resolution: int = 256,
     (``render_chunk`` rays per call; ``full_ray_near_far``, the seed's 0.1 and 10 m).
     ``on_raw_mesh(vertices, faces, normals)``: called with the marching-cubes mesh (world
     coordinates) before cleaning and shading (the seed's uncoloured ``mesh_canonical.ply``).
+    ``face_filter(vertices, faces) -> (F,) bool``: the faces to keep, asked after cleaning and
+    before shading, so that only the kept faces' vertices are shaded (the mapper's observed-face
+    test: on a young map it removes most faces, and shading is the extraction's largest stage).
     ``mc_backend``: ``skimage`` (scikit-image's marching cubes on the CPU, Lewiner's method),
     ``torch`` (:mod:`.marching_cubes`: the classic cases on the field's device, the grid never
     downloaded; the same mesh as scikit-image's ``method="lorensen"``) or ``auto`` (torch on
@@ -605,6 +609,17 @@ def extract_mesh(density_fn: Callable, bounds, resolution: int = 256,
         stats["seconds_cleaning"] = time.perf_counter() - t0
         if faces.shape[0] == 0:
             return empty(f"no surface left after removing components under {min_component_faces} faces")
+        if face_filter is not None:
+            t0 = time.perf_counter()
+            keep_faces = np.asarray(face_filter(verts, faces), dtype=bool).reshape(-1)
+            if keep_faces.shape[0] != faces.shape[0]:
+                raise ValueError(f"face_filter returned {keep_faces.shape[0]} flags for {faces.shape[0]} faces")
+            keep, faces = _compact(faces[keep_faces], verts.shape[0])
+            verts, normals = verts[keep], normals[keep]
+            stats["faces_filtered_out"] = int(keep_faces.size - faces.shape[0])
+            stats["seconds_face_filter"] = time.perf_counter() - t0
+            if faces.shape[0] == 0:
+                return empty("no surface left after the face filter")
         # skimage's gradient normals point down the density (outward); patch degenerate ones
         norm = np.linalg.norm(normals, axis=1)
         bad = ~(norm > 1e-6)

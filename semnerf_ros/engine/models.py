@@ -22,7 +22,7 @@ from torch import nn
 from . import triton_runtime
 from .fields.hash_field import HashSemanticField
 from .fields.semantic_nerf import SemanticNeRFMLP
-from .occupancy import OccupancyGrid, march_rays, march_rays_dense
+from .occupancy import OccupancyGrid, march_rays_dense
 from .render import accumulate, nerf_deltas, sample_pdf, stratified_samples, volume_render, weights_from_density
 
 
@@ -327,70 +327,94 @@ class HashSemanticModel(SemanticModel):
             res["rgb"] = res["rgb"] + (1.0 - res["acc"][:, None])
         return res
 
-    # Inference: front-to-back blocks with early ray termination, heads only where visible.
+    # Inference: front-to-back blocks of slots with early ray termination, heads only where visible.
     TERMINATION_TRANSMITTANCE = 1e-4
     MIN_WEIGHT = 1e-4
-    SLOT_BLOCKS = (8, 24)  # density evaluated for slots [0, 8), then [8, 24), then the rest
+    SLOT_BLOCKS = (8, 16)  # density evaluated for slots [0, 8), then [8, 16), then the rest
 
     @torch.no_grad()
     def _render_inference(self, origins, dirs, near, far) -> dict:
-        """Rendering without gradients: densities are evaluated in blocks of
-        samples along the rays, front to back, and a ray stops once its
-        transmittance drops below 1e-4 (samples behind an opaque surface are
-        never evaluated); the colour and semantic heads then run only on samples
-        of weight > 1e-4.  Matches :meth:`render_rays` up to that cut-off."""
+        """Rendering without gradients, front to back (``render.view_path: packed``, and every view
+        on a CPU).  The rays are marched into the training renderer's fixed layout; densities are
+        evaluated for a block of slots of every ray (slots [0, 8)), then for the next block of the
+        rays still open only, and so on (nerfacc's early termination): a ray closes once its
+        transmittance drops below 1e-4, so samples behind an opaque surface are never evaluated
+        (on a trained room about 80 % of them).  The colour and semantic heads then run only on
+        samples of weight > 1e-4, and the weight left out of a ray goes to them in proportion
+        (as :meth:`render_dense`'s heaviest samples).  Matches :meth:`render_dense` of every
+        sample up to that cut-off; the ray counts are read back to the host once a block."""
         r = self.cfg["render"]
         R, dev = origins.shape[0], origins.device
         K = self.view_samples
-        m = march_rays(origins, dirs, near, far, self.grid, int(r["march_steps"]), K, perturb=False,
-                       surface_fraction=self.surface_fraction, surface_spread_steps=self.surface_spread_steps,
-                       backend=self.marcher(origins))
-        ray, slot, t, delta = m["ray"], m["slot"], m["t"], m["delta"]
-        P = ray.numel()
-        pts = origins[ray] + t[:, None] * dirs[ray]
-        chunk = int(self.cfg["model"]["netchunk"])
-        sigma_p = torch.zeros(P, device=dev)
-        enc_p = torch.zeros(P, self.field.encoding.out_dim, device=dev)
-        geo_p = None
-        trans = torch.ones(R, device=dev)
-        alive = torch.ones(R, dtype=torch.bool, device=dev)
-        edges = [0, *[b for b in self.SLOT_BLOCKS if b < K], K]
+        m = march_rays_dense(origins, dirs, near, far, self.grid, int(r["march_steps"]), K, None,
+                             self.surface_fraction, self.surface_spread_steps, self.marcher(origins))
+        t, delta = m["t"], m["delta"]
+        chunk = max(int(self.cfg["model"]["netchunk"]), 1)
         amp = self.amp and origins.is_cuda
+        shared = self.field.semantic_encoding is None  # the semantic head reads the density grid's features
+        sigma = torch.zeros(R, K, device=dev)
+        geo = enc = None
+        tau = torch.zeros(R, device=dev)  # optical depth of the slots evaluated so far
+        open_rays = torch.arange(R, device=dev)
+        tau_stop = -math.log(self.TERMINATION_TRANSMITTANCE)
+        edges = [0, *[b for b in self.SLOT_BLOCKS if b < K], K]
+        evaluated = 0
         for s0, s1 in zip(edges[:-1], edges[1:]):
-            idx = ((slot >= s0) & (slot < s1) & alive[ray]).nonzero().squeeze(1)
-            if idx.numel() == 0:
-                continue
-            for c0 in range(0, idx.numel(), chunk):
-                ic = idx[c0:c0 + chunk]
+            n = open_rays.numel()
+            if n == 0:
+                break
+            every = n == R
+            t_b = t[:, s0:s1] if every else t[open_rays, s0:s1]
+            o_b = origins if every else origins[open_rays]
+            d_b = dirs if every else dirs[open_rays]
+            pts = (o_b[:, None, :] + t_b[..., None] * d_b[:, None, :]).reshape(-1, 3)
+            sig, g, e = [], [], []
+            for c0 in range(0, pts.shape[0], chunk):
                 with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp):
-                    enc, sig, geo = self.field.features(pts[ic])
-                if geo_p is None:
-                    geo_p = torch.zeros(P, geo.shape[-1], device=dev, dtype=geo.dtype)
-                sigma_p[ic] = sig.float()
-                enc_p[ic] = enc.float()
-                geo_p[ic] = geo
-            tau = torch.zeros(R, device=dev).index_add_(0, ray[idx], sigma_p[idx] * delta[idx])
-            trans = trans * torch.exp(-tau)
-            alive = alive & (trans > self.TERMINATION_TRANSMITTANCE)
-        sigma = torch.zeros(R, K, device=dev).index_put_((ray, slot), sigma_p)
-        dl = torch.zeros(R, K, device=dev).index_put_((ray, slot), delta)
-        w = weights_from_density(sigma, dl)[ray, slot]  # the training renderer's compositing
-        acc = torch.zeros(R, device=dev).index_add_(0, ray, w)
-        dep = torch.zeros(R, device=dev).index_add_(0, ray, w * t)
+                    enc_c, sig_c, geo_c = self.field.features(pts[c0:c0 + chunk])
+                sig.append(sig_c.float())
+                g.append(geo_c)
+                if shared:
+                    e.append(enc_c)
+            sig_b = torch.cat(sig).reshape(n, s1 - s0)
+            if geo is None:
+                geo = torch.zeros(R, K, g[0].shape[-1], device=dev, dtype=g[0].dtype)
+                if shared:
+                    enc = torch.zeros(R, K, e[0].shape[-1], device=dev, dtype=e[0].dtype)
+            valid_b = m["valid"][:, s0:s1] if every else m["valid"][open_rays, s0:s1]
+            sig_b = torch.where(valid_b, sig_b, 0.0)
+            tau_b = (sig_b * (delta[:, s0:s1] if every else delta[open_rays, s0:s1])).sum(-1)
+            sigma[:, s0:s1].index_copy_(0, open_rays, sig_b)
+            geo[:, s0:s1].index_copy_(0, open_rays, torch.cat(g).reshape(n, s1 - s0, -1))
+            if shared:
+                enc[:, s0:s1].index_copy_(0, open_rays, torch.cat(e).reshape(n, s1 - s0, -1))
+            tau.index_add_(0, open_rays, tau_b)
+            evaluated += n * (s1 - s0)
+            open_rays = open_rays[tau[open_rays] < tau_stop]
+        w = weights_from_density(sigma, delta)  # the training renderer's compositing
+        acc = w.sum(-1)
+        dep = (w * t).sum(-1)
+        ray, slot = (w > self.MIN_WEIGHT).nonzero(as_tuple=True)
+        w_vis = w[ray, slot]
+        kept = torch.zeros(R, device=dev).index_add_(0, ray, w_vis)
+        w_vis = w_vis * (acc / kept.clamp_min(1e-10))[ray]
         rgb = torch.zeros(R, 3, device=dev)
         sem = torch.zeros(R, self.num_valid, device=dev)
-        vis = (w > self.MIN_WEIGHT).nonzero().squeeze(1)
         vd = F.normalize(dirs, dim=-1)
-        for c0 in range(0, vis.numel(), chunk):
-            ic = vis[c0:c0 + chunk]
+        for c0 in range(0, ray.numel(), chunk):
+            rc, sc = ray[c0:c0 + chunk], slot[c0:c0 + chunk]
+            pts = origins[rc] + t[rc, sc, None] * dirs[rc]
             with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp):
-                col = self.field.color_head(geo_p[ic], vd[ray[ic]])
-                lg = self.field.semantic_head(enc_p[ic].to(geo_p.dtype), pts[ic])
-            rgb.index_add_(0, ray[ic], w[ic, None] * col)
-            sem.index_add_(0, ray[ic], w[ic, None] * lg)
+                col = self.field.color_head(geo[rc, sc], vd[rc])
+                lg = self.field.semantic_head(enc[rc, sc] if shared else geo.new_zeros(rc.shape[0], 0), pts)
+            wc = w_vis[c0:c0 + chunk, None]
+            rgb.index_add_(0, rc, wc * col.float())
+            sem.index_add_(0, rc, wc * lg.float())
         if r["white_bkgd"]:
             rgb = rgb + (1.0 - acc[:, None])
-        return {"rgb": rgb, "depth": dep, "acc": acc, "semantic": sem, "samples_per_ray": P / max(R, 1)}
+        return {"rgb": rgb, "depth": dep, "acc": acc, "semantic": sem,
+                "samples_per_ray": m["valid"].sum(dtype=torch.float32) / max(R, 1),
+                "evaluated_per_ray": evaluated / max(R, 1)}
 
     def density_fn(self, points):
         return self.field.density(points)

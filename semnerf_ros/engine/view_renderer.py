@@ -7,8 +7,9 @@ GPU), then renders outside the lock while training goes on.  On a GPU it renders
 on its own CUDA stream, and, for the hash field, replays each chunk of rays from
 a CUDA graph captured once per chunk size (the view's ~1000 small kernels
 become one launch); a failed capture falls back to eager rendering with a
-logged reason.  On the CPU it renders eagerly with the model's
-early-terminating renderer.
+logged reason.  With ``render.view_path: packed``, and on the CPU, it renders
+eagerly with the model's early-terminating renderer (on a GPU in passes of at
+least :data:`KERNEL_VIEW_RAYS` rays).
 """
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ from .models import SemanticModel
 log = logging.getLogger("semnerf_ros.view_renderer")
 
 _OUTPUTS = ("rgb", "depth", "acc", "semantic")
+#: rays a pass of a view marched by the Triton kernel holds at least (a 320x240 view in one pass,
+#: 640x480 in two): about 2 KB of samples and features a ray, so about 0.5 GB a pass
+KERNEL_VIEW_RAYS = 2 ** 18
 
 
 class ViewRenderer:
@@ -92,6 +96,13 @@ class ViewRenderer:
             if self.use_graph and hasattr(model, "render_dense") and getattr(model, "view_path", "dense") == "dense":
                 out = self._render_graphed(model, origins, dirs, near, far, chunk)
             else:
+                marcher = getattr(model, "marcher", None)
+                if marcher is not None and marcher(origins) == "triton":
+                    # the kernel keeps no per-step tensors: larger passes, in equal pieces, keep
+                    # more rays in flight and read the ray counts back fewer times
+                    n = origins.shape[0]
+                    pieces = -(-n // max(int(chunk), KERNEL_VIEW_RAYS))
+                    chunk = -(-n // max(pieces, 1))
                 out = model.render_chunked(origins, dirs, near, far, chunk)
         torch.cuda.current_stream(self.device).wait_stream(stream)
         return out

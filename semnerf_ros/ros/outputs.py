@@ -160,7 +160,7 @@ class NodeOutputs:
     def render_images(self, pose: np.ndarray, intr: Intrinsics, header: Header, scale: float) -> dict:
         """Render the map from ``pose`` and pack the output images (messages)."""
         with self._render_lock:   # the published renders' thread and ~/render_view
-            view = self.node.mapper.render(pose, intr, scale=scale)
+            view = self.node.mapper.render(pose, intr, scale=scale, with_probs=False)  # labels and entropy only
         return image_messages(view, self.node.num_classes, header, intr, scale)
 
     def publish_renders(self) -> None:
