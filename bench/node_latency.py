@@ -50,7 +50,9 @@ def progress_from_log(path: Path) -> list:
     without the package's interfaces, which ``~/status`` needs)."""
     import re
 
-    extras = {"render_ms_p50": re.compile(r"render (\d+)/\d+"), "render_ms_max": re.compile(r"render \d+/(\d+)"),
+    # a view's whole time ("view p50/max"); logs before it had the map lock's part only ("render p50/max")
+    extras = {"render_ms_p50": re.compile(r"(?:view|render) (\d+)/\d+"),
+              "render_ms_max": re.compile(r"(?:view|render) \d+/(\d+)"),
               "gpu_memory_mb": re.compile(r"; gpu (\d+) MB"),
               "messages_received_min": re.compile(r"messages received (\d+)")}
 

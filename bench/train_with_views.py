@@ -6,7 +6,7 @@ Each phase builds the Mapper the node builds from its default parameters
 (``bridge.engine_setup.make_mapper``, the engine defaults for the device), starts its training
 thread, feeds one room's training frames at ``--rate`` Hz through ``screen_frame`` / ``add_frame``
 as the node's intake does, and, when the phase asks for views, renders a 320x240 view (all
-outputs, through :meth:`Mapper.render`, from the room's test poses in turn) at the phase's rate
+outputs the node publishes, through :meth:`Mapper.render`, from the room's test poses in turn) at the phase's rate
 from a thread of its own, as the node's render timer does.  Per phase: the training rate
 (it/s sampled every second; the median after the first ``--skip`` seconds), the views' wall time
 (p50 / p90 ms) and the rate against the first phase.  So the node's rate in ``bench/node_latency.py``
@@ -99,7 +99,7 @@ def run_phase(name: str, views_hz: float, overrides: dict, scene: dict, args) ->
         while not stop.is_set():
             t0 = time.perf_counter()
             try:
-                mapper.render(poses[k % len(poses)], scene["intrinsics"])
+                mapper.render(poses[k % len(poses)], scene["intrinsics"], with_probs=False)  # as the node
                 view_ms.append(1000.0 * (time.perf_counter() - t0))
                 k += 1
             except MapNotReadyError:

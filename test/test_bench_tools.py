@@ -132,9 +132,14 @@ def test_node_progress_lines_parse_with_render_time_and_gpu_memory(tmp_path):
         "11/318 (wait 2/83), render 7/12 (wait 2/277), label votes 2/8 (812 voxels); gpu 1479 MB\n"
         "[INFO] [2.0] [semnerf_node]: step 12 (4 it/s), keyframes 3/9; frames synced 1, rejected 0 (none); images "
         "published 0; intake queue 0/16 (peak 0); ms p50/max: step 10/30, add_frame - (wait -), render - (wait -)\n"
-        "[WARN] [3.0] [semnerf_node]: something else\n")
+        "[WARN] [3.0] [semnerf_node]: something else\n"
+        "[INFO] [4.0] [semnerf_node]: step 891 (220 it/s), keyframes 60/200; messages received 146 per topic, "
+        "frames synced 146, rejected 0 (none); images published 47; intake queue 0/32 (peak 7); ms p50/max: step "
+        "2/18, add_frame 9/138 (wait 1/151), view 9/21 (map lock 0/4, wait 2/12); gpu 2199 MB\n")
     rows = _load("node_latency").progress_from_log(log)
-    assert len(rows) == 2
+    assert len(rows) == 3
+    # today's line: the whole view's time, not the map lock's part of it
+    assert (rows[2]["render_ms_p50"], rows[2]["render_ms_max"]) == (9, 21)
     assert rows[0] == {"step": 1205, "it_per_s": 164, "keyframes": 60, "frames_synced": 287, "frames_rejected": 10,
                        "mapper_busy": 10, "intake_queue": 0, "intake_capacity": 16, "intake_peak": 5,
                        "render_ms_p50": 7, "render_ms_max": 12, "gpu_memory_mb": 1479, "messages_received_min": 298}

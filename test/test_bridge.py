@@ -269,6 +269,8 @@ def test_status_message_fields_and_progress_line():
     assert progress_line(fused, led, True).endswith(", label votes 2/8 (812 voxels)")
     assert "paused" in progress_line(dict(st, training=False), led, False)
     assert progress_line(dict(st, gpu_memory_mb=1479.4), led, True).endswith("; gpu 1479 MB")   # on a GPU
+    viewed = dict(st, timing_ms={"view": {"p50": 9.2, "max": 21.0}, "render": {"p50": 0.4, "max": 4.0}})
+    assert "view 9/21 (map lock 0/4, wait -)" in progress_line(viewed, led, True)
     assert "gpu" not in line
 
 

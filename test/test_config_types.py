@@ -86,8 +86,9 @@ def test_benchmark_overrides_nest_any_depth_and_take_yaml_values():
 def test_view_path_is_checked_and_reaches_the_model():
     from semnerf_ros.engine.models import build_model
 
-    assert load_config(None, {"render": {"view_path": "packed"}})["render"]["view_path"] == "packed"
+    assert load_config(None, {})["render"]["view_path"] == "packed"   # the default (front to back)
+    assert load_config(None, {"render": {"view_path": "dense"}})["render"]["view_path"] == "dense"
     with pytest.raises(ConfigError, match="render.view_path must be 'dense' or 'packed'"):
         load_config(None, {"render": {"view_path": "fast"}})
-    cfg = load_config(None, {"model": {"type": "hash"}, "render": {"view_path": "packed"}})
-    assert build_model(cfg, 4, [[-1, -1, -1], [1, 1, 1]]).view_path == "packed"
+    cfg = load_config(None, {"model": {"type": "hash"}, "render": {"view_path": "dense"}})
+    assert build_model(cfg, 4, [[-1, -1, -1], [1, 1, 1]]).view_path == "dense"

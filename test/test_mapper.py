@@ -179,8 +179,9 @@ def test_background_thread_trains_renders_and_stops():
         assert m.stop(timeout=5.0)
         assert time.time() - t0 < 5.0
     tm = m.stats()["timing_ms"]
-    assert {"step", "add_frame", "add_frame_wait", "render", "render_wait"} <= set(tm)
-    assert tm["add_frame"]["n"] == len(frames) and tm["render"]["n"] == 1
+    assert {"step", "add_frame", "add_frame_wait", "render", "render_wait", "view"} <= set(tm)
+    assert tm["add_frame"]["n"] == len(frames) and tm["render"]["n"] == 1 and tm["view"]["n"] == 1
+    assert tm["view"]["p50"] >= tm["render"]["p50"]   # the whole view holds the map lock for part of it
     assert all(0 <= t["p50"] <= t["max"] for t in tm.values())
 
 

@@ -66,6 +66,21 @@ def test_dense_and_packed_marching_agree():
     assert (t[:, 1:] >= t[:, :-1]).all()
 
 
+def test_view_weights_by_matmul_equal_the_scan_and_survive_infinite_density():
+    """The views' compositing weights (a product with a triangular matrix for the optical depth in
+    front of each sample) equal the training renderer's scan, opaque samples included."""
+    from semnerf_ros.engine.models import _weights_by_matmul
+    g = torch.Generator().manual_seed(5)
+    sigma = torch.rand(64, 48, generator=g) * 30
+    delta = torch.rand(64, 48, generator=g) * 0.05
+    torch.testing.assert_close(_weights_by_matmul(sigma, delta), weights_from_density(sigma, delta),
+                               atol=1e-6, rtol=1e-5)
+    sigma[:, 7] = torch.inf
+    w = _weights_by_matmul(sigma, delta)
+    assert torch.isfinite(w).all() and (w[:, 8:] == 0).all()
+    torch.testing.assert_close(w, weights_from_density(sigma, delta), atol=1e-6, rtol=1e-5)
+
+
 def test_log_space_weights_equal_cumulative_product_and_survive_infinite_density():
     g = torch.Generator().manual_seed(1)
     sigma = torch.rand(50, 20, generator=g) * 20

@@ -89,7 +89,7 @@ def progress_line(st: dict, ledger: InputLedger, training_enabled: bool) -> str:
                 f"published {ledger.images_published}; intake queue {st.get('intake_queue', 0)}/"
                 f"{st.get('intake_capacity', 0)} (peak {st.get('intake_queue_peak', 0)}); ms p50/max: step "
                 f"{ms('step')}, add_frame {ms('add_frame')} "
-                f"(wait {ms('add_frame_wait')}), render {ms('render')} (wait {ms('render_wait')})"
+                f"(wait {ms('add_frame_wait')}), view {ms('view')} (map lock {ms('render')}, wait {ms('render_wait')})"
                 + (f", label votes {ms('fuse')} ({st['label_fusion']['voxels']} voxels"
                    + (f", {st['label_fusion'].get('keyframes_waiting')} keyframes waiting"
                       if st['label_fusion'].get('keyframes_waiting') else "") + ")"

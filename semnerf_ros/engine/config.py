@@ -129,13 +129,15 @@ class RenderConfig:
     bounds_margin: float = 0.5  # metres added around auto bounds
     march_steps: int = 512  # samples per ray along [near, far] before skipping
     max_samples_per_ray: int = 48  # occupied samples kept per ray
-    # how a GPU renders views without gradients: dense (every kept sample, CUDA-graph replay) or
-    # packed (front-to-back blocks, early termination, heads only where visible; the CPU's renderer)
-    view_path: str = "dense"
+    # how a GPU renders views without gradients: packed (densities front to back in blocks of slots
+    # for the rays still open, early termination at transmittance 1e-4, heads only on samples of
+    # weight > 1e-4; the CPU's renderer; a 320x240 view 9-12 ms against 13-15 ms on an H200, the
+    # same mIoU, docs/benchmarks.md ninth session) or dense (every kept sample, CUDA-graph replay)
+    view_path: str = "packed"
     view_max_samples: int = 0  # samples kept per ray in views (0: max_samples_per_ray, as training)
-    # dense views: the colour and semantic heads run only on each ray's this many samples of largest
-    # compositing weight, the rest given their weighted mean (0: on every sample, as training); density
-    # and depth keep every sample.  16: a 320x240 view 14.1 ms against 19.4, mIoU and PSNR unchanged
+    # dense views (view_path dense): the colour and semantic heads run only on each ray's this many
+    # samples of largest compositing weight, the rest given their weighted mean (0: on every sample, as
+    # training); density and depth keep every sample.  16: a 320x240 view 14.1 ms against 19.4, mIoU and PSNR unchanged
     # (docs/benchmarks.md, sixth session)
     view_head_samples: int = 16
     # share of each ray's samples placed where the occupancy grid's densities put the first surface

@@ -619,36 +619,42 @@ class Mapper:
         """Render the map from a camera-to-world ``pose`` (optical axes).  ``with_probs=False``
         leaves ``probs`` None (the node publishes labels and entropy only; the class
         probabilities of a 320x240 view are ~9 MB to copy off the GPU)."""
+        t_start = time.perf_counter()
         T = validate_pose(pose)
         intr = intrinsics.scaled(scale) if scale != 1.0 else intrinsics
         self._require_content()
         near, far = self.cfg["render"]["depth_range"]
         chunk = chunk or (int(self.cfg["model"]["chunk"]) if self.cfg["model"]["type"] == "hash" else 4096 * 4)
         view = self._view_renderer
+        h, w = intr.shape
         with view.lock:
             with self._priority_lock("render"):  # held only to snapshot the weights
                 if self.model is None:
                     raise MapNotReadyError("the map is empty: no keyframe has been added yet")
                 view.refresh(self.model)
-            o, d = camera_rays(T, intr, self.device)
-            out = view.render(o, d, near, far, chunk)
-        h, w = intr.shape
-        probs = semantic_probabilities(out["semantic"])
-        labels = probs.argmax(-1)
-        ent = semantic_entropy(probs)
-        # one copy to the host for the five images (each copy waits for the GPU): labels travel as
-        # float32, exact for class ids below 2**24
-        images = torch.cat([out["rgb"].float().clamp(0, 1), out["depth"].float()[:, None], ent.float()[:, None],
-                            out["acc"].float()[:, None], labels.float()[:, None]], 1).cpu().numpy()
-        return RenderResult(
-            rgb=np.ascontiguousarray(images[:, 0:3]).reshape(h, w, 3),
-            depth=np.ascontiguousarray(images[:, 3]).reshape(h, w),
-            labels=images[:, 6].astype(np.int32).reshape(h, w),
-            probs=probs.float().reshape(h, w, -1).cpu().numpy() if with_probs else None,
-            entropy=np.ascontiguousarray(images[:, 4]).reshape(h, w),
-            opacity=np.ascontiguousarray(images[:, 5]).reshape(h, w),
-            intrinsics=intr,
-        )
+            with view.on_stream():  # rays, render and images on the views' stream (CUDA)
+                o, d = camera_rays(T, intr, self.device)
+                out = view.render(o, d, near, far, chunk)
+                probs = semantic_probabilities(out["semantic"])
+                labels = probs.argmax(-1)
+                ent = semantic_entropy(probs)
+                # one copy to the host for the five images (each copy waits for the GPU): labels
+                # travel as float32, exact for class ids below 2**24
+                images = view.to_host(torch.cat([out["rgb"].float().clamp(0, 1), out["depth"].float()[:, None],
+                                                 ent.float()[:, None], out["acc"].float()[:, None],
+                                                 labels.float()[:, None]], 1))
+                result = RenderResult(   # copies: the host buffer is the next view's
+                    rgb=np.ascontiguousarray(images[:, 0:3]).reshape(h, w, 3),
+                    depth=np.ascontiguousarray(images[:, 3]).reshape(h, w),
+                    labels=images[:, 6].astype(np.int32).reshape(h, w),
+                    probs=probs.float().reshape(h, w, -1).cpu().numpy() if with_probs else None,
+                    entropy=np.ascontiguousarray(images[:, 4]).reshape(h, w),
+                    opacity=np.ascontiguousarray(images[:, 5]).reshape(h, w),
+                    intrinsics=intr,
+                )
+        # the whole view, images on the host (``render`` is the map lock's part of it)
+        self._timings["view"].append(time.perf_counter() - t_start)
+        return result
 
     def _require_content(self) -> None:
         """Raise :class:`MapNotReadyError` while the map holds nothing learnt: no model yet
