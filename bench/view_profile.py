@@ -132,14 +132,11 @@ def termination_stats(model, origins, dirs, near: float, far: float) -> dict:
     stages["density"]()
     valid = state["m"]["valid"]
     tau = state["sigma"] * state["m"]["delta"]
-    before = torch.cumsum(tau, -1) - tau  # optical depth in front of each sample
-    needed = valid & (torch.exp(-before) > TERMINATION_TRANSMITTANCE)
+    through = torch.cumsum(tau, -1)  # optical depth up to and including each sample
+    needed = valid & (torch.exp(-(through - tau)) > TERMINATION_TRANSMITTANCE)
     K = valid.shape[1]
-    open_after = {}
-    for s in OPEN_AFTER_SLOTS:
-        if s < K:
-            open_after[str(s)] = float((torch.exp(-torch.cumsum(tau, -1)[:, s - 1]) > TERMINATION_TRANSMITTANCE)
-                                       .float().mean())
+    open_after = {str(s): float((torch.exp(-through[:, s - 1]) > TERMINATION_TRANSMITTANCE).float().mean())
+                  for s in OPEN_AFTER_SLOTS if s < K}
     n_valid = float(valid.sum())
     return {"samples_per_ray": n_valid / valid.shape[0],
             "needed_samples_per_ray": float(needed.sum()) / valid.shape[0],

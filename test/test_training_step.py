@@ -14,7 +14,12 @@ from semnerf_ros.engine.config import make_config
 from semnerf_ros.engine.keyframes import RayBatch
 from semnerf_ros.engine.models import build_model
 from semnerf_ros.engine.occupancy import march_rays, march_rays_dense
-from semnerf_ros.engine.render import alpha_from_density, weights_from_alpha, weights_from_density
+from semnerf_ros.engine.render import (
+    alpha_from_density,
+    weights_from_alpha,
+    weights_from_density,
+    weights_from_density_by_matmul,
+)
 from semnerf_ros.engine.trainer import Trainer, wants_cuda_graph
 from semnerf_ros.engine.view_renderer import ViewRenderer
 
@@ -69,14 +74,13 @@ def test_dense_and_packed_marching_agree():
 def test_view_weights_by_matmul_equal_the_scan_and_survive_infinite_density():
     """The views' compositing weights (a product with a triangular matrix for the optical depth in
     front of each sample) equal the training renderer's scan, opaque samples included."""
-    from semnerf_ros.engine.models import _weights_by_matmul
     g = torch.Generator().manual_seed(5)
     sigma = torch.rand(64, 48, generator=g) * 30
     delta = torch.rand(64, 48, generator=g) * 0.05
-    torch.testing.assert_close(_weights_by_matmul(sigma, delta), weights_from_density(sigma, delta),
+    torch.testing.assert_close(weights_from_density_by_matmul(sigma, delta), weights_from_density(sigma, delta),
                                atol=1e-6, rtol=1e-5)
     sigma[:, 7] = torch.inf
-    w = _weights_by_matmul(sigma, delta)
+    w = weights_from_density_by_matmul(sigma, delta)
     assert torch.isfinite(w).all() and (w[:, 8:] == 0).all()
     torch.testing.assert_close(w, weights_from_density(sigma, delta), atol=1e-6, rtol=1e-5)
 

@@ -23,7 +23,15 @@ from . import triton_runtime
 from .fields.hash_field import HashSemanticField
 from .fields.semantic_nerf import SemanticNeRFMLP
 from .occupancy import OccupancyGrid, march_rays_dense
-from .render import accumulate, nerf_deltas, sample_pdf, stratified_samples, volume_render, weights_from_density
+from .render import (
+    accumulate,
+    nerf_deltas,
+    sample_pdf,
+    stratified_samples,
+    volume_render,
+    weights_from_density,
+    weights_from_density_by_matmul,
+)
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -220,23 +228,6 @@ def _joined(parts: list) -> torch.Tensor:
     return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
-#: optical depth above which a sample counts as opaque in :func:`_weights_by_matmul` (exp(-1e4) is 0)
-_TAU_OPAQUE = 1e4
-
-
-def _weights_by_matmul(sigma: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
-    """:func:`~semnerf_ros.engine.render.weights_from_density` with the optical depth in front of
-    each sample summed by a product with a strictly upper-triangular matrix of ones instead of a
-    scan: on a GPU a view's (R, 48) scan took 0.45 ms and the product takes a few microseconds.
-    Optical depths are capped at 1e4 first (an infinite one times a zero of the matrix would give
-    NaN; beyond 1e4 the weights are the same)."""
-    tau = (sigma * deltas).clamp(max=_TAU_OPAQUE)
-    K = tau.shape[-1]
-    upper = torch.ones(K, K, device=tau.device, dtype=tau.dtype).triu_(1)
-    before = tau @ upper
-    return (1.0 - torch.exp(-tau)) * torch.exp(-before)
-
-
 class HashSemanticModel(SemanticModel):
     """Hash-grid field with occupancy-grid ray marching."""
 
@@ -385,11 +376,8 @@ class HashSemanticModel(SemanticModel):
             n = open_rays.numel()
             if n == 0:
                 break
-            every = n == R
-            t_b = t[:, s0:s1] if every else t[open_rays, s0:s1]
-            o_b = origins if every else origins[open_rays]
-            d_b = dirs if every else dirs[open_rays]
-            pts = (o_b[:, None, :] + t_b[..., None] * d_b[:, None, :]).reshape(-1, 3)
+            rows = slice(None) if n == R else open_rays  # every ray: plain slices, no gather
+            pts = (origins[rows][:, None, :] + t[rows, s0:s1][..., None] * dirs[rows][:, None, :]).reshape(-1, 3)
             sig, g, e = [], [], []
             for c0 in range(0, pts.shape[0], chunk):
                 with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp):
@@ -398,33 +386,21 @@ class HashSemanticModel(SemanticModel):
                 g.append(geo_c)
                 if shared:
                     e.append(enc_c)
-            sig_b = _joined(sig).reshape(n, s1 - s0)
             if geo is None:
                 geo = torch.zeros(R, K, g[0].shape[-1], device=dev, dtype=g[0].dtype)
                 if shared:
                     enc = torch.zeros(R, K, e[0].shape[-1], device=dev, dtype=e[0].dtype)
-            valid_b = m["valid"][:, s0:s1] if every else m["valid"][open_rays, s0:s1]
-            sig_b = torch.where(valid_b, sig_b, 0.0)
-            tau_b = (sig_b * (delta[:, s0:s1] if every else delta[open_rays, s0:s1])).sum(-1)
-            geo_b = _joined(g).reshape(n, s1 - s0, -1)
-            enc_b = _joined(e).reshape(n, s1 - s0, -1) if shared else None
-            if every:  # every ray: plain copies, no index
-                sigma[:, s0:s1] = sig_b
-                geo[:, s0:s1] = geo_b
-                if shared:
-                    enc[:, s0:s1] = enc_b
-                tau += tau_b
-            else:
-                sigma[:, s0:s1].index_copy_(0, open_rays, sig_b)
-                geo[:, s0:s1].index_copy_(0, open_rays, geo_b)
-                if shared:
-                    enc[:, s0:s1].index_copy_(0, open_rays, enc_b)
-                tau.index_add_(0, open_rays, tau_b)
+            sig_b = torch.where(m["valid"][rows, s0:s1], _joined(sig).reshape(n, s1 - s0), 0.0)
+            sigma[rows, s0:s1] = sig_b
+            geo[rows, s0:s1] = _joined(g).reshape(n, s1 - s0, -1)
+            if shared:
+                enc[rows, s0:s1] = _joined(e).reshape(n, s1 - s0, -1)
+            tau[rows] += (sig_b * delta[rows, s0:s1]).sum(-1)
             evaluated += n * (s1 - s0)
             # open: not yet opaque, and samples left (kept samples come first on each ray)
             if s1 < K:
                 open_rays = open_rays[(tau[open_rays] < tau_stop) & m["valid"][open_rays, s1]]
-        w = _weights_by_matmul(sigma, delta)  # the training renderer's compositing
+        w = weights_from_density_by_matmul(sigma, delta)  # the training renderer's compositing
         acc = w.sum(-1)
         dep = (w * t).sum(-1)
         ray, slot = (w > self.MIN_WEIGHT).nonzero(as_tuple=True)

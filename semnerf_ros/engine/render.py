@@ -77,6 +77,24 @@ def weights_from_density(sigma: torch.Tensor, deltas: torch.Tensor) -> torch.Ten
     return (1.0 - torch.exp(-tau)) * torch.exp(-before)
 
 
+#: optical depth above which :func:`weights_from_density_by_matmul` counts a sample as opaque (exp(-1e4) is 0)
+_TAU_OPAQUE = 1e4
+
+
+def weights_from_density_by_matmul(sigma: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
+    """:func:`weights_from_density` with the optical depth in front of each sample summed by a
+    product with a strictly upper-triangular matrix of ones instead of a scan (for views: on an
+    H200 the scan over a 320x240 view's (R, 48) samples was a 0.45 ms kernel, docs/benchmarks.md
+    ninth session; the product is one small matrix multiply).
+    Optical depths are capped at 1e4 first (an infinite one times a zero of the matrix would give
+    NaN; beyond 1e4 the weights are the same)."""
+    tau = (sigma * deltas).clamp(max=_TAU_OPAQUE)
+    K = tau.shape[-1]
+    upper = torch.ones(K, K, device=tau.device, dtype=tau.dtype).triu_(1)
+    before = tau @ upper
+    return (1.0 - torch.exp(-tau)) * torch.exp(-before)
+
+
 def accumulate(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """sum_i w_i v_i for weights (R, S) and values (R, S) or (R, S, K)."""
     if values.dim() == weights.dim():
