@@ -86,6 +86,27 @@ def test_occupancy_update_after_warmup_visits_a_sample_and_keeps_unvisited_cells
     assert not bool(grid.occupied[visited].any())           # seen empty: skipped
 
 
+def test_occupancy_sample_of_occupied_cells_is_all_of_few_and_spread_over_many():
+    """The update's sample of occupied cells (drawn without a host sync): every occupied cell
+    when there are no more than the sample's size, else one random cell per stratum, never an
+    empty cell."""
+    grid = OccupancyGrid(BOX, resolution=8)
+    g = torch.Generator().manual_seed(3)
+    for n_occ in (1, 5, 64, 128):
+        grid.occupied.zero_()
+        ids = torch.randperm(512, generator=g)[:n_occ]
+        grid.occupied[ids] = True
+        got = grid._occupied_sample(128, g)
+        assert got.shape == (128,) and set(got.tolist()) == set(ids.tolist()), n_occ
+    grid.occupied.zero_()
+    ids = torch.randperm(512, generator=g)[:400]
+    grid.occupied[ids] = True
+    got = grid._occupied_sample(100, g)
+    assert bool(grid.occupied[got].all())
+    ranks = torch.searchsorted(torch.sort(ids).values, got)        # rank among the occupied
+    assert (ranks // 4).tolist() == list(range(100))               # one in each stratum of 4
+
+
 # --------------------------------------------------------------------------- losses
 def test_semantic_loss_ignores_void_and_maps_label_k_to_logit_k_minus_1():
     g = torch.Generator().manual_seed(0)

@@ -34,6 +34,56 @@ def test_votes_decide_a_voxel_only_with_enough_votes_and_a_clear_winner():
     assert winner[0].item() == 4 and decided.tolist() == [True, False]          # unseen voxel: undecided
 
 
+def test_a_class_with_many_votes_that_wins_no_voxel_is_noise_and_trains_nothing():
+    """noise_classes: two real surfaces (classes 1 and 2, many pixels a voxel, 50 % of them relabelled
+    at random) and noise of class 3 spread over every voxel; class 4 has a few clean votes only
+    (sparse labels: never judged).  Class 3 is judged noise once it passes JUDGE_VOTES: its rays get
+    void (with depth and without), the others keep their targets; without the option nothing
+    changes."""
+    from semnerf_ros.engine.label_fusion import JUDGE_VOTES
+    g = torch.Generator().manual_seed(0)
+
+    def cast(f, n_voxels):
+        pts, labs = [], []
+        for v in range(n_voxels):
+            true = 1 if v % 2 else 2
+            lab = torch.full((40,), true)
+            flip = torch.rand(40, generator=g) < 0.5
+            lab[flip] = torch.randint(1, 4, (int(flip.sum()),), generator=g)   # noise among 1-3
+            pts.append(torch.tensor([[0.1 * v + 0.05, 0.05, 0.05]]).expand(40, 3))
+            labs.append(lab)
+        f.integrate(torch.cat(pts), torch.cat(labs))
+        f.integrate(torch.tensor([[0.05, 1.05, 0.05], [0.05, 2.05, 0.05]]), torch.tensor([4, 4]))
+
+    on = VoxelLabelFusion(5, cell=0.1, device="cpu", noise_classes=True)
+    off = VoxelLabelFusion(5, cell=0.1, device="cpu")
+    cast(on, 20)                                    # about 130 votes for class 3: not judged yet
+    assert on.noise_class_ids() == []
+    cast(on, 300)
+    cast(off, 320)
+    assert int(on.counts[:, 3].sum()) >= JUDGE_VOTES and on.noise_class_ids() == [3]
+    assert off.noise_class_ids() == [] and on.stats()["noise_classes"] == [3]
+    # rays (dirs with z = 1) to an undecided voxel (none there: the pixel's label), a decided one,
+    # and the sparse class's voxel
+    origins = torch.tensor([[-3.05, 0.05, 0.0], [-3.05, 0.05, 0.0], [0.15, 0.05, 0.0], [0.05, 1.05, 0.0]])
+    dirs = torch.tensor([[0.0, 0.0, 1.0]] * 4)
+    depth = torch.full((4,), 0.05)
+    labels = torch.tensor([3, 2, 3, 4])
+    assert on.relabel(origins, dirs, depth, labels).tolist() == [0, 2, 1, 4]
+    assert off.relabel(origins, dirs, depth, labels).tolist() == [3, 2, 1, 4]
+    assert on.relabel(origins, dirs, None, labels).tolist() == [0, 2, 0, 4]     # no depth: pixel labels
+    # a map seen at a few votes a voxel (clearly won voxels hold under half the votes) judges nothing
+    sparse = VoxelLabelFusion(5, cell=0.1, device="cpu", noise_classes=True)
+    pts = torch.tensor([[0.1 * v + 0.05, 0.05, 0.05] for v in range(1200)]).repeat_interleave(4, 0)
+    sparse.integrate(pts, torch.tensor([1, 1, 3, 2] * 1200))   # without the rule: 1, 2 and 3 all noise
+    assert int(sparse.counts[:, 3].sum()) >= JUDGE_VOTES and sparse.noise_class_ids() == []
+    # the judgement is saved with the votes
+    again = VoxelLabelFusion(5, cell=0.1, device="cpu", noise_classes=True)
+    assert again.load_state_dict(on.state_dict()) and again.noise_class_ids() == [3]
+    again.clear()
+    assert again.noise_class_ids() == []
+
+
 def test_keep_share_lets_a_second_object_in_the_voxel_keep_its_label_but_not_noise():
     """A voxel where two objects meet (7 votes for 2, 4 for 3) and one noisy vote for 1:
     without keep_share every pixel takes the winner; with 0.5 the second object's pixels keep

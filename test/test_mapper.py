@@ -185,6 +185,63 @@ def test_background_thread_trains_renders_and_stops():
     assert all(0 <= t["p50"] <= t["max"] for t in tm.values())
 
 
+@pytest.mark.parametrize("pause", [False, True])
+def test_views_pause_training_launches_no_step_while_a_view_renders(pause, monkeypatch):
+    """mapper.views_pause_training: no training step starts between a view's start and its images
+    while views take a sixth of the time; without it, steps go on during a view (the control: a view
+    here lasts 0.1-0.15 s, steps a few).  Views back to back never stop training (the pause's share)."""
+    import semnerf_ros.engine.mapper as mapper_module
+    monkeypatch.setattr(mapper_module, "VIEW_PAUSE_CREDIT_S", 0.5)   # a CPU view takes 0.1-0.15 s
+    frames = box_frames(4, 32, 24)
+    m = Mapper(tiny_cfg(mapper={"views_pause_training": pause}), NUM_CLASSES, device="cpu")
+    for f in frames:
+        m.add_frame(f)
+    step_starts, view_spans = [], []
+    real_step, real_render = m.step, m._view_renderer.render
+
+    def step(*a, **k):
+        step_starts.append(time.perf_counter())
+        return real_step(*a, **k)
+
+    def render(*a, **k):
+        t0 = time.perf_counter()
+        time.sleep(0.03)
+        out = real_render(*a, **k)
+        view_spans.append((t0, time.perf_counter()))
+        return out
+
+    m.step, m._view_renderer.render = step, render
+    m.start()
+    try:
+        deadline = time.time() + 20
+        while m.step_count < 3 and time.time() < deadline:
+            time.sleep(0.02)
+        for _ in range(4):   # views of 0.1-0.15 s 0.7 s apart: within the pause's share of the time
+            m.render(frames[0].pose, frames[0].intrinsics)
+            time.sleep(0.7)
+        n_spaced = len(view_spans)
+        t_busy = time.perf_counter()
+        while time.perf_counter() - t_busy < 1.5:   # then views back to back
+            m.render(frames[0].pose, frames[0].intrinsics)
+    finally:
+        assert m.stop(timeout=5.0)
+
+    def started_inside(spans):
+        return [t for t in step_starts for a, b in spans if a < t < b]
+
+    assert n_spaced == 4
+    per_view = [len(started_inside([span])) for span in view_spans[:4]]
+    print("steps started in each spaced view:", per_view)
+    if pause:   # at most the step that had passed the loop's check when the view began
+        assert max(per_view) <= 1, f"steps started during spaced views: {per_view}"
+    else:
+        assert sum(per_view) >= 6, f"the control: training goes on during views {per_view}"
+    # back to back, views may hold training for at most a quarter of the time: it goes on
+    busy = view_spans[4:]
+    assert len(started_inside(busy)) >= 5
+    assert not m._views_rendering
+
+
 def test_switch_interval_is_set_only_for_gpu_training(monkeypatch):
     import sys
     calls = []

@@ -58,8 +58,13 @@ MAP_VERSION = 1
 #: and loss weights.  The running mapper keeps the others: ``mapper`` (buffer bound, keyframe
 #: thresholds, eviction, rates, storage device), ``experiment`` (device, seed) and ``logging``.
 MAP_FILE_SECTIONS = ("model", "render", "train")
-#: GPU training steps the background loop lets run ahead of the GPU
-MAX_STEPS_IN_FLIGHT = 2
+#: longest a training step waits for a view to finish (mapper.views_pause_training), in seconds
+MAX_VIEW_PAUSE_S = 0.25
+#: share of the training loop's time that waits for views may take at most (views back to back,
+#: e.g. 640x480 at 30 Hz, must not stop the map from learning) ...
+VIEW_PAUSE_SHARE = 0.25
+#: ... saved up to this many seconds while no view waits
+VIEW_PAUSE_CREDIT_S = 0.1
 #: seconds between repeated log lines of one kind (out-of-memory, failed steps)
 LOG_PERIOD_S = 5.0
 #: seconds of recent training steps over which ``stats()["iterations_per_second"]`` is measured
@@ -158,7 +163,11 @@ class Mapper:
             torch.backends.cudnn.allow_tf32 = True
         self._lock = threading.RLock()
         # views render from a snapshot of the weights, outside the map lock
-        self._view_renderer = ViewRenderer(self.device)
+        self._view_renderer = ViewRenderer(self.device, priority=int(self.cfg["mapper"]["view_stream_priority"]),
+                                           wait_for_training=bool(self.cfg["mapper"]["views_wait_for_training"]))
+        # views rendering now (mapper.views_pause_training): the training loop launches no step meanwhile
+        self._views_rendering = 0
+        self._views_done = threading.Condition(threading.Lock())
         # Readers and writers other than the training thread announce themselves
         # here; the training loop yields the lock to them between steps (Python
         # locks are not fair, and a busy loop re-acquiring it would starve them).
@@ -246,7 +255,7 @@ class Mapper:
             return None
         return VoxelLabelFusion(self.num_classes, tr.label_fusion_cell, self.device, tr.label_fusion_min_count,
                                 tr.label_fusion_margin, stride=tr.label_fusion_stride,
-                                keep_share=tr.label_fusion_keep_share)
+                                keep_share=tr.label_fusion_keep_share, noise_classes=tr.label_fusion_noise_classes)
 
     def _fuse(self, fusion: Optional[VoxelLabelFusion], depth: Optional[np.ndarray], labels: Optional[np.ndarray],
               intrinsics: Intrinsics, pose) -> None:
@@ -257,7 +266,12 @@ class Mapper:
             return
         t0 = time.perf_counter()
         was_full = fusion.full
+        was_noise = fusion.noise
         fusion.integrate_depth(depth, labels, intrinsics, pose)
+        if fusion.noise_classes and not torch.equal(was_noise, fusion.noise):
+            names = [self.class_names[i] for i in fusion.noise_class_ids()]
+            log.info("label fusion: classes judged noise (many votes, no voxel won): %s; their labels train "
+                     "nothing", ", ".join(names) or "none")
         if fusion.full and not was_full:
             log.warning("label fusion holds %d voxels, its memory bound: new surface keeps its pixel labels "
                         "(raise train.label_fusion_cell)", len(fusion))
@@ -577,6 +591,8 @@ class Mapper:
     def _loop(self) -> None:
         max_rate = float(self.cfg["mapper"]["max_steps_per_second"])
         yield_s = float(self.cfg["mapper"]["yield_ms"]) / 1000.0
+        max_in_flight = max(int(self.cfg["mapper"]["max_steps_in_flight"]), 0)
+        credit, credit_at = VIEW_PAUSE_CREDIT_S, time.perf_counter()   # seconds training may wait for views
         # GPU steps launched but not finished: the loop waits (without the GIL) for
         # the oldest before launching more, so the CPU never runs far ahead and a
         # frame's upload or a view queues behind at most this many steps
@@ -587,6 +603,15 @@ class Mapper:
                 continue
             while self._waiters and not self._stop_evt.is_set():
                 time.sleep(0.0005)  # let a waiting frame, render or save take the lock first
+            now = time.perf_counter()   # the views' pause credit (mapper.views_pause_training)
+            credit = min(VIEW_PAUSE_CREDIT_S, credit + (now - credit_at) * VIEW_PAUSE_SHARE)
+            credit_at = now
+            if self._views_rendering and credit > 0:
+                with self._views_done:  # no new step until the view is done, within the credit
+                    self._views_done.wait_for(lambda: not self._views_rendering or self._stop_evt.is_set(),
+                                              timeout=min(MAX_VIEW_PAUSE_S, credit))
+                credit_at = time.perf_counter()
+                credit -= credit_at - now
             t0 = time.perf_counter()
             try:
                 self.step(sync=False)
@@ -599,7 +624,7 @@ class Mapper:
                 ev = torch.cuda.Event()
                 ev.record()
                 inflight.append(ev)
-                if len(inflight) > MAX_STEPS_IN_FLIGHT:
+                if len(inflight) > max_in_flight:
                     inflight.popleft().synchronize()  # releases the GIL while it waits
             if max_rate > 0:
                 rest = 1.0 / max_rate - (time.perf_counter() - t0)
@@ -627,7 +652,7 @@ class Mapper:
         chunk = chunk or (int(self.cfg["model"]["chunk"]) if self.cfg["model"]["type"] == "hash" else 4096 * 4)
         view = self._view_renderer
         h, w = intr.shape
-        with view.lock:
+        with view.lock, self._pausing_training():   # from the snapshot to the images on the host
             with self._priority_lock("render"):  # held only to snapshot the weights
                 if self.model is None:
                     raise MapNotReadyError("the map is empty: no keyframe has been added yet")
@@ -655,6 +680,23 @@ class Mapper:
         # the whole view, images on the host (``render`` is the map lock's part of it)
         self._timings["view"].append(time.perf_counter() - t_start)
         return result
+
+    @contextlib.contextmanager
+    def _pausing_training(self):
+        """While a view renders with ``mapper.views_pause_training``, the training loop launches
+        no further step (it waits at most :data:`MAX_VIEW_PAUSE_S` a step, and at most
+        :data:`VIEW_PAUSE_SHARE` of its time); otherwise a no-op."""
+        if not bool(self.cfg["mapper"]["views_pause_training"]):
+            yield
+            return
+        with self._views_done:
+            self._views_rendering += 1
+        try:
+            yield
+        finally:
+            with self._views_done:
+                self._views_rendering -= 1
+                self._views_done.notify_all()
 
     def _require_content(self) -> None:
         """Raise :class:`MapNotReadyError` while the map holds nothing learnt: no model yet

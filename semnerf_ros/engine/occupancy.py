@@ -66,10 +66,7 @@ class OccupancyGrid(nn.Module):
             cells = torch.arange(n, device=dev)
         else:
             rand = torch.randint(0, n, (n // 4,), device=dev, generator=generator)
-            occ = self.occupied.nonzero().squeeze(-1)
-            if occ.numel() > n // 4:
-                occ = occ[torch.randint(0, occ.numel(), (n // 4,), device=dev, generator=generator)]
-            cells = torch.cat([rand, occ])
+            cells = torch.cat([rand, self._occupied_sample(n // 4, generator)])
         r = self.resolution
         k = cells % r
         j = (cells // r) % r
@@ -83,11 +80,29 @@ class OccupancyGrid(nn.Module):
         self.density[cells] = new
         sigma_thresh = -math.log(1.0 - self.threshold) / max(step_size, 1e-6)
         visited = self.density >= 0
-        mean = float(self.density[visited].mean()) if bool(visited.any()) else 0.0
-        thr = min(sigma_thresh, mean)
+        # the visited cells' mean density (0 when none), kept on the device: no host sync
+        mean = (self.density * visited).sum() / visited.sum().clamp_min(1)
+        thr = mean.clamp(max=sigma_thresh)
         # in place: captured CUDA graphs hold this tensor's address
         self.occupied.copy_((self.density > thr) | ~visited)
         self.updates += 1
+
+    def _occupied_sample(self, k: int, generator: Optional[torch.Generator]) -> torch.Tensor:
+        """``k`` flat indices of occupied cells, without a host sync (the update runs in the
+        training thread under the map lock, where waiting for the GPU's queued steps would
+        stall every reader of the map).  Strata of the occupied cells in index order: a random
+        point in each where there are more occupied cells than ``k``, else each stratum's
+        middle, which visits every occupied cell (nerfacc's schedule: a random ``k`` of them, or
+        all).  With no cell occupied the last cell is visited (harmless: a visit only refreshes
+        a density)."""
+        dev = self.occupied.device
+        counts = self.occupied.cumsum(0)                    # occupied cells up to each index
+        total = counts[-1].float()
+        step = total / k                                    # occupied cells a stratum holds
+        r = torch.rand(k, device=dev, generator=generator)
+        r = torch.where(step > 1, r, torch.full_like(r, 0.5))
+        j = ((torch.arange(k, device=dev) + r) * step).long()   # 0-based rank among the occupied
+        return torch.searchsorted(counts, j + 1).clamp_(max=self.occupied.numel() - 1)
 
 
 def surface_sample_mass(occ: torch.Tensor, n_occ: torch.Tensor, tau: torch.Tensor, max_samples: int,

@@ -3,7 +3,13 @@
 :class:`ViewRenderer` keeps its own frozen copy of the model.  Before each view
 it refreshes that copy in place from the live model (a device-to-device copy of
 a few tens of megabytes, taken under the map lock: tens of microseconds on a
-GPU), then renders outside the lock while training goes on.  On a GPU it renders
+GPU), then renders outside the lock while training goes on.  On a GPU that copy
+runs on the views' stream and, by default, does not wait for the training steps
+already queued on the default stream (up to three, 8-12 ms of GPU work at full
+rate): each weight is then that of the newest finished step or of one still in
+flight, so a view may mix two consecutive steps' weights, which differ by one
+optimiser update.  ``wait_for_training=True`` (``mapper.views_wait_for_training``)
+waits for them and renders exactly one step's weights.  On a GPU it renders
 on its own CUDA stream (:meth:`ViewRenderer.on_stream` lets the caller make the
 rays and the images there too, so a view never queues behind training steps),
 and copies the images to the host through a pinned buffer.  The hash field's
@@ -34,7 +40,8 @@ _OUTPUTS = ("rgb", "depth", "acc", "semantic")
 #: rays a pass of a view marched by the Triton kernel holds at least (a 320x240 view in one pass,
 #: 640x480 in two): about 2 KB of samples and features a ray, so about 0.5 GB a pass
 KERNEL_VIEW_RAYS = 2 ** 18
-#: CUDA stream priority of the views (lower is higher; PyTorch maps it into the device's range)
+#: CUDA stream priority of the views by default (lower is higher; PyTorch maps it into the device's
+#: range); ``mapper.view_stream_priority`` sets it
 VIEW_STREAM_PRIORITY = -1
 
 
@@ -45,10 +52,17 @@ class ViewRenderer:
         device: the model's device.
         use_graph: replay chunks from CUDA graphs (CUDA and a model with
             ``render_dense`` only; None = whenever that holds).
+        priority: the views' CUDA stream priority (lower is higher; 0 = the default stream's).
+        wait_for_training: on a GPU, snapshot the weights after the training steps already
+            queued (exactly one step's weights; the view waits for those steps) instead of at
+            once (see the module docstring).
     """
 
-    def __init__(self, device: torch.device, use_graph: Optional[bool] = None):
+    def __init__(self, device: torch.device, use_graph: Optional[bool] = None,
+                 priority: int = VIEW_STREAM_PRIORITY, wait_for_training: bool = False):
         self.device = torch.device(device)
+        self.priority = int(priority)
+        self.wait_for_training = bool(wait_for_training)
         self.use_graph = (self.device.type == "cuda") if use_graph is None else bool(use_graph)
         self.lock = threading.Lock()  # one view at a time: the snapshot and the graphs' buffers are shared
         self.graph_error: Optional[str] = None
@@ -62,7 +76,10 @@ class ViewRenderer:
 
     def refresh(self, live: SemanticModel) -> None:
         """Copy the live model's weights into the snapshot.  Call with ``lock``
-        held and the map lock held (the live model must not change meanwhile)."""
+        held and the map lock held (no training step is launched meanwhile).  On a GPU the
+        in-place copy is queued on the views' stream, behind the queued training steps only
+        with ``wait_for_training``."""
+        cuda = self.device.type == "cuda"
         if live is not self._source:
             self._model = copy.deepcopy(live).eval()
             for p in self._model.parameters():
@@ -78,11 +95,24 @@ class ViewRenderer:
                 if len(dst) != len(self._pairs):  # a buffer was re-allocated with another shape
                     self._source = None
                     return self.refresh(live)
-                torch._foreach_copy_(dst, src)
+                if cuda and not self.wait_for_training:
+                    # the live tensors persist (parameters and buffers updated in place), so reading
+                    # them on another stream while queued steps write them is safe: only their values race
+                    with torch.cuda.stream(self._view_stream()):
+                        torch._foreach_copy_(dst, src)
+                    self._ready = None
+                else:
+                    torch._foreach_copy_(dst, src)
+                    self._mark_ready(cuda)
             grid = getattr(live, "grid", None)
             if grid is not None:
                 self._model.grid.updates = grid.updates
-        if self.device.type == "cuda":
+            return
+        self._mark_ready(cuda)   # a new snapshot, cloned on the current stream
+
+    def _mark_ready(self, cuda: bool) -> None:
+        """The views' stream waits for the current stream's work so far (the snapshot's copy)."""
+        if cuda:
             self._ready = torch.cuda.Event()
             self._ready.record(torch.cuda.current_stream(self.device))
 
@@ -96,11 +126,11 @@ class ViewRenderer:
         return torch.cuda.stream(self._view_stream())
 
     def _view_stream(self) -> torch.cuda.Stream:
-        """The views' CUDA stream, of high priority: where a view's kernels and the training
-        step's wait for the same free multiprocessors, the view's go first (a view took 24 ms
-        while training ran at full rate against 8 ms alone, docs/benchmarks.md ninth session)."""
+        """The views' CUDA stream, of high priority by default: where a view's kernels and the
+        training step's wait for the same free multiprocessors, the view's go first (a view took
+        24 ms while training ran at full rate against 8 ms alone, docs/benchmarks.md ninth session)."""
         if self._stream is None:
-            self._stream = torch.cuda.Stream(self.device, priority=VIEW_STREAM_PRIORITY)
+            self._stream = torch.cuda.Stream(self.device, priority=self.priority)
         return self._stream
 
     def to_host(self, images: torch.Tensor) -> np.ndarray:
@@ -127,7 +157,8 @@ class ViewRenderer:
         if self.device.type != "cuda":
             return model.render_chunked(origins, dirs, near, far, chunk)
         stream = self._view_stream()
-        stream.wait_event(self._ready)
+        if self._ready is not None:
+            stream.wait_event(self._ready)
         stream.wait_stream(torch.cuda.current_stream(self.device))  # the rays were made there
         with torch.cuda.stream(stream):
             if self.use_graph and hasattr(model, "render_dense") and getattr(model, "view_path", "dense") == "dense":
