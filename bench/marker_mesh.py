@@ -10,6 +10,7 @@ message objects (``bridge.markers.mesh_marker_array``) and as serialized CDR byt
 imports, the bytes are read back with ``deserialize_message`` and compared with the objects::
 
     python bench/marker_mesh.py --resolution 256 --targets 100000 200000 --out marker_mesh.json
+    python bench/marker_mesh.py --device cuda --skip-objects --out marker_mesh_h200.json   # as a GPU node
 """
 from __future__ import annotations
 
@@ -76,6 +77,9 @@ def main(argv=None) -> int:
     ap.add_argument("--publish", action="store_true",
                     help="also time Publisher.publish of the bytes on a latched ~/mesh-like topic with one "
                          "subscriber in the same process (rclpy; the node's QoS)")
+    ap.add_argument("--device", default="cpu",
+                    help="where vertex clustering runs (the node: the map's device, e.g. cuda); the markers' "
+                         "bytes are always written on the CPU")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "marker_mesh_cpu.json"))
     args = ap.parse_args(argv)
 
@@ -95,6 +99,7 @@ def main(argv=None) -> int:
     result = {"benchmark": "marker_mesh", "machine": platform.processor() or platform.machine(),
               "cpu_count": __import__("os").cpu_count(), "resolution": args.resolution,
               "faces": mesh.num_faces, "vertices": mesh.num_vertices, "max_triangles": args.max_triangles,
+              "decimation_device": args.device,
               "targets": []}
     try:
         from std_msgs.msg import Header
@@ -113,13 +118,14 @@ def main(argv=None) -> int:
         row = {"target_faces": target}
         for method in ("cluster", "quadric"):
             try:
-                dec, sec = best_of(lambda t=target, m=method: decimate(mesh, t, method=m), args.repeats)
+                dec, sec = best_of(lambda t=target, m=method: decimate(mesh, t, method=m, device=args.device),
+                                   args.repeats)
             except ImportError as exc:
                 row[method] = {"error": str(exc)}
                 continue
             row[method] = {"seconds": sec, "faces": dec.num_faces}
             print(f"{target}: {method} {sec * 1000:.0f} ms -> {dec.num_faces} faces", flush=True)
-        dec = decimate(mesh, target, method="cluster")
+        dec = decimate(mesh, target, method="cluster", device=args.device)
         if marker_cdr is not None:
             header = Header(frame_id="map")
             raw, sec = best_of(lambda d=dec, h=header: marker_cdr.mesh_marker_array_cdr(d, h, args.max_triangles),

@@ -81,8 +81,11 @@ def main(argv=None) -> int:
     result["warmup_seconds"] = time.perf_counter() - t0
     mesh = None
     for res in args.resolutions:
+        mesh = None   # the previous mesh's tensors are not this extraction's memory
         if m.device.type == "cuda":
             torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats(m.device)
+            held = torch.cuda.memory_allocated(m.device)   # the map, its optimiser and the view snapshot
         t0 = time.perf_counter()
         mesh = m.extract_mesh(resolution=res, density_threshold=args.threshold, bounds=bounds,
                               observed_only=args.observed_only, mc_backend=args.mc_backend)
@@ -91,8 +94,16 @@ def main(argv=None) -> int:
         dt = time.perf_counter() - t0
         rec = {"resolution": res, "seconds": dt, "vertices": mesh.num_vertices, "faces": mesh.num_faces,
                "stages": {k: v for k, v in mesh.stats.items() if isinstance(v, (int, float))}}
+        peak = ""
+        if m.device.type == "cuda":
+            # the whole extraction's peak (snapshot, grid, marching cubes, filter, shading), as allocated
+            # by PyTorch: above the map's own memory and in total
+            top = torch.cuda.max_memory_allocated(m.device)
+            rec["peak_gpu_memory_mb"] = {"extra": (top - held) / 2 ** 20, "total": top / 2 ** 20,
+                                         "map_before": held / 2 ** 20}
+            peak = f", peak GPU memory +{(top - held) / 2 ** 20:.0f} MB ({top / 2 ** 20:.0f} MB in all)"
         result["extractions"].append(rec)
-        print(f"{res}^3: {dt:.2f} s, {mesh.num_vertices} vertices, {mesh.num_faces} faces", flush=True)
+        print(f"{res}^3: {dt:.2f} s, {mesh.num_vertices} vertices, {mesh.num_faces} faces{peak}", flush=True)
     visible = None
     if args.scene_npz:
         z = np.load(args.scene_npz)

@@ -120,7 +120,10 @@ def run_phase(name: str, views_hz: float, overrides: dict, scene: dict, args) ->
     out = {"views_hz": views_hz, "engine_set": overrides, "seconds": args.seconds, "frames": n,
            "step": st["step"], "keyframes": st["keyframes"],
            "it_per_s_median": float(np.median(used)) if used else 0.0, "it_per_s_samples": rates,
-           "views": len(view_ms)}
+           "views": len(view_ms),
+           # the engine's own timings (ms): a view's whole time, the map lock's part, and its wait for the lock
+           "timing_ms": {k: v for k, v in st.get("timing_ms", {}).items() if k in ("view", "render", "render_wait",
+                                                                                    "step")}}
     if view_ms:
         out["view_ms"] = {"p50": float(np.percentile(view_ms, 50)), "p90": float(np.percentile(view_ms, 90)),
                           "max": float(np.max(view_ms))}
@@ -159,6 +162,8 @@ def main(argv=None) -> int:
         phases[name]["over_first_phase"] = phases[name]["it_per_s_median"] / first if first else None
         p = phases[name]
         views = f", views p50 {p['view_ms']['p50']:.1f} ms ({p['views']})" if "view_ms" in p else ""
+        if "render_wait" in p["timing_ms"]:
+            views += f", map lock wait p50 {p['timing_ms']['render_wait']['p50']:.1f} ms"
         print(f"{name}: {p['it_per_s_median']:.0f} it/s ({p['over_first_phase']:.2f} of the first phase){views}",
               flush=True)
         write_json(args.out, {"benchmark": "train_with_views", "scene": args.scene_npz, "rate_hz": args.rate,
