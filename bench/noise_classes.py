@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -24,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 from semnerf_ros import tasks  # noqa: E402
 from semnerf_ros.engine.config import load_config  # noqa: E402
 from semnerf_ros.engine.geometry import Intrinsics  # noqa: E402
-from semnerf_ros.engine.label_fusion import CONFIRM_VOTES, JUDGE_STRONG_SHARE, VoxelLabelFusion  # noqa: E402
+from semnerf_ros.engine.label_fusion import JUDGE_STRONG_SHARE, VoxelLabelFusion  # noqa: E402
 from semnerf_ros.io.jsonio import write_json  # noqa: E402
 
 
@@ -43,9 +42,7 @@ def judge_room(path: str, noise_ratio: float, seed: int) -> dict:
     for i in range(len(clean)):
         fusion.integrate_depth(z["train_depth"][i].astype(np.float32), noisy[i], intr, z["train_poses"][i])
     counts = fusion.counts
-    top = torch.topk(counts, 2, -1)
-    clear = (top.values[:, 0] >= CONFIRM_VOTES) & (top.values[:, 0] >= fusion.margin * top.values[:, 1])
-    wins = torch.bincount(top.indices[:, 0][clear], minlength=n_cls)
+    clear, wins = fusion.clear_wins()
     present = set(np.unique(clean).tolist()) - {0}
     return {"scene": path, "voxels": len(fusion), "votes": fusion.votes,
             "clear_share_of_votes": float(counts[clear].sum() / counts.sum()),

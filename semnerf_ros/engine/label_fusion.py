@@ -154,6 +154,16 @@ class VoxelLabelFusion:
             self.noise = self._judge(self._tables[1])
         return True
 
+    def clear_wins(self, counts: Optional[torch.Tensor] = None) -> tuple:
+        """(clear (V,) bool, wins (num_classes,) float) of the votes ``counts`` (default: the
+        current table): the voxels whose winner has :data:`CONFIRM_VOTES` votes and the margin,
+        and how many such voxels each class wins.  No host sync."""
+        counts = self.counts if counts is None else counts
+        top = torch.topk(counts, 2, dim=-1)
+        clear = (top.values[:, 0] >= CONFIRM_VOTES) & (top.values[:, 0] >= self.margin * top.values[:, 1])
+        wins = torch.zeros(self.num_classes, device=counts.device).index_add_(0, top.indices[:, 0], clear.float())
+        return clear, wins
+
     def _judge(self, counts: torch.Tensor) -> torch.Tensor:
         """The classes the votes ``counts`` (V, C) judge to be noise: at least :data:`JUDGE_VOTES`
         votes and no voxel won with :data:`CONFIRM_VOTES` votes and the margin, where such clearly
@@ -162,9 +172,7 @@ class VoxelLabelFusion:
         noise = torch.zeros(self.num_classes, dtype=torch.bool, device=counts.device)
         if not self.noise_classes or counts.shape[0] == 0:
             return noise
-        top = torch.topk(counts, 2, dim=-1)
-        clear = (top.values[:, 0] >= CONFIRM_VOTES) & (top.values[:, 0] >= self.margin * top.values[:, 1])
-        wins = torch.zeros(self.num_classes, device=counts.device).index_add_(0, top.indices[:, 0], clear.float())
+        clear, wins = self.clear_wins(counts)
         dense = counts[clear].sum() >= JUDGE_STRONG_SHARE * counts.sum()
         noise = (counts.sum(0) >= JUDGE_VOTES) & (wins == 0) & dense
         noise[0] = False   # void is never a target anyway

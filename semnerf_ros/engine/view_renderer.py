@@ -126,9 +126,10 @@ class ViewRenderer:
         return torch.cuda.stream(self._view_stream())
 
     def _view_stream(self) -> torch.cuda.Stream:
-        """The views' CUDA stream, of high priority by default: where a view's kernels and the
-        training step's wait for the same free multiprocessors, the view's go first (a view took
-        24 ms while training ran at full rate against 8 ms alone, docs/benchmarks.md ninth session)."""
+        """The views' CUDA stream, of priority :attr:`priority` (high by default: where a view's
+        kernels and the training step's wait for the same free multiprocessors, the view's go first;
+        beside full-rate training on an H200 that measured within a few ms of the default priority,
+        docs/benchmarks.md tenth session)."""
         if self._stream is None:
             self._stream = torch.cuda.Stream(self.device, priority=self.priority)
         return self._stream
