@@ -195,6 +195,9 @@ def main(argv=None) -> int:
                     help="training rate the steps clock assumes (measure it standalone with --clock wall)")
     ap.add_argument("--max-test-views", type=int, default=60)
     ap.add_argument("--max-train-views", type=int, default=20)
+    ap.add_argument("--latency-repeats", type=int, default=10,
+                    help="timed renders per resolution after the timeline (at 1x and 2x; median reported as "
+                         "render_ms); 0 skips the measurement")
     ap.add_argument("--memory-test", type=int, default=0, help="keyframes to stream after the timeline")
     ap.add_argument("--save-map", default="", help="save the final map here")
     ap.add_argument("--join-at", type=float, default=0.0,
@@ -322,10 +325,15 @@ def main(argv=None) -> int:
     if summary:
         print("test mIoU: peak %.3f at %.0f s, final %.3f, largest drop %.3f" %
               (summary["peak_miou"], summary["peak_t"], summary["final_miou"], summary["largest_drop"]))
-    pose = d["test_poses"][0]
-    latency = {"320x240" if intr.width == 320 else f"{intr.width}x{intr.height}": render_latency(m, pose, intr),
-               f"{intr.width * 2}x{intr.height * 2}": render_latency(m, pose, intr.scaled(2.0))}
-    print("render latency (ms):", latency)
+    latency = {}
+    if args.latency_repeats > 0:
+        pose = d["test_poses"][0]
+        print(f"render latency: 3 warm-up and {args.latency_repeats} timed renders at {intr.width}x{intr.height} "
+              f"and at {intr.width * 2}x{intr.height * 2} (--latency-repeats 0 skips this; on a CPU it takes "
+              f"minutes)", flush=True)
+        for res in (intr, intr.scaled(2.0)):
+            latency[f"{res.width}x{res.height}"] = render_latency(m, pose, res, args.latency_repeats)
+        print("render latency (ms):", latency)
     peak_mb = torch.cuda.max_memory_allocated() / 2 ** 20 if m.device.type == "cuda" else 0.0
 
     memory_curve = []

@@ -50,6 +50,7 @@ def test_online_label_corruption_is_selectable(toy_scene, tmp_path, noise, stren
     if noise == "segmentation":
         assert r["noise_info"]["changed_pixels"] > 0
     assert len(r["checkpoints"]) == 1
+    assert set(r["render_ms"]) == {"40x30", "80x60"} and all(v > 0 for v in r["render_ms"].values())
 
 
 def test_a_part_of_the_house_entered_later_is_scored_beside_the_first_at_the_same_age(toy_scene, tmp_path):
@@ -64,9 +65,10 @@ def test_a_part_of_the_house_entered_later_is_scored_beside_the_first_at_the_sam
     rc = online.main(["--scene", str(toy_scene), "--width", "40", "--height", "30", "--times", "0.3", "0.6", "0.9",
                       "--join-at", "0.6", "--rate", "30", "--clock", "steps", "--steps-per-second", "20",
                       "--max-test-views", "2", "--max-train-views", "2", "--device", "cpu", "--set", *TOY,
-                      "--out", str(out)])
+                      "--latency-repeats", "0", "--out", str(out)])
     assert rc == 0
     r = json.loads(out.read_text())
+    assert r["render_ms"] == {}                      # --latency-repeats 0: no latency renders
     n_train = r["train_views"]
     first, second, third = r["checkpoints"]
     assert first["frames_arrived"] == second["frames_arrived"] == n_train // 2   # the rest waits ...
